@@ -1,0 +1,119 @@
+//! [`ResponseBody`]: the inner service's body passed through, or a pulled object.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+
+use crate::BoxError;
+use crate::fill::reader::Reader;
+
+pin_project! {
+    /// The response body of [`OriginPull`](crate::OriginPull).
+    ///
+    /// On a hit it is the inner service's body, unboxed and untouched; on a pull it streams
+    /// the object as the fill receives it and ends in an error if the fill fails.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Pulled { body: Reader },
+        Message { body: Full<Bytes> },
+        Empty,
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn pulled(body: Reader) -> Self {
+        Self {
+            kind: Kind::Pulled { body },
+        }
+    }
+
+    pub(crate) fn message(text: String) -> Self {
+        Self {
+            kind: Kind::Message {
+                body: Full::new(Bytes::from(text)),
+            },
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Inner { body } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
+            Kind::Pulled { .. } => f.write_str("ResponseBody::Pulled"),
+            Kind::Message { .. } => f.write_str("ResponseBody::Message"),
+            Kind::Empty => f.write_str("ResponseBody::Empty"),
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => match body.poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            KindProj::Pulled { body } => Pin::new(body).poll_frame(cx),
+            KindProj::Message { body } => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            KindProj::Empty => Poll::Ready(None),
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Pulled { body } => body.is_end_stream(),
+            Kind::Message { body } => body.is_end_stream(),
+            Kind::Empty => true,
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Pulled { body } => body.size_hint(),
+            Kind::Message { body } => body.size_hint(),
+            Kind::Empty => SizeHint::with_exact(0),
+        }
+    }
+}

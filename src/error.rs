@@ -1,0 +1,125 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// A boxed error, as used for bodies and pluggable sources.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything that can go wrong while pulling an object from an origin and writing it back.
+///
+/// The middleware never returns this to the inner service's caller as an `Err`: a failure
+/// before the first byte becomes a `502 Bad Gateway` response, a failure after it ends the
+/// response body in an error (never a clean, short body).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable; `what` says which setting and why.
+    #[error("invalid configuration: {what}")]
+    Config {
+        /// The setting and what is wrong with it.
+        what: String,
+    },
+
+    /// The request to the origin could not be sent or got no response.
+    #[error("origin request to {url} failed: {source}")]
+    OriginRequest {
+        /// The origin URL that was requested (without query string).
+        url: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The origin did not send response headers in time.
+    #[error("origin {url} sent no response headers within {timeout:?}")]
+    OriginTimeout {
+        /// The origin URL that was requested (without query string).
+        url: String,
+        /// The first-byte timeout that expired.
+        timeout: Duration,
+    },
+
+    /// The origin sent no body bytes for longer than the idle timeout.
+    #[error("origin {url} body stalled for {timeout:?} after {received} bytes")]
+    OriginStalled {
+        /// The origin URL that was requested (without query string).
+        url: String,
+        /// The idle timeout that expired.
+        timeout: Duration,
+        /// Bytes received before the stall.
+        received: u64,
+    },
+
+    /// The origin's body broke off (connection reset, truncated chunked encoding, ...).
+    #[error("origin {url} body failed after {received} bytes: {source}")]
+    OriginBody {
+        /// The origin URL that was requested (without query string).
+        url: String,
+        /// Bytes received before the failure.
+        received: u64,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The origin answered with a status that cannot be stored.
+    #[error("origin answered {status} for key {key}")]
+    OriginStatus {
+        /// The store key being pulled.
+        key: String,
+        /// The origin's status.
+        status: StatusCode,
+    },
+
+    /// The origin's body length differs from its `Content-Length`.
+    #[error("origin body for key {key} has {received} bytes, Content-Length announced {expected}")]
+    LengthMismatch {
+        /// The store key being pulled.
+        key: String,
+        /// The announced length.
+        expected: u64,
+        /// The bytes received (a longer body stops counting at the first excess chunk).
+        received: u64,
+    },
+
+    /// Writing to the store failed; the upload was aborted and nothing is visible.
+    #[error("store write for key {key} failed: {source}")]
+    Store {
+        /// The store key being written.
+        key: String,
+        /// What the store reported.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The fill stopped before it finished (cancelled by policy, or its task ended early).
+    #[error("fill of key {key} stopped before it finished: {reason}")]
+    FillAborted {
+        /// The store key being pulled.
+        key: String,
+        /// Why it stopped.
+        reason: &'static str,
+    },
+
+    /// A fill needs a Tokio runtime to run on and none is current.
+    #[error("no Tokio runtime is running; cannot start the fill of key {key}")]
+    NoRuntime {
+        /// The store key that would have been pulled.
+        key: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn config(what: impl Into<String>) -> Self {
+        Self::Config { what: what.into() }
+    }
+
+    pub(crate) fn store(key: &str, source: impl Into<BoxError>) -> Self {
+        Self::Store {
+            key: key.to_owned(),
+            source: source.into(),
+        }
+    }
+}

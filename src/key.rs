@@ -1,0 +1,120 @@
+//! Request path → store key.
+//!
+//! The path is percent-decoded exactly once. Anything that is not a clean key is refused
+//! (the caller then returns the inner response untouched, so nothing is fetched or stored):
+//!
+//! - an empty key (`/`), empty segments (`//`, a trailing `/`), `.` and `..` segments;
+//! - an encoded `/` (`%2F`), a backslash (raw or `%5C`: several origins and file systems treat
+//!   it as a separator, so it is refused rather than guessed at);
+//! - control characters (C0, DEL and C1), invalid UTF-8, and malformed escapes (`%zz`);
+//! - a decoded segment that still looks percent-encoded (`%2e` after one decode means the
+//!   client double-encoded it, which is how traversals slip past single-decode checks);
+//! - keys longer than [`MAX_KEY_LEN`] bytes (S3's limit).
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+/// The longest key accepted, in bytes after decoding (S3 and most object stores: 1024).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Parse the path of a request URI (`/a/b%20c.txt`) into a clean key (`a/b c.txt`).
+///
+/// Returns `None` for anything that is not a clean key; see the [module docs](self).
+pub fn parse(path: &str) -> Option<String> {
+    let raw = path.strip_prefix('/')?;
+    if raw.is_empty() || raw.len() > MAX_KEY_LEN * 3 {
+        return None;
+    }
+    let mut key = String::with_capacity(raw.len());
+    for (i, segment) in raw.split('/').enumerate() {
+        if i > 0 {
+            key.push('/');
+        }
+        key.push_str(&decode_segment(segment)?);
+    }
+    (key.len() <= MAX_KEY_LEN).then_some(key)
+}
+
+fn decode_segment(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.is_empty() || !well_formed_escapes(raw) {
+        return None;
+    }
+    let decoded = percent_decode_str(raw).decode_utf8().ok()?;
+    let clean = decoded != "."
+        && decoded != ".."
+        && !decoded
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+        && !looks_encoded(&decoded);
+    clean.then_some(decoded)
+}
+
+/// Every `%` is followed by two hex digits.
+fn well_formed_escapes(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    })
+}
+
+/// The decoded text still holds a `%XX` escape: the client encoded twice.
+fn looks_encoded(s: &str) -> bool {
+    s.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn clean_keys() {
+        assert_eq!(parse("/a.txt").as_deref(), Some("a.txt"));
+        assert_eq!(parse("/dir/sub/a.txt").as_deref(), Some("dir/sub/a.txt"));
+        assert_eq!(parse("/a%20b.txt").as_deref(), Some("a b.txt"));
+        assert_eq!(parse("/%E4%B8%AD.txt").as_deref(), Some("中.txt"));
+        assert_eq!(parse("/100%25").as_deref(), Some("100%"));
+        assert_eq!(parse("/..a/b..").as_deref(), Some("..a/b.."));
+    }
+
+    #[test]
+    fn unclean_keys() {
+        for bad in [
+            "",
+            "/",
+            "a",
+            "//a",
+            "/a/",
+            "/a//b",
+            "/.",
+            "/..",
+            "/a/../b",
+            "/a/./b",
+            "/%2e%2e/x",
+            "/.%2E/x",
+            "/a%2Fb",
+            "/a%2fb",
+            "/a\\b",
+            "/a%5cb",
+            "/a%00b",
+            "/a%0Ab",
+            "/a%0d%0a",
+            "/a%7f",
+            "/a%C2%85",
+            "/a%FF",
+            "/a%C3",
+            "/a%zz",
+            "/a%2",
+            "/%252e%252e/x",
+            "/a%2541",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?} must be refused");
+        }
+        assert_eq!(parse(&format!("/{}", "a".repeat(1025))), None);
+        assert!(parse(&format!("/{}", "a".repeat(1024))).is_some());
+    }
+}

@@ -1,0 +1,59 @@
+//! Origin-pull for tower: serve a store, and pull what it is missing from an origin.
+//!
+//! [`OriginPullLayer`] wraps any object-serving tower [`Service`](tower_service::Service)
+//! (an axum `Router`, tower-http's `ServeDir`, ...). When the inner service answers a `GET`
+//! with `404`, the request is matched against an ordered list of [`Rule`]s; the first match
+//! pulls the object from its [`Origin`], streams it to the client as it arrives, and writes
+//! it into the [`Store`] at the same time, so the next request is a plain hit.
+//!
+//! - Hits cost next to nothing: the inner body is passed through unboxed.
+//! - An object is visible in the store only complete: a short, long or broken origin body
+//!   is never stored, and the client's body then ends in an error, never a clean short body.
+//! - The origin's address comes from configuration only, never from the request.
+//! - Request paths are decoded once and refused unless they are clean keys (see [`key`]).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::Router;
+//! use object_store::local::LocalFileSystem;
+//! use tower_http::services::ServeDir;
+//! use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?; let dir = dir.path();
+//! let store = Arc::new(LocalFileSystem::new_with_prefix(dir)?);
+//! let origin = HttpOrigin::new("http://127.0.0.1:9000/")?;
+//! let app: Router = Router::new()
+//!     .fallback_service(ServeDir::new(dir))
+//!     .layer(OriginPullLayer::from_object_store(store).rule(Rule::new(origin)));
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
+#![warn(
+    clippy::todo,
+    clippy::dbg_macro,
+    clippy::await_holding_lock,
+    clippy::unwrap_used,
+    rust_2018_idioms
+)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod body;
+mod error;
+mod fill;
+mod future;
+pub mod key;
+mod layer;
+pub mod origin;
+mod rule;
+mod service;
+pub mod store;
+
+pub use crate::body::ResponseBody;
+pub use crate::error::{BoxError, Error};
+pub use crate::future::ResponseFuture;
+pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullLayer};
+pub use crate::origin::{HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, OriginResponse};
+pub use crate::rule::{ClientDisconnect, Mode, Rewrite, Rule};
+pub use crate::service::OriginPull;
+pub use crate::store::{BucketStore, Committed, Store, StoreWrite};

@@ -1,0 +1,111 @@
+//! Where missing objects come from.
+//!
+//! An [`Origin`] fetches one object by path. [`HttpOrigin`] fetches from an HTTP(S) server
+//! whose address is fixed in configuration: nothing in the client's request (its `Host`, an
+//! absolute-form URI, forwarded headers) can change which host is asked.
+
+mod http;
+
+use std::fmt;
+use std::sync::Arc;
+
+use ::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+pub use self::http::{HttpOrigin, HttpOriginBuilder};
+use crate::Error;
+
+/// A request for one object, as the origin will see it.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OriginRequest {
+    /// The object's path below the origin's base, without a leading `/`, not percent-encoded
+    /// (the origin encodes it).
+    pub path: String,
+    /// The query string to send, without the `?`, already encoded as it came from the client.
+    pub query: Option<String>,
+    /// Extra request headers.
+    pub headers: HeaderMap,
+}
+
+impl OriginRequest {
+    /// A request for `path` with no query string and no extra headers.
+    pub fn new(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Set the query string (without the `?`).
+    #[must_use]
+    pub fn with_query(mut self, query: Option<String>) -> Self {
+        self.query = query;
+        self
+    }
+}
+
+/// The origin's answer: status, headers and a streamed body.
+#[non_exhaustive]
+pub struct OriginResponse {
+    /// The origin's status code.
+    pub status: StatusCode,
+    /// The origin's response headers.
+    pub headers: HeaderMap,
+    /// The body length the origin announced (`Content-Length`), if any.
+    pub content_length: Option<u64>,
+    /// The body, chunk by chunk. It ends with `None` only when the origin finished cleanly;
+    /// any transport failure is an `Err` item.
+    pub body: BoxStream<'static, Result<Bytes, Error>>,
+}
+
+impl OriginResponse {
+    /// A response from its parts.
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        content_length: Option<u64>,
+        body: BoxStream<'static, Result<Bytes, Error>>,
+    ) -> Self {
+        Self {
+            status,
+            headers,
+            content_length,
+            body,
+        }
+    }
+}
+
+impl fmt::Debug for OriginResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OriginResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("content_length", &self.content_length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A source of objects.
+///
+/// Object-safe so that rules can hold `Arc<dyn Origin>`; `Arc<O>` is an origin too, so one
+/// origin can serve several rules.
+pub trait Origin: fmt::Debug + Send + Sync + 'static {
+    /// Fetch one object. The future resolves once the response headers are in; the body
+    /// streams afterwards.
+    fn fetch(&self, request: OriginRequest) -> BoxFuture<'static, Result<OriginResponse, Error>>;
+}
+
+impl<O: Origin + ?Sized> Origin for Arc<O> {
+    fn fetch(&self, request: OriginRequest) -> BoxFuture<'static, Result<OriginResponse, Error>> {
+        (**self).fetch(request)
+    }
+}
+
+impl<O: Origin + ?Sized> Origin for Box<O> {
+    fn fetch(&self, request: OriginRequest) -> BoxFuture<'static, Result<OriginResponse, Error>> {
+        (**self).fetch(request)
+    }
+}

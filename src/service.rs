@@ -1,0 +1,68 @@
+//! [`OriginPull`]: the hit path, and handing misses to the fill.
+
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::future::{Captured, ResponseFuture};
+use crate::layer::OriginPullLayer;
+
+/// Middleware that pulls missing objects from an origin; see [`OriginPullLayer`].
+///
+/// Requests that no rule could match (other methods, or no rules) go straight to the inner
+/// service. For the others the request's method and URI are remembered (no other
+/// allocation), the inner service answers, and only a response whose status triggers a rule
+/// goes further. The service's error type is the inner service's: the middleware's own
+/// failures become responses (`502`) or body errors.
+#[derive(Clone, Debug)]
+pub struct OriginPull<S> {
+    inner: S,
+    layer: OriginPullLayer,
+}
+
+impl<S> OriginPull<S> {
+    /// Wrap `inner` with the configuration in `layer`.
+    pub fn new(inner: S, layer: OriginPullLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OriginPull<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<crate::ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let config = &self.layer.config;
+        let captured = config.wants(req.method()).then(|| Captured {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            config: config.clone(),
+        });
+        ResponseFuture::new(self.inner.call(req), captured)
+    }
+}

@@ -1,0 +1,402 @@
+//! [`BucketStore`]: a [`Store`] over any `object_store` backend.
+//!
+//! Memory per write is bounded whatever the object size: an object is buffered until it
+//! reaches `multipart_threshold`; a smaller one is written with one `put_opts`
+//! (`PutMode::Create`, so an object that appeared meanwhile is kept, not clobbered); a larger
+//! one becomes a multipart upload with at most `max_concurrent_parts` parts of `part_size`
+//! in flight plus one part being filled. With the defaults (8 MiB, 8 MiB, 2) that is at most
+//! 24 MiB per write.
+//!
+//! Both paths are atomic: `put_opts` is all-or-nothing, and a multipart upload is visible
+//! only after `complete`; any failure, an explicit abort, or dropping the writer aborts it
+//! (on `LocalFileSystem` that removes the staging file; on S3 it aborts the upload).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use object_store::path::Path;
+use object_store::{
+    Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, PutPayloadMut,
+};
+use tokio::task::JoinSet;
+
+use super::{Committed, Store, StoreWrite};
+use crate::Error;
+
+/// A [`Store`] writing into an `Arc<dyn ObjectStore>`, optionally below a prefix.
+///
+/// Backends that reject object attributes (such as `LocalFileSystem`) still get the bytes:
+/// the first `NotImplemented` answer turns attributes off for this store. Likewise for
+/// `PutMode::Create` on backends without conditional writes.
+///
+/// ```
+/// use std::sync::Arc;
+/// use object_store::memory::InMemory;
+/// use tower_origin_pull::BucketStore;
+///
+/// let store = BucketStore::new(Arc::new(InMemory::new()))
+///     .with_prefix("mirror".into())
+///     .with_part_size(16 * 1024 * 1024);
+/// ```
+#[derive(Clone)]
+pub struct BucketStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    multipart_threshold: usize,
+    part_size: usize,
+    max_concurrent_parts: usize,
+    support: Arc<Support>,
+}
+
+/// What the backend turned out not to implement, learned from its answers.
+#[derive(Debug)]
+struct Support {
+    attributes: AtomicBool,
+    create: AtomicBool,
+}
+
+impl fmt::Debug for BucketStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BucketStore")
+            .field("store", &format_args!("{}", self.store))
+            .field("prefix", &self.prefix)
+            .field("multipart_threshold", &self.multipart_threshold)
+            .field("part_size", &self.part_size)
+            .field("max_concurrent_parts", &self.max_concurrent_parts)
+            .field("support", &self.support)
+            .finish()
+    }
+}
+
+impl BucketStore {
+    /// Write into `store` at the root, with 8 MiB parts above an 8 MiB threshold.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            prefix: Path::default(),
+            multipart_threshold: 8 * 1024 * 1024,
+            part_size: 8 * 1024 * 1024,
+            max_concurrent_parts: 2,
+            support: Arc::new(Support {
+                attributes: AtomicBool::new(true),
+                create: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// Store key `k` at `prefix/k`.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: Path) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// Objects of at least this many bytes are written as multipart uploads (default 8 MiB).
+    #[must_use]
+    pub fn with_multipart_threshold(mut self, bytes: usize) -> Self {
+        self.multipart_threshold = bytes.max(1);
+        self
+    }
+
+    /// The size of each multipart part but the last (default 8 MiB; S3 needs at least 5 MiB).
+    #[must_use]
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(1);
+        self
+    }
+
+    /// How many parts may upload at once before writing waits (default 2).
+    #[must_use]
+    pub fn with_max_concurrent_parts(mut self, parts: usize) -> Self {
+        self.max_concurrent_parts = parts.max(1);
+        self
+    }
+
+    /// The backend written to.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Where `key` is stored in the backend (the prefix joined with the key).
+    pub fn location(&self, key: &str) -> Result<Path, Error> {
+        let full = if self.prefix.as_ref().is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        };
+        Path::parse(&full).map_err(|e| Error::store(key, e))
+    }
+}
+
+impl Store for BucketStore {
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        attributes: Attributes,
+    ) -> BoxFuture<'a, Result<Box<dyn StoreWrite>, Error>> {
+        let result = self.location(key).map(|location| {
+            Box::new(BucketWrite {
+                bucket: self.clone(),
+                key: key.to_owned(),
+                location,
+                attributes,
+                state: State::Buffering(PutPayloadMut::new()),
+            }) as Box<dyn StoreWrite>
+        });
+        futures::future::ready(result).boxed()
+    }
+}
+
+struct BucketWrite {
+    bucket: BucketStore,
+    key: String,
+    location: Path,
+    attributes: Attributes,
+    state: State,
+}
+
+enum State {
+    Buffering(PutPayloadMut),
+    Multipart {
+        upload: Box<dyn MultipartUpload>,
+        part: PutPayloadMut,
+        in_flight: JoinSet<object_store::Result<()>>,
+    },
+    Done,
+}
+
+impl BucketStore {
+    fn attributes(&self, attributes: &Attributes) -> Attributes {
+        if self.support.attributes.load(Ordering::Relaxed) {
+            attributes.clone()
+        } else {
+            Attributes::new()
+        }
+    }
+
+    /// `put_opts`, retried without what the backend says it does not implement.
+    async fn put(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        attributes: &Attributes,
+    ) -> object_store::Result<Committed> {
+        let mut attributes = self.attributes(attributes);
+        let mut create = self.support.create.load(Ordering::Relaxed);
+        loop {
+            let mode = if create {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            };
+            let mut opts = PutOptions::from(mode);
+            opts.attributes = attributes.clone();
+            match self.store.put_opts(location, payload.clone(), opts).await {
+                Ok(_) => return Ok(Committed::Written),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    return Ok(Committed::AlreadyExists);
+                }
+                Err(object_store::Error::NotImplemented { .. }) if !attributes.is_empty() => {
+                    self.support.attributes.store(false, Ordering::Relaxed);
+                    attributes = Attributes::new();
+                }
+                Err(object_store::Error::NotImplemented { .. }) if create => {
+                    self.support.create.store(false, Ordering::Relaxed);
+                    create = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_multipart(
+        &self,
+        location: &Path,
+        attributes: &Attributes,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let attributes = self.attributes(attributes);
+        let with = PutMultipartOptions::from(attributes.clone());
+        match self.store.put_multipart_opts(location, with).await {
+            Err(object_store::Error::NotImplemented { .. }) if !attributes.is_empty() => {
+                self.support.attributes.store(false, Ordering::Relaxed);
+                let without = PutMultipartOptions::default();
+                self.store.put_multipart_opts(location, without).await
+            }
+            other => other,
+        }
+    }
+}
+
+impl BucketWrite {
+    fn fail(&self, e: object_store::Error) -> Error {
+        Error::store(&self.key, e)
+    }
+
+    async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), Error> {
+        if let State::Buffering(buffer) = &mut self.state {
+            buffer.push(chunk);
+            if buffer.content_length() < self.bucket.multipart_threshold {
+                return Ok(());
+            }
+            let buffered = std::mem::take(buffer).freeze();
+            let upload = self
+                .bucket
+                .start_multipart(&self.location, &self.attributes)
+                .await
+                .map_err(|e| self.fail(e))?;
+            self.state = State::Multipart {
+                upload,
+                part: PutPayloadMut::new(),
+                in_flight: JoinSet::new(),
+            };
+            for piece in buffered {
+                self.push_part_bytes(piece).await?;
+            }
+            return Ok(());
+        }
+        self.push_part_bytes(chunk).await
+    }
+
+    async fn push_part_bytes(&mut self, mut bytes: Bytes) -> Result<(), Error> {
+        let part_size = self.bucket.part_size;
+        let max = self.bucket.max_concurrent_parts;
+        while !bytes.is_empty() {
+            let State::Multipart {
+                upload,
+                part,
+                in_flight,
+            } = &mut self.state
+            else {
+                return Err(Error::store(&self.key, "write after the upload ended"));
+            };
+            let room = part_size - part.content_length();
+            if bytes.len() < room {
+                part.push(bytes);
+                return Ok(());
+            }
+            part.push(bytes.split_to(room));
+            while in_flight.len() >= max {
+                if let Some(joined) = in_flight.join_next().await {
+                    joined
+                        .map_err(|e| Error::store(&self.key, e))?
+                        .map_err(|e| Error::store(&self.key, e))?;
+                }
+            }
+            let full = std::mem::take(part).freeze();
+            in_flight.spawn(upload.put_part(full));
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<Committed, Error> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Buffering(buffer) => self
+                .bucket
+                .put(&self.location, buffer.freeze(), &self.attributes)
+                .await
+                .map_err(|e| self.fail(e)),
+            State::Multipart {
+                mut upload,
+                part,
+                mut in_flight,
+            } => {
+                let result = async {
+                    if part.content_length() > 0 {
+                        in_flight.spawn(upload.put_part(part.freeze()));
+                    }
+                    while let Some(joined) = in_flight.join_next().await {
+                        joined
+                            .map_err(|e| Error::store(&self.key, e))?
+                            .map_err(|e| Error::store(&self.key, e))?;
+                    }
+                    // Multipart uploads cannot be conditional: look before completing so an
+                    // object that appeared meanwhile is not clobbered (best effort).
+                    if self.bucket.support.create.load(Ordering::Relaxed)
+                        && self.bucket.store.head(&self.location).await.is_ok()
+                    {
+                        return Ok(None);
+                    }
+                    upload
+                        .complete()
+                        .await
+                        .map_err(|e| Error::store(&self.key, e))?;
+                    Ok::<_, Error>(Some(Committed::Written))
+                }
+                .await;
+                match result {
+                    Ok(Some(done)) => Ok(done),
+                    Ok(None) => {
+                        upload.abort().await.map_err(|e| self.fail(e))?;
+                        Ok(Committed::AlreadyExists)
+                    }
+                    Err(e) => {
+                        in_flight.shutdown().await;
+                        if let Err(abort) = upload.abort().await {
+                            tracing::warn!(key = %self.key, error = %abort, "aborting a failed multipart upload failed");
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            State::Done => Err(Error::store(&self.key, "commit after the upload ended")),
+        }
+    }
+
+    async fn discard(&mut self) -> Result<(), Error> {
+        if let State::Multipart {
+            mut upload,
+            mut in_flight,
+            ..
+        } = std::mem::replace(&mut self.state, State::Done)
+        {
+            in_flight.shutdown().await;
+            upload.abort().await.map_err(|e| self.fail(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl StoreWrite for BucketWrite {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+        self.write_chunk(chunk).boxed()
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<Committed, Error>> {
+        async move { self.finish().await }.boxed()
+    }
+
+    fn abort(mut self: Box<Self>) -> BoxFuture<'static, Result<(), Error>> {
+        async move { self.discard().await }.boxed()
+    }
+}
+
+impl Drop for BucketWrite {
+    fn drop(&mut self) {
+        if let State::Multipart {
+            mut upload,
+            in_flight,
+            ..
+        } = std::mem::replace(&mut self.state, State::Done)
+        {
+            drop(in_flight); // aborts the part tasks
+            let key = std::mem::take(&mut self.key);
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        if let Err(e) = upload.abort().await {
+                            tracing::warn!(%key, error = %e, "aborting an abandoned multipart upload failed");
+                        }
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(%key, "multipart upload abandoned outside a runtime; it could not be aborted");
+                }
+            }
+        }
+    }
+}
