@@ -115,6 +115,7 @@ async fn run(spec: FillSpec, head_tx: oneshot::Sender<Head>) {
         key,
         writer: Some(writer),
         client,
+        held: None,
         policy: if spec.detached {
             ClientDisconnect::FinishFill
         } else {
@@ -130,6 +131,9 @@ struct Tee<'a> {
     key: &'a str,
     writer: Option<Box<dyn StoreWrite>>,
     client: Option<mpsc::Sender<Msg>>,
+    /// The final chunk of a body of known length, held back until the object is committed:
+    /// a client that has every byte may ask again at once, and must then get a hit.
+    held: Option<bytes::Bytes>,
     policy: ClientDisconnect,
 }
 
@@ -155,7 +159,9 @@ impl Tee<'_> {
                     received,
                 });
             }
-            if let Some(client) = &self.client {
+            if expected == Some(received) {
+                self.held = Some(chunk.clone());
+            } else if let Some(client) = &self.client {
                 if client.send(Msg::Data(chunk.clone())).await.is_err() {
                     self.client = None;
                     tracing::debug!(received, "client went away");
@@ -207,6 +213,9 @@ impl Tee<'_> {
                     // failed, so the client still gets a clean end.
                     Err(e) => tracing::error!(bytes, ?elapsed, error = %e, "fill not stored"),
                 }
+                if let Some(last) = self.held.take() {
+                    self.send(Msg::Data(last)).await;
+                }
                 self.send(Msg::End).await;
             }
             Err(e) => {
@@ -222,8 +231,10 @@ impl Tee<'_> {
     }
 
     async fn send(&mut self, msg: Msg) {
-        if let Some(client) = self.client.take() {
-            let _ = client.send(msg).await;
+        if let Some(client) = &self.client {
+            if client.send(msg).await.is_err() {
+                self.client = None;
+            }
         }
     }
 }

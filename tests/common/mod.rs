@@ -1,0 +1,358 @@
+//! Test helpers: real origins on 127.0.0.1:0 (a well-behaved one and a raw fault-scripted
+//! one), a small store-serving inner service, an HTTP client and store inspections.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path as FsPath;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the well-behaved origin does for a path.
+#[derive(Clone)]
+pub enum Behaviour {
+    /// 200 with Content-Length and the given extra headers.
+    Object {
+        body: Bytes,
+        headers: Vec<(&'static str, &'static str)>,
+    },
+    /// 200 without Content-Length (chunked), chunks sent with `pause` between them.
+    Chunked { chunks: Vec<Bytes>, pause: Duration },
+    /// A bare status with a body the client must never see.
+    Status(u16),
+}
+
+/// A real HTTP origin (axum on 127.0.0.1:0) that counts requests per path.
+#[derive(Clone)]
+pub struct TestOrigin {
+    pub url: String,
+    objects: Arc<Mutex<HashMap<String, Behaviour>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl TestOrigin {
+    pub async fn start() -> Self {
+        let objects: Arc<Mutex<HashMap<String, Behaviour>>> = Arc::default();
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let app = Router::new()
+            .fallback(origin_handler)
+            .with_state((objects.clone(), hits.clone()));
+        let addr = serve(app).await;
+        Self {
+            url: format!("http://{addr}/"),
+            objects,
+            hits,
+        }
+    }
+
+    pub fn put(&self, path: &str, behaviour: Behaviour) {
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(format!("/{path}"), behaviour);
+    }
+
+    pub fn object(&self, path: &str, body: impl Into<Bytes>) {
+        self.put(
+            path,
+            Behaviour::Object {
+                body: body.into(),
+                headers: vec![],
+            },
+        );
+    }
+
+    /// GET requests seen for `path` (as requested, percent-encoded).
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .get(&format!("/{path}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn total_hits(&self) -> usize {
+        self.hits.lock().unwrap().values().sum()
+    }
+}
+
+type OriginState = (
+    Arc<Mutex<HashMap<String, Behaviour>>>,
+    Arc<Mutex<HashMap<String, usize>>>,
+);
+
+async fn origin_handler(State((objects, hits)): State<OriginState>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let behaviour = objects.lock().unwrap().get(&path).cloned();
+    let mut builder = Response::builder();
+    match behaviour {
+        None => builder
+            .status(404)
+            .body(Body::from("origin: no such object"))
+            .unwrap(),
+        Some(Behaviour::Status(code)) => builder
+            .status(code)
+            .body(Body::from("origin secret error page"))
+            .unwrap(),
+        Some(Behaviour::Object { body, headers }) => {
+            for (k, v) in headers {
+                builder = builder.header(k, v);
+            }
+            builder.body(Body::from(body)).unwrap()
+        }
+        Some(Behaviour::Chunked { chunks, pause }) => {
+            let stream = futures::stream::iter(chunks.into_iter().enumerate()).then(
+                move |(i, chunk)| async move {
+                    if i > 0 {
+                        tokio::time::sleep(pause).await;
+                    }
+                    Ok::<_, Infallible>(chunk)
+                },
+            );
+            builder.body(Body::from_stream(stream)).unwrap()
+        }
+    }
+}
+
+/// One step of a raw, scripted HTTP response.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Write(Bytes),
+    Sleep(Duration),
+    /// Close with a TCP reset (SO_LINGER 0).
+    Reset,
+}
+
+/// A raw TCP origin: reads one request per connection, plays the script, closes.
+pub struct RawOrigin {
+    pub url: String,
+    pub requests: Arc<Mutex<usize>>,
+}
+
+impl RawOrigin {
+    pub async fn start(script: Vec<Step>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(0));
+        let count = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let script = script.clone();
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    *count.lock().unwrap() += 1;
+                    for step in script {
+                        match step {
+                            Step::Write(b) => {
+                                if socket.write_all(&b).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Step::Sleep(d) => tokio::time::sleep(d).await,
+                            Step::Reset => {
+                                // A zero linger makes the close a RST, which is the point;
+                                // the deprecation is about blocking on a non-zero linger.
+                                #[allow(deprecated)]
+                                let _ = socket.set_linger(Some(Duration::ZERO));
+                                drop(socket);
+                                return;
+                            }
+                        }
+                    }
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            url: format!("http://{addr}/"),
+            requests,
+        }
+    }
+
+    pub fn requests(&self) -> usize {
+        *self.requests.lock().unwrap()
+    }
+}
+
+/// Serve a router on 127.0.0.1:0 in the background.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A minimal store-serving inner service: GET a key → 200 with its bytes, or 404
+/// (`not in store`). Stands in for a real object-serving service.
+pub fn store_service(store: Arc<dyn ObjectStore>) -> Router {
+    Router::new().fallback(move |req: Request| {
+        let store = store.clone();
+        async move {
+            let Some(key) = tower_origin_pull::key::parse(req.uri().path()) else {
+                return Response::builder()
+                    .status(404)
+                    .body(Body::from("not in store"))
+                    .unwrap();
+            };
+            match store.get(&Path::from(key)).await {
+                Ok(r) => Response::new(Body::from(r.bytes().await.unwrap())),
+                Err(_) => Response::builder()
+                    .status(404)
+                    .body(Body::from("not in store"))
+                    .unwrap(),
+            }
+        }
+    })
+}
+
+pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Result<Bytes, String>,
+}
+
+impl Got {
+    pub fn outcome(&self) -> Option<&str> {
+        self.headers
+            .get("x-origin-pull")
+            .map(|v| v.to_str().unwrap())
+    }
+
+    pub fn body(&self) -> &[u8] {
+        self.body.as_ref().expect("body completed")
+    }
+}
+
+pub async fn request(client: &HttpClient, method: Method, url: &str) -> Got {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Empty::new())
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| format!("{e:?}"));
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(client: &HttpClient, url: &str) -> Got {
+    request(client, Method::GET, url).await
+}
+
+/// The stored bytes at `key`, if any.
+pub async fn stored(store: &dyn ObjectStore, key: &str) -> Option<Bytes> {
+    match store
+        .get_opts(&Path::from(key), GetOptions::default())
+        .await
+    {
+        Ok(r) => Some(r.bytes().await.unwrap()),
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => panic!("store error: {e}"),
+    }
+}
+
+/// Every object in the store.
+pub async fn listing(store: &dyn ObjectStore) -> Vec<String> {
+    store
+        .list(None)
+        .map(|m| m.unwrap().location.to_string())
+        .collect()
+        .await
+}
+
+/// Files under `dir` that look like `LocalFileSystem` staging files (`name#N`).
+pub fn staging_files(dir: &FsPath) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if entry.file_name().to_string_lossy().contains('#') {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Bytes {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+/// Wait until `check` holds, up to `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
