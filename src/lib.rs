@@ -57,3 +57,7 @@ pub use crate::origin::{HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, Or
 pub use crate::rule::{ClientDisconnect, Mode, Rewrite, Rule};
 pub use crate::service::OriginPull;
 pub use crate::store::{BucketStore, Committed, Store, StoreWrite};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
