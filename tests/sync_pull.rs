@@ -550,3 +550,23 @@ async fn an_existing_object_is_not_clobbered() {
         Some(&b"first writer"[..])
     );
 }
+
+#[tokio::test]
+async fn http2_origins_work_with_prior_knowledge() {
+    let origin = TestOrigin::start().await; // axum serves HTTP/1.1 and h2c on one port
+    origin.object("h2.bin", random_bytes(300_000, 2));
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let h2 = HttpOrigin::builder(&origin.url)
+        .http2_prior_knowledge(true)
+        .build()
+        .unwrap();
+    let app = store_service(store.clone())
+        .layer(OriginPullLayer::from_object_store(store.clone()).rule(Rule::new(h2)));
+    let addr = serve(app).await;
+    let got = get(&client(), &format!("http://{addr}/h2.bin")).await;
+    assert_eq!(got.outcome(), Some("pulled"));
+    assert!(got.body() == &random_bytes(300_000, 2)[..]);
+    assert!(stored(&*store, "h2.bin").await.is_some());
+    assert!(origin.saw_version(http::Version::HTTP_2));
+    assert!(!origin.saw_version(http::Version::HTTP_11));
+}

@@ -92,6 +92,14 @@ impl TestOrigin {
     pub fn total_hits(&self) -> usize {
         self.hits.lock().unwrap().values().sum()
     }
+
+    /// Whether a request with this HTTP version (`"HTTP/2.0"`, ...) was seen.
+    pub fn saw_version(&self, version: http::Version) -> bool {
+        self.hits
+            .lock()
+            .unwrap()
+            .contains_key(&format!("{version:?}"))
+    }
 }
 
 type OriginState = (
@@ -101,6 +109,11 @@ type OriginState = (
 
 async fn origin_handler(State((objects, hits)): State<OriginState>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
+    // Versions are recorded under a key no path can have (paths start with `/`).
+    hits.lock()
+        .unwrap()
+        .entry(format!("{:?}", req.version()))
+        .or_default();
     *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
     let behaviour = objects.lock().unwrap().get(&path).cloned();
     let mut builder = Response::builder();
