@@ -1,0 +1,121 @@
+//! A pull-through mirror of an HTTP origin, kept in a local directory.
+//!
+//! ```text
+//! cargo run --example axum_serve_dir -- --dir ./data --origin http://127.0.0.1:9000/ [--listen 127.0.0.1:8080]
+//! ```
+//!
+//! tower-http's `ServeDir` serves `--dir` (created if missing). A `GET` for a file that is not
+//! there is pulled from `--origin` (the request path appended to the origin URL), streamed
+//! to the client and written into `--dir` at the same time, so the next request for it is a
+//! plain hit served from disk. Pulled responses carry `x-origin-pull: pulled`; if the origin
+//! does not have the object either, the client gets `ServeDir`'s 404.
+//!
+//! ```text
+//! curl -i http://127.0.0.1:8080/some/file.txt   # first time: x-origin-pull: pulled
+//! curl -i http://127.0.0.1:8080/some/file.txt   # then: from ./data/some/file.txt
+//! ```
+//!
+//! Ctrl-C stops the server gracefully (in-flight responses are finished first).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use object_store::local::LocalFileSystem;
+use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
+use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule};
+
+const USAGE: &str = "\
+usage: axum_serve_dir --dir <DIR> --origin <URL> [--listen <ADDR>]
+
+  --dir <DIR>       directory served and filled with pulled objects (created if missing)
+  --origin <URL>    origin base URL, e.g. http://127.0.0.1:9000/ (http or https)
+  --listen <ADDR>   address to listen on (default 127.0.0.1:8080)
+  -h, --help        show this help";
+
+struct Args {
+    dir: PathBuf,
+    origin: HttpOrigin,
+    origin_url: String,
+    listen: String,
+}
+
+/// Parse the command line, or say why not.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let (mut dir, mut origin, mut listen) = (None, None, None);
+    while let Some(arg) = args.next() {
+        let slot = match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--dir" => &mut dir,
+            "--origin" => &mut origin,
+            "--listen" => &mut listen,
+            other => return Err(format!("unexpected argument {other:?}")),
+        };
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        if slot.replace(value).is_some() {
+            return Err(format!("{arg} given twice"));
+        }
+    }
+    let dir: String = dir.ok_or("--dir is required")?;
+    let origin_url: String = origin.ok_or("--origin is required")?;
+    let origin = HttpOrigin::new(&origin_url).map_err(|e| e.to_string())?;
+    Ok(Some(Args {
+        dir: PathBuf::from(dir),
+        origin,
+        origin_url,
+        listen: listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+    }))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("error: {why}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| format!("creating {}: {e}", args.dir.display()))?;
+
+    // The layer writes into the very directory ServeDir reads, so a pulled object is a hit
+    // from then on.
+    let store = Arc::new(LocalFileSystem::new_with_prefix(&args.dir)?);
+    let app = Router::new()
+        .fallback_service(ServeDir::new(&args.dir))
+        .layer(OriginPullLayer::from_object_store(store).rule(Rule::new(args.origin)));
+
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    println!(
+        "serving {} on http://{}/, pulling misses from {} (Ctrl-C to stop)",
+        args.dir.display(),
+        listener.local_addr()?,
+        args.origin_url,
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            tokio::signal::ctrl_c().await.ok();
+            println!("shutting down");
+        })
+        .await?;
+    Ok(())
+}
