@@ -123,3 +123,19 @@ impl Error {
         }
     }
 }
+
+/// One fill's error, shared by every reader of the fill.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedError(pub(crate) std::sync::Arc<Error>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}

@@ -1,12 +1,17 @@
 //! [`OriginPullLayer`]: the middleware's configuration.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::HeaderName;
 use http::{Method, StatusCode};
+use tokio::sync::broadcast;
 use tower_layer::Layer;
 
+use crate::events::{Events, FillEvent};
+use crate::fill::registry::{BackgroundStats, FillSettings, Fills, ShutdownReport};
 use crate::origin::OriginRequest;
 use crate::rule::Rule;
 use crate::service::OriginPull;
@@ -48,6 +53,9 @@ pub(crate) struct Config {
     head: bool,
     /// The union of the rules' trigger statuses.
     statuses: Vec<StatusCode>,
+    settings: FillSettings,
+    events: Events,
+    pub(crate) fills: Arc<Fills>,
 }
 
 impl fmt::Debug for OriginPullLayer {
@@ -56,6 +64,7 @@ impl fmt::Debug for OriginPullLayer {
             .field("rules", &self.config.rules)
             .field("store", &self.config.store)
             .field("header_name", &self.config.header_name)
+            .field("settings", &self.config.settings)
             .finish()
     }
 }
@@ -63,6 +72,9 @@ impl fmt::Debug for OriginPullLayer {
 impl OriginPullLayer {
     /// A layer writing pulled objects into `store`, with no rules yet (so it pulls nothing).
     pub fn new(store: impl Store) -> Self {
+        let settings = FillSettings::default();
+        let events = Events::new();
+        let fills = Arc::new(Fills::new(settings.clone(), events.clone()));
         Self {
             config: Arc::new(Config {
                 rules: Vec::new(),
@@ -70,8 +82,18 @@ impl OriginPullLayer {
                 header_name: Some(DEFAULT_HEADER_NAME),
                 head: false,
                 statuses: Vec::new(),
+                settings,
+                events,
+                fills,
             }),
         }
+    }
+
+    fn with_settings(mut self, change: impl FnOnce(&mut FillSettings)) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        change(&mut config.settings);
+        config.fills = Arc::new(Fills::new(config.settings.clone(), config.events.clone()));
+        self
     }
 
     /// A layer writing into an `object_store` backend through a default [`BucketStore`].
@@ -111,6 +133,72 @@ impl OriginPullLayer {
     pub fn header_name(mut self, name: HeaderName) -> Self {
         Arc::make_mut(&mut self.config).header_name = Some(name);
         self
+    }
+
+    /// How many bytes of an object in flight are kept in memory for the requests that share
+    /// its fill (default 4 MiB). Requests that join before the object outgrows it stream
+    /// from byte 0 at once; a request that falls further behind, or joins later, continues
+    /// from the store once the object is committed. This is the per-fill memory bound (plus
+    /// one chunk, plus what the store buffers).
+    #[must_use]
+    pub fn coalesce_window(self, bytes: usize) -> Self {
+        self.with_settings(|s| s.window = bytes.max(1))
+    }
+
+    /// How long a reader that keeps the window full may hold its fill (and the other readers)
+    /// up before it is moved to reading from the store after the commit (default 250 ms).
+    #[must_use]
+    pub fn slow_reader_grace(self, grace: Duration) -> Self {
+        self.with_settings(|s| s.grace = grace)
+    }
+
+    /// Remember an origin `404` for `ttl`, answering the inner response without asking the
+    /// origin again (default: not remembered; concurrent requests share one `404` anyway).
+    /// `Duration::ZERO` turns it off.
+    #[must_use]
+    pub fn remember_not_found(self, ttl: Duration) -> Self {
+        self.with_settings(|s| s.negative_ttl = (!ttl.is_zero()).then_some(ttl))
+    }
+
+    /// How many async-mode fills may wait to start (default 1024). When the queue is full, a
+    /// request is still redirected but its fill is skipped (and counted in
+    /// [`OriginPullLayer::background_stats`]).
+    #[must_use]
+    pub fn background_queue(self, capacity: usize) -> Self {
+        self.with_settings(|s| s.queue = capacity.max(1))
+    }
+
+    /// How many async-mode fills run at once (default 4).
+    #[must_use]
+    pub fn background_concurrency(self, fills: usize) -> Self {
+        self.with_settings(|s| s.concurrency = fills.max(1))
+    }
+
+    /// Receive an event when a fill starts, completes, finds nothing, or fails.
+    ///
+    /// Sending never waits for a subscriber: one that falls more than
+    /// [`EVENT_CAPACITY`](crate::events::EVENT_CAPACITY) events behind loses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<FillEvent> {
+        self.config.events.subscribe()
+    }
+
+    /// Counters of the async-mode background queue.
+    pub fn background_stats(&self) -> BackgroundStats {
+        self.config.fills.background_stats()
+    }
+
+    /// Fills in flight right now (sync and background).
+    pub fn fills_in_flight(&self) -> usize {
+        self.config.fills.in_flight()
+    }
+
+    /// Stop starting fills, give the ones in flight `grace` to finish, then cancel the rest
+    /// (their writes are aborted: nothing partial is left in the store). Queued async-mode
+    /// fills that have not started are dropped. Requests arriving afterwards get the inner
+    /// service's response untouched.
+    pub fn shutdown(&self, grace: Duration) -> impl Future<Output = ShutdownReport> + Send + 'static {
+        let fills = self.config.fills.clone();
+        async move { fills.shutdown(grace).await }
     }
 
     /// Do not add the header that says what happened.

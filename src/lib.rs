@@ -38,25 +38,34 @@
 )]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[cfg(feature = "aws")]
+mod aws;
 mod body;
 mod error;
+pub mod events;
 mod fill;
 mod future;
 pub mod key;
 mod layer;
 pub mod origin;
 mod rule;
+mod serve;
 mod service;
 pub mod store;
 
+#[cfg(feature = "aws")]
+pub use crate::aws::HyperConnector;
 pub use crate::body::ResponseBody;
 pub use crate::error::{BoxError, Error};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullLayer};
 pub use crate::origin::{HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, OriginResponse};
-pub use crate::rule::{ClientDisconnect, Mode, Rewrite, Rule};
+pub use crate::events::FillEvent;
+pub use crate::fill::registry::{BackgroundStats, ShutdownReport};
+pub use crate::rule::{ClientDisconnect, Mode, RedirectStatus, Rewrite, Rule};
+pub use crate::serve::{ServeBody, ServeFuture, ServeStore};
 pub use crate::service::OriginPull;
-pub use crate::store::{BucketStore, Committed, Store, StoreWrite};
+pub use crate::store::{BucketStore, Committed, Store, StoreWrite, StoredObject};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -12,16 +12,43 @@ use http::{Method, StatusCode};
 use crate::origin::Origin;
 
 /// What a matching rule does with a miss.
-///
-/// Only [`Mode::Sync`] exists today; the enum is `#[non_exhaustive]` so that asynchronous
-/// fills, redirects and plain proxying can join it without breaking callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Mode {
     /// Fetch from the origin now, stream the bytes to the client while writing them to the
-    /// store; the next request for the key is a plain hit.
+    /// store; the next request for the key is a plain hit. Concurrent misses for one key
+    /// share one fetch (`x-origin-pull: pulled` for the first, `coalesced` for the others).
     #[default]
     Sync,
+    /// Answer at once with a redirect to the origin's URL for the key and fill the store in
+    /// the background (deduplicated per key, through a bounded queue); `x-origin-pull: async`.
+    Async,
+    /// Only redirect to the origin's URL for the key; store nothing; `x-origin-pull: redirect`.
+    Redirect,
+    /// Stream from the origin without storing; `x-origin-pull: proxied`.
+    Proxy,
+}
+
+/// The status of the redirects answered in [`Mode::Async`] and [`Mode::Redirect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectStatus {
+    /// `301 Moved Permanently` (clients and caches may remember it).
+    MovedPermanently,
+    /// `302 Found` (the default, as the clouds' async origin-pull answers).
+    #[default]
+    Found,
+    /// `307 Temporary Redirect` (the method and body are kept).
+    TemporaryRedirect,
+}
+
+impl RedirectStatus {
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Self::MovedPermanently => StatusCode::MOVED_PERMANENTLY,
+            Self::Found => StatusCode::FOUND,
+            Self::TemporaryRedirect => StatusCode::TEMPORARY_REDIRECT,
+        }
+    }
 }
 
 /// What a sync fill does when the client that started it goes away mid-body.
@@ -155,6 +182,7 @@ pub struct Rule {
     pub(crate) rewrite: Rewrite,
     pub(crate) forward_query: bool,
     pub(crate) on_disconnect: ClientDisconnect,
+    pub(crate) redirect_status: RedirectStatus,
 }
 
 impl fmt::Debug for Rule {
@@ -170,6 +198,7 @@ impl fmt::Debug for Rule {
             .field("rewrite", &self.rewrite)
             .field("forward_query", &self.forward_query)
             .field("on_disconnect", &self.on_disconnect)
+            .field("redirect_status", &self.redirect_status)
             .finish()
     }
 }
@@ -189,6 +218,7 @@ impl Rule {
             rewrite: Rewrite::identity(),
             forward_query: false,
             on_disconnect: ClientDisconnect::FinishFill,
+            redirect_status: RedirectStatus::Found,
         }
     }
 
@@ -254,6 +284,13 @@ impl Rule {
     #[must_use]
     pub fn forward_query(mut self, yes: bool) -> Self {
         self.forward_query = yes;
+        self
+    }
+
+    /// The redirect status in [`Mode::Async`] and [`Mode::Redirect`] (default `302`).
+    #[must_use]
+    pub fn redirect_status(mut self, status: RedirectStatus) -> Self {
+        self.redirect_status = status;
         self
     }
 

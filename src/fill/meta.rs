@@ -5,7 +5,10 @@ use http::header::{
     CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH,
     CONTENT_TYPE, ETAG, EXPIRES, HeaderName, LAST_MODIFIED,
 };
+use http::HeaderValue;
 use object_store::{Attribute, Attributes};
+
+use crate::store::StoredObject;
 
 /// Origin response headers passed on to the client of a pull (an allow-list: nothing else
 /// from the origin reaches the client).
@@ -31,6 +34,34 @@ pub(crate) fn client_headers(origin: &HeaderMap) -> HeaderMap {
         if PASSED.contains(name) || name.as_str().starts_with(USER_META_PREFIX) {
             out.append(name.clone(), value.clone());
         }
+    }
+    out
+}
+
+/// The headers for an object served from the store (found there when re-checking).
+pub(crate) fn stored_headers(object: &StoredObject) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    out.insert(CONTENT_LENGTH, HeaderValue::from(object.size));
+    if let Some(etag) = object.e_tag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        out.insert(ETAG, etag);
+    }
+    for (attribute, value) in object.attributes.iter() {
+        let Ok(value) = HeaderValue::from_str(value.as_ref()) else { continue };
+        let name = match attribute {
+            Attribute::ContentType => CONTENT_TYPE,
+            Attribute::CacheControl => CACHE_CONTROL,
+            Attribute::ContentDisposition => CONTENT_DISPOSITION,
+            Attribute::ContentEncoding => CONTENT_ENCODING,
+            Attribute::ContentLanguage => CONTENT_LANGUAGE,
+            Attribute::Metadata(meta) => {
+                match HeaderName::try_from(format!("{USER_META_PREFIX}{meta}")) {
+                    Ok(name) => name,
+                    Err(_) => continue,
+                }
+            }
+            _ => continue,
+        };
+        out.insert(name, value);
     }
     out
 }

@@ -1,47 +1,108 @@
-//! The client's side of a fill: an HTTP body fed by the fill task.
+//! The client's side of a fill: an HTTP body that tails the fill's window, or — once it fell
+//! behind and the object is committed — reads the rest from the store.
 //!
-//! The fill task sends chunks through a bounded channel (backpressure: a client that reads
-//! slowly slows its fill; at most [`CAPACITY`] chunks wait in between). The body ends cleanly
-//! only on an explicit end-of-object message, sent after the byte count was verified; an
-//! error message, or the task going away without one (cancelled, panicked), ends the body in
-//! an error, so a broken fill can never look like a complete, short object.
+//! The body ends cleanly only when the fill says the object is complete (after the commit);
+//! a failed or abandoned fill, a store read that comes up short, or a fill task that went away
+//! all end it in an error, so a broken fill can never look like a complete, short object.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::mpsc;
 
+use super::shared::{Fill, HeadView, Read};
+use crate::error::SharedError;
+use crate::store::StoredObject;
 use crate::{BoxError, Error};
 
-/// Chunks buffered between the fill and its reader.
-pub(crate) const CAPACITY: usize = 8;
-
-pub(crate) enum Msg {
-    Data(Bytes),
-    End,
-    Error(Error),
-}
-
-pub(crate) fn channel(key: &str, content_length: Option<u64>) -> (mpsc::Sender<Msg>, Reader) {
-    let (tx, rx) = mpsc::channel(CAPACITY);
-    let reader = Reader {
-        rx,
-        key: key.to_owned(),
-        remaining: content_length,
-        ended: false,
-    };
-    (tx, reader)
-}
-
-/// The body of a pulled response.
-#[derive(Debug)]
+/// One reader of a fill: first the response future waits on it for the head, then it is the
+/// response body.
 pub(crate) struct Reader {
-    rx: mpsc::Receiver<Msg>,
-    key: String,
+    fill: Arc<Fill>,
+    id: u64,
     remaining: Option<u64>,
-    ended: bool,
+    state: State,
+}
+
+enum State {
+    Live,
+    Opening {
+        open: BoxFuture<'static, Result<Option<StoredObject>, Error>>,
+        offset: u64,
+        total: u64,
+    },
+    Store {
+        body: BoxStream<'static, Result<Bytes, Error>>,
+        pos: u64,
+        total: u64,
+    },
+    Ended,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("key", &self.fill.key)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    pub(crate) fn join(fill: Arc<Fill>) -> Self {
+        let id = fill.join();
+        Self {
+            fill,
+            id,
+            remaining: None,
+            state: State::Live,
+        }
+    }
+
+    pub(crate) fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<HeadView> {
+        let view = ready!(self.fill.poll_head(self.id, cx));
+        if let HeadView::Ready(head) = &view {
+            self.remaining = head.content_length;
+        }
+        Poll::Ready(view)
+    }
+
+    fn error(&mut self, e: Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.finish();
+        Poll::Ready(Some(Err(e.into())))
+    }
+
+    fn finish(&mut self) {
+        if matches!(self.state, State::Live) {
+            self.fill.leave(self.id);
+        }
+        self.state = State::Ended;
+    }
+
+    fn data(&mut self, bytes: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(n) = self.remaining.as_mut() {
+            *n = n.saturating_sub(bytes.len() as u64);
+        }
+        Poll::Ready(Some(Ok(Frame::data(bytes))))
+    }
+
+    fn broken(&self, reason: &'static str) -> Error {
+        Error::FillAborted {
+            key: self.fill.key.clone(),
+            reason,
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl Body for Reader {
@@ -52,38 +113,86 @@ impl Body for Reader {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.ended {
-            return Poll::Ready(None);
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                State::Ended => return Poll::Ready(None),
+                State::Live => match ready!(this.fill.poll_read(this.id, cx)) {
+                    Read::Data(bytes) => return this.data(bytes),
+                    Read::End => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Read::Failed(e) => {
+                        this.finish();
+                        return Poll::Ready(Some(Err(Box::new(SharedError(e)))));
+                    }
+                    Read::FromStore { offset, total } => {
+                        this.fill.leave(this.id);
+                        let Some(store) = this.fill.store.clone() else {
+                            this.state = State::Ended;
+                            let e = this.broken("the reader fell behind a fill with no store");
+                            return this.error(e);
+                        };
+                        let key = this.fill.key.clone();
+                        let open = async move { store.read(&key, offset).await }.boxed();
+                        this.state = State::Opening {
+                            open,
+                            offset,
+                            total,
+                        };
+                    }
+                },
+                State::Opening {
+                    open,
+                    offset,
+                    total,
+                } => {
+                    let (offset, total) = (*offset, *total);
+                    match ready!(open.poll_unpin(cx)) {
+                        Ok(Some(object)) if object.size == total => {
+                            this.state = State::Store {
+                                body: object.body,
+                                pos: offset,
+                                total,
+                            };
+                        }
+                        Ok(Some(_)) => {
+                            let e = this.broken("the stored object changed while reading");
+                            return this.error(e);
+                        }
+                        Ok(None) => {
+                            let e = this.broken("the stored object vanished while reading");
+                            return this.error(e);
+                        }
+                        Err(e) => return this.error(e),
+                    }
+                }
+                State::Store { body, pos, total } => match ready!(body.poll_next_unpin(cx)) {
+                    Some(Ok(bytes)) => {
+                        *pos += bytes.len() as u64;
+                        if *pos > *total {
+                            let e = this.broken("the stored object is longer than the fill");
+                            return this.error(e);
+                        }
+                        return this.data(bytes);
+                    }
+                    Some(Err(e)) => return this.error(e),
+                    None if *pos == *total => {
+                        this.state = State::Ended;
+                        return Poll::Ready(None);
+                    }
+                    None => {
+                        let e = this.broken("the stored object is shorter than the fill");
+                        return this.error(e);
+                    }
+                },
+            }
         }
-        let msg = std::task::ready!(self.rx.poll_recv(cx));
-        Poll::Ready(match msg {
-            Some(Msg::Data(bytes)) => {
-                if let Some(n) = self.remaining.as_mut() {
-                    *n = n.saturating_sub(bytes.len() as u64);
-                }
-                Some(Ok(Frame::data(bytes)))
-            }
-            Some(Msg::End) => {
-                self.ended = true;
-                None
-            }
-            Some(Msg::Error(e)) => {
-                self.ended = true;
-                Some(Err(e.into()))
-            }
-            None => {
-                self.ended = true;
-                Some(Err(Error::FillAborted {
-                    key: std::mem::take(&mut self.key),
-                    reason: "the fill task ended without finishing",
-                }
-                .into()))
-            }
-        })
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended
+        matches!(self.state, State::Ended)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -285,6 +285,10 @@ impl Origin for HttpOrigin {
         }
         .boxed()
     }
+
+    fn location(&self, request: &OriginRequest) -> Option<Uri> {
+        self.url_for(&request.path, request.query.as_deref()).ok()
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -96,16 +96,35 @@ pub trait Origin: fmt::Debug + Send + Sync + 'static {
     /// Fetch one object. The future resolves once the response headers are in; the body
     /// streams afterwards.
     fn fetch(&self, request: OriginRequest) -> BoxFuture<'static, Result<OriginResponse, Error>>;
+
+    /// The URL a client can be redirected to for `request` ([`Mode::Async`] and
+    /// [`Mode::Redirect`]); `None` if the origin cannot be reached by clients directly
+    /// (the default). Built from configuration only, never from the client's request.
+    ///
+    /// [`Mode::Async`]: crate::Mode::Async
+    /// [`Mode::Redirect`]: crate::Mode::Redirect
+    fn location(&self, request: &OriginRequest) -> Option<::http::Uri> {
+        let _ = request;
+        None
+    }
 }
 
 impl<O: Origin + ?Sized> Origin for Arc<O> {
     fn fetch(&self, request: OriginRequest) -> BoxFuture<'static, Result<OriginResponse, Error>> {
         (**self).fetch(request)
     }
+
+    fn location(&self, request: &OriginRequest) -> Option<::http::Uri> {
+        (**self).location(request)
+    }
 }
 
 impl<O: Origin + ?Sized> Origin for Box<O> {
     fn fetch(&self, request: OriginRequest) -> BoxFuture<'static, Result<OriginResponse, Error>> {
         (**self).fetch(request)
+    }
+
+    fn location(&self, request: &OriginRequest) -> Option<::http::Uri> {
+        (**self).location(request)
     }
 }

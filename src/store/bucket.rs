@@ -16,16 +16,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use futures::future::BoxFuture;
 use object_store::path::Path;
 use object_store::{
-    Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
-    PutOptions, PutPayload, PutPayloadMut,
+    Attributes, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutPayloadMut,
 };
 use tokio::task::JoinSet;
 
-use super::{Committed, Store, StoreWrite};
+use super::{Committed, Store, StoreWrite, StoredObject};
 use crate::Error;
 
 /// A [`Store`] writing into an `Arc<dyn ObjectStore>`, optionally below a prefix.
@@ -134,6 +134,35 @@ impl BucketStore {
 }
 
 impl Store for BucketStore {
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<Option<StoredObject>, Error>> {
+        async move {
+            let location = self.location(key)?;
+            let mut options = GetOptions::default();
+            if offset > 0 {
+                options.range = Some(GetRange::Offset(offset));
+            }
+            let result = match self.store.get_opts(&location, options).await {
+                Ok(result) => result,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(Error::store(key, e)),
+            };
+            let size = result.meta.size;
+            let e_tag = result.meta.e_tag.clone();
+            let attributes = result.attributes.clone();
+            let owned_key = key.to_owned();
+            let body = result
+                .into_stream()
+                .map_err(move |e| Error::store(&owned_key, e))
+                .boxed();
+            Ok(Some(StoredObject::new(size, attributes, e_tag, body)))
+        }
+        .boxed()
+    }
+
     fn begin<'a>(
         &'a self,
         key: &'a str,

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use object_store::Attributes;
 
 pub use self::bucket::BucketStore;
@@ -26,8 +27,60 @@ pub enum Committed {
     AlreadyExists,
 }
 
+/// A stored object being read back (see [`Store::read`]).
+#[non_exhaustive]
+pub struct StoredObject {
+    /// The object's full size in bytes (not only the part being read).
+    pub size: u64,
+    /// The attributes stored with the object.
+    pub attributes: Attributes,
+    /// The store's entity tag for the object, if it has one.
+    pub e_tag: Option<String>,
+    /// The bytes from the requested offset to the end.
+    pub body: BoxStream<'static, Result<Bytes, Error>>,
+}
+
+impl StoredObject {
+    /// An object read from its parts.
+    pub fn new(
+        size: u64,
+        attributes: Attributes,
+        e_tag: Option<String>,
+        body: BoxStream<'static, Result<Bytes, Error>>,
+    ) -> Self {
+        Self {
+            size,
+            attributes,
+            e_tag,
+            body,
+        }
+    }
+}
+
+impl fmt::Debug for StoredObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredObject")
+            .field("size", &self.size)
+            .field("attributes", &self.attributes)
+            .field("e_tag", &self.e_tag)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A destination for pulled objects.
 pub trait Store: fmt::Debug + Send + Sync + 'static {
+    /// Read the object at `key` from byte `offset` (less than its size, or 0) to the end;
+    /// `Ok(None)` if there is no such object.
+    ///
+    /// Used to check the store once more before pulling (the object may have landed since
+    /// the inner service looked), and to serve readers of a fill who fell too far behind it
+    /// once the object is committed.
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<Option<StoredObject>, Error>>;
+
     /// Start writing the object at `key` (a clean key, as the client asked for it) with
     /// `attributes` kept from the origin's headers. Nothing is visible until commit.
     fn begin<'a>(
@@ -53,6 +106,14 @@ pub trait StoreWrite: Send {
 }
 
 impl<S: Store + ?Sized> Store for Arc<S> {
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<Option<StoredObject>, Error>> {
+        (**self).read(key, offset)
+    }
+
     fn begin<'a>(
         &'a self,
         key: &'a str,

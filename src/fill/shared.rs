@@ -1,0 +1,430 @@
+//! The state one fill shares with its readers: the origin's head, and a bounded window of the
+//! object's bytes that readers tail.
+//!
+//! # Memory bound and slow readers
+//!
+//! The fill keeps the object's bytes in memory from byte 0 until they exceed `window`
+//! (so requests that join a young fill replay it from the start). Beyond that, it drops the
+//! oldest chunk as soon as every *live* reader has read past it. A reader that holds the
+//! window full keeps the fill waiting for at most `grace`; after that the reader is
+//! *demoted*: it stops reading from memory, the fill goes on at the origin's pace, and once
+//! the object is committed the reader continues from the store at its own offset. Requests
+//! that join after byte 0 was dropped are demoted from the start. So memory per fill is at
+//! most `window` plus one chunk whatever the object size and the number of readers, one slow
+//! client never stalls the others for more than `grace`, and no reader ever sees bytes from
+//! two different versions (a demoted reader fails if the store holds another object).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::Error;
+use crate::store::{Committed, Store};
+
+/// What the origin said, shared by every reader.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) headers: HeaderMap,
+    pub(crate) content_length: Option<u64>,
+}
+
+/// The head as a reader sees it.
+pub(crate) enum HeadView {
+    Ready(Arc<Head>),
+    NotFound,
+    Failed(Arc<Error>),
+}
+
+/// What a live reader gets next.
+pub(crate) enum Read {
+    Data(Bytes),
+    End,
+    Failed(Arc<Error>),
+    /// The reader fell behind; the object is committed: read it from the store from
+    /// `offset`, expecting `total` bytes in all.
+    FromStore { offset: u64, total: u64 },
+}
+
+/// The fill was abandoned: its last reader left and the policy cancels it then, or the
+/// layer is shutting down.
+#[derive(Debug)]
+pub(crate) struct Abandoned;
+
+enum HeadState {
+    Pending,
+    Ready(Arc<Head>),
+    NotFound,
+    Failed(Arc<Error>),
+}
+
+enum Outcome {
+    Committed(Committed),
+    /// Every byte went to the readers, but the store write failed.
+    Unstored(Arc<Error>),
+    Failed(Arc<Error>),
+}
+
+struct Slot {
+    id: u64,
+    pos: u64,
+    live: bool,
+    waker: Option<Waker>,
+}
+
+struct State {
+    head: HeadState,
+    chunks: VecDeque<(u64, Bytes)>,
+    end: u64,
+    retained: usize,
+    outcome: Option<Outcome>,
+    readers: Vec<Slot>,
+    next_id: u64,
+    had_reader: bool,
+    fill_waiting: bool,
+    cancelled: bool,
+}
+
+pub(crate) struct Fill {
+    pub(crate) key: String,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    window: usize,
+    /// How long a full window may hold the fill up; `None`: as long as it takes.
+    grace: Option<Duration>,
+    cancel_when_alone: bool,
+    state: Mutex<State>,
+    /// Wakes the fill task when a reader advances or leaves, or on cancellation.
+    space: Notify,
+    /// Wakes whoever waits for the fill to end.
+    ended: Notify,
+}
+
+impl State {
+    fn base(&self) -> u64 {
+        self.chunks.front().map_or(self.end, |(offset, _)| *offset)
+    }
+
+    fn min_live_pos(&self) -> u64 {
+        self.readers
+            .iter()
+            .filter(|s| s.live)
+            .map(|s| s.pos)
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Drop consumed chunks from the front until `len` more bytes fit in `window`.
+    fn make_room(&mut self, len: usize, window: usize) {
+        let min = self.min_live_pos();
+        while self.retained + len > window {
+            match self.chunks.front() {
+                Some((offset, bytes)) if offset + bytes.len() as u64 <= min => {
+                    self.retained -= bytes.len();
+                    self.chunks.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn fits(&self, len: usize, window: usize) -> bool {
+        self.chunks.is_empty() || self.retained + len <= window
+    }
+
+    /// Demote the live readers that keep `len` more bytes from fitting.
+    fn demote_laggards(&mut self, len: usize, window: usize) {
+        let mut retained = self.retained;
+        let mut keep_from = self.base();
+        for (offset, bytes) in &self.chunks {
+            if retained + len <= window {
+                break;
+            }
+            retained -= bytes.len();
+            keep_from = offset + bytes.len() as u64;
+        }
+        for slot in self.readers.iter_mut().filter(|s| s.live && s.pos < keep_from) {
+            slot.live = false;
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn wake_readers(&mut self) {
+        for slot in &mut self.readers {
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn slot(&mut self, id: u64) -> Option<&mut Slot> {
+        self.readers.iter_mut().find(|s| s.id == id)
+    }
+}
+
+impl Fill {
+    pub(crate) fn new(
+        key: String,
+        store: Option<Arc<dyn Store>>,
+        window: usize,
+        grace: Option<Duration>,
+        cancel_when_alone: bool,
+    ) -> Self {
+        Self {
+            key,
+            store,
+            window,
+            grace,
+            cancel_when_alone,
+            state: Mutex::new(State {
+                head: HeadState::Pending,
+                chunks: VecDeque::new(),
+                end: 0,
+                retained: 0,
+                outcome: None,
+                readers: Vec::new(),
+                next_id: 0,
+                had_reader: false,
+                fill_waiting: false,
+                cancelled: false,
+            }),
+            space: Notify::new(),
+            ended: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state half-updated in a way that
+        // matters more than the panic itself; keep serving the other readers.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ----- the fill task's side -----
+
+    pub(crate) fn set_head(&self, head: Head) {
+        let mut st = self.lock();
+        st.head = HeadState::Ready(Arc::new(head));
+        st.wake_readers();
+    }
+
+    pub(crate) fn not_found(&self) {
+        let mut st = self.lock();
+        st.head = HeadState::NotFound;
+        st.outcome = Some(Outcome::Failed(Arc::new(Error::FillAborted {
+            key: self.key.clone(),
+            reason: "the origin does not have the object",
+        })));
+        st.wake_readers();
+        drop(st);
+        self.ended.notify_waiters();
+    }
+
+    /// End the fill in failure: before the head (→ 502) or after it (→ body error).
+    pub(crate) fn fail(&self, error: Error) {
+        let error = Arc::new(error);
+        let mut st = self.lock();
+        if matches!(st.head, HeadState::Pending) {
+            st.head = HeadState::Failed(error.clone());
+        }
+        // An outcome already set (the bytes were all delivered) stands.
+        st.outcome.get_or_insert(Outcome::Failed(error));
+        st.wake_readers();
+        drop(st);
+        self.ended.notify_waiters();
+    }
+
+    pub(crate) fn complete(&self, committed: Committed) {
+        let mut st = self.lock();
+        st.outcome = Some(Outcome::Committed(committed));
+        st.wake_readers();
+        drop(st);
+        self.ended.notify_waiters();
+    }
+
+    pub(crate) fn complete_unstored(&self, error: Arc<Error>) {
+        let mut st = self.lock();
+        st.outcome = Some(Outcome::Unstored(error));
+        st.wake_readers();
+        drop(st);
+        self.ended.notify_waiters();
+    }
+
+    /// Whether nobody wants the fill any more.
+    pub(crate) fn abandoned(&self) -> bool {
+        let st = self.lock();
+        self.is_abandoned(&st)
+    }
+
+    fn is_abandoned(&self, st: &State) -> bool {
+        st.cancelled || (self.cancel_when_alone && st.had_reader && st.readers.is_empty())
+    }
+
+    /// Stop the fill at its next step (shutdown).
+    pub(crate) fn cancel(&self) {
+        self.lock().cancelled = true;
+        self.space.notify_one();
+    }
+
+    /// Append a chunk for the readers, waiting (at most `grace`) for room in the window.
+    pub(crate) async fn push(&self, chunk: Bytes) -> Result<(), Abandoned> {
+        let len = chunk.len();
+        let mut deadline = None;
+        loop {
+            let notified = self.space.notified();
+            let wait_until = {
+                let mut st = self.lock();
+                if self.is_abandoned(&st) {
+                    return Err(Abandoned);
+                }
+                st.make_room(len, self.window);
+                if !st.fits(len, self.window) {
+                    if let Some(grace) = self.grace {
+                        let now = Instant::now();
+                        let until = *deadline.get_or_insert(now + grace);
+                        if now >= until {
+                            st.demote_laggards(len, self.window);
+                            st.make_room(len, self.window);
+                        }
+                    }
+                }
+                if st.fits(len, self.window) {
+                    st.fill_waiting = false;
+                    let offset = st.end;
+                    st.end += len as u64;
+                    st.retained += len;
+                    st.chunks.push_back((offset, chunk));
+                    st.wake_readers();
+                    return Ok(());
+                }
+                st.fill_waiting = true;
+                deadline
+            };
+            match wait_until {
+                Some(until) => {
+                    let _ = tokio::time::timeout_at(until, notified).await;
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Wait until the fill has ended (stored, failed, or not found).
+    pub(crate) async fn wait_ended(&self) {
+        loop {
+            let notified = self.ended.notified();
+            if self.lock().outcome.is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    // ----- the readers' side -----
+
+    /// Register a reader at byte 0 (demoted at once if byte 0 is gone).
+    pub(crate) fn join(&self) -> u64 {
+        let mut st = self.lock();
+        let id = st.next_id;
+        st.next_id += 1;
+        let live = st.base() == 0;
+        st.readers.push(Slot {
+            id,
+            pos: 0,
+            live,
+            waker: None,
+        });
+        st.had_reader = true;
+        id
+    }
+
+    pub(crate) fn leave(&self, id: u64) {
+        let mut st = self.lock();
+        st.readers.retain(|s| s.id != id);
+        let wake = st.fill_waiting || self.is_abandoned(&st);
+        drop(st);
+        if wake {
+            self.space.notify_one();
+        }
+    }
+
+    pub(crate) fn poll_head(&self, id: u64, cx: &mut Context<'_>) -> Poll<HeadView> {
+        let mut st = self.lock();
+        let view = match &st.head {
+            HeadState::Ready(head) => HeadView::Ready(head.clone()),
+            HeadState::NotFound => HeadView::NotFound,
+            HeadState::Failed(e) => HeadView::Failed(e.clone()),
+            HeadState::Pending => {
+                if let Some(slot) = st.slot(id) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+        };
+        Poll::Ready(view)
+    }
+
+    pub(crate) fn poll_read(&self, id: u64, cx: &mut Context<'_>) -> Poll<Read> {
+        let mut st = self.lock();
+        if let Some(Outcome::Failed(e)) = &st.outcome {
+            return Poll::Ready(Read::Failed(e.clone()));
+        }
+        let base = st.base();
+        let end = st.end;
+        let fill_waiting = st.fill_waiting;
+        let ended = st.outcome.is_some();
+        let committed = match &st.outcome {
+            Some(Outcome::Committed(c)) => Some(*c),
+            _ => None,
+        };
+        let Some(slot_index) = st.readers.iter().position(|s| s.id == id) else {
+            return Poll::Ready(Read::Failed(Arc::new(Error::FillAborted {
+                key: self.key.clone(),
+                reason: "the reader was not registered",
+            })));
+        };
+        let pos = st.readers[slot_index].pos;
+        if st.readers[slot_index].live && pos < base {
+            st.readers[slot_index].live = false;
+        }
+        if st.readers[slot_index].live {
+            if pos < end {
+                let index = st.chunks.partition_point(|(offset, _)| *offset <= pos) - 1;
+                let (offset, bytes) = &st.chunks[index];
+                let data = bytes.slice((pos - offset) as usize..);
+                st.readers[slot_index].pos += data.len() as u64;
+                drop(st);
+                if fill_waiting {
+                    self.space.notify_one();
+                }
+                return Poll::Ready(Read::Data(data));
+            }
+            if ended {
+                return Poll::Ready(Read::End);
+            }
+        } else {
+            if let Some(Outcome::Unstored(e)) = &st.outcome {
+                return Poll::Ready(Read::Failed(e.clone()));
+            }
+            match committed {
+                Some(Committed::Written) => {
+                    return Poll::Ready(Read::FromStore { offset: pos, total: end });
+                }
+                Some(Committed::AlreadyExists) => {
+                    return Poll::Ready(Read::Failed(Arc::new(Error::FillAborted {
+                        key: self.key.clone(),
+                        reason: "the reader fell behind and the store holds another version",
+                    })));
+                }
+                None => {}
+            }
+        }
+        st.readers[slot_index].waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}

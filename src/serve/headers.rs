@@ -1,0 +1,135 @@
+//! The representation's headers, from an object's `ObjectMeta` and stored `Attributes`.
+
+use std::time::SystemTime;
+
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE,
+    CONTENT_TYPE, ETAG, HeaderName, LAST_MODIFIED,
+};
+use http::{HeaderMap, HeaderValue};
+use object_store::{Attribute, Attributes, ObjectMeta};
+
+use super::conditional::{Validators, etag_header, whole_seconds};
+
+/// The prefix user metadata is served under (as `BucketStore` stores it from the origin).
+const USER_META_PREFIX: &str = "x-amz-meta-";
+
+/// Everything the responses for one object share.
+#[derive(Debug)]
+pub(crate) struct Representation {
+    pub(crate) size: u64,
+    pub(crate) validators: Validators,
+    /// The pinned `e_tag` exactly as the backend gave it, for a read of the same version.
+    pub(crate) e_tag: Option<String>,
+    /// Content-Type and the other representation headers, without Content-Length.
+    pub(crate) headers: HeaderMap,
+}
+
+impl Representation {
+    pub(crate) fn new(key: &str, meta: &ObjectMeta, attributes: &Attributes) -> Self {
+        let etag = meta.e_tag.as_deref().and_then(etag_header);
+        let last_modified = whole_seconds(SystemTime::from(meta.last_modified));
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(CONTENT_TYPE, content_type(key, attributes));
+        headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(etag) = &etag {
+            headers.insert(ETAG, etag.clone());
+        }
+        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(last_modified)) {
+            headers.insert(LAST_MODIFIED, date);
+        }
+        for (attribute, value) in attributes {
+            let name = match attribute {
+                Attribute::CacheControl => CACHE_CONTROL,
+                Attribute::ContentDisposition => CONTENT_DISPOSITION,
+                Attribute::ContentEncoding => CONTENT_ENCODING,
+                Attribute::ContentLanguage => CONTENT_LANGUAGE,
+                Attribute::Metadata(name) => {
+                    match HeaderName::try_from(format!("{USER_META_PREFIX}{name}")) {
+                        Ok(name) => name,
+                        Err(_) => continue,
+                    }
+                }
+                _ => continue,
+            };
+            // `HeaderValue` refuses CR/LF, so a stored value cannot split the response.
+            if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
+                headers.insert(name, value);
+            }
+        }
+        Self {
+            size: meta.size,
+            validators: Validators {
+                etag,
+                last_modified,
+            },
+            e_tag: meta.e_tag.clone(),
+            headers,
+        }
+    }
+
+    /// The headers a `304` carries ([RFC 9110 §15.4.5]): the validators and Cache-Control.
+    ///
+    /// [RFC 9110 §15.4.5]: https://www.rfc-editor.org/rfc/rfc9110#section-15.4.5
+    pub(crate) fn not_modified_headers(&self) -> HeaderMap {
+        let mut out = HeaderMap::with_capacity(3);
+        for name in [ETAG, LAST_MODIFIED, CACHE_CONTROL] {
+            if let Some(value) = self.headers.get(&name) {
+                out.insert(name, value.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The stored Content-Type, else one guessed from the key's extension, else
+/// `application/octet-stream`.
+fn content_type(key: &str, attributes: &Attributes) -> HeaderValue {
+    attributes
+        .get(&Attribute::ContentType)
+        .and_then(|v| HeaderValue::from_str(v.as_ref()).ok())
+        .or_else(|| {
+            mime_guess::from_path(key)
+                .first_raw()
+                .map(HeaderValue::from_static)
+        })
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn headers_from_meta_and_attributes() {
+        let meta = ObjectMeta {
+            location: Path::from("a/b.css"),
+            last_modified: "1994-11-15T12:45:26.750Z".parse().unwrap(),
+            size: 10,
+            e_tag: Some("7".into()),
+            version: None,
+        };
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::CacheControl, "max-age=60".into());
+        attributes.insert(Attribute::Metadata("owner".into()), "alice".into());
+        attributes.insert(Attribute::StorageClass, "GLACIER".into());
+        let r = Representation::new("a/b.css", &meta, &attributes);
+        assert_eq!(r.headers[CONTENT_TYPE], "text/css");
+        assert_eq!(r.headers[ETAG], "\"7\"");
+        assert_eq!(r.headers[LAST_MODIFIED], "Tue, 15 Nov 1994 12:45:26 GMT");
+        assert_eq!(r.headers[CACHE_CONTROL], "max-age=60");
+        assert_eq!(r.headers["x-amz-meta-owner"], "alice");
+        assert_eq!(r.headers.len(), 6, "storage class is not a header: {r:?}");
+        let stored = {
+            let mut a = Attributes::new();
+            a.insert(Attribute::ContentType, "image/webp".into());
+            a
+        };
+        let r = Representation::new("x.bin", &meta, &stored);
+        assert_eq!(r.headers[CONTENT_TYPE], "image/webp");
+        let r = Representation::new("noext", &meta, &Attributes::new());
+        assert_eq!(r.headers[CONTENT_TYPE], "application/octet-stream");
+    }
+}

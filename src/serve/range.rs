@@ -1,0 +1,108 @@
+//! `Range` requests ([RFC 9110 §14]): which bytes to send.
+//!
+//! The header's syntax is parsed by `http-range-header`; what the ranges mean for an object
+//! of a given length is decided here, because that crate's `validate` departs from the RFC
+//! in ways a client can see (a suffix longer than the object is an error there, the whole
+//! object here; a range on an empty object is satisfiable there, not here).
+//!
+//! - A range unit other than `bytes`, or a header that does not parse, is ignored: the whole
+//!   object is sent with `200` ([§14.2]: a server MUST ignore units it does not understand
+//!   and MAY ignore an invalid ranges-specifier).
+//! - One satisfiable range: `206` with that range, clipped to the object.
+//! - No satisfiable range: `416`.
+//! - Several satisfiable ranges: the whole object with `200`. [§14.2] lets a server ignore
+//!   `Range`; sending `multipart/byteranges` would mean one store read per part, and the
+//!   clients that ask for several ranges (PDF viewers, download managers) all accept a
+//!   `200`.
+//!
+//! [RFC 9110 §14]: https://www.rfc-editor.org/rfc/rfc9110#section-14
+//! [§14.2]: https://www.rfc-editor.org/rfc/rfc9110#section-14.2
+
+use std::ops::Range;
+
+use http::HeaderValue;
+use http_range_header::{EndPosition, RangeUnsatisfiableError, StartPosition};
+
+/// What to send for a `Range` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The whole object, `200`.
+    Full,
+    /// These bytes (never empty), `206`.
+    Partial(Range<u64>),
+    /// `416` with `Content-Range: bytes */len`.
+    Unsatisfiable,
+}
+
+/// Decide what a `Range` header asks of an object of `len` bytes.
+pub(crate) fn decide(header: &HeaderValue, len: u64) -> Decision {
+    let Ok(text) = header.to_str() else {
+        return Decision::Full;
+    };
+    let parsed = match http_range_header::parse_range_header(text) {
+        Ok(parsed) => parsed,
+        // `bytes=-0`: well-formed, and never satisfiable (§14.1.1).
+        Err(RangeUnsatisfiableError::ZeroSuffix) => return Decision::Unsatisfiable,
+        Err(_) => return Decision::Full,
+    };
+    let mut satisfiable = Vec::new();
+    for range in &parsed.ranges {
+        let bytes = match (range.start, range.end) {
+            // `first-pos > last-pos` makes the whole ranges-specifier invalid (§14.1.1).
+            (StartPosition::Index(first), EndPosition::Index(last)) if last < first => {
+                return Decision::Full;
+            }
+            (StartPosition::Index(first), EndPosition::Index(last)) => {
+                first..last.saturating_add(1).min(len)
+            }
+            (StartPosition::Index(first), EndPosition::LastByte) => first..len,
+            // A suffix longer than the object means the whole object (§14.1.1).
+            (StartPosition::FromLast(n), _) => len.saturating_sub(n)..len,
+        };
+        if bytes.start < len && !bytes.is_empty() {
+            satisfiable.push(bytes);
+        }
+    }
+    match satisfiable.len() {
+        0 => Decision::Unsatisfiable,
+        1 => Decision::Partial(satisfiable.remove(0)),
+        _ => Decision::Full,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decision::*;
+    use super::*;
+
+    fn d(h: &'static str, len: u64) -> Decision {
+        decide(&HeaderValue::from_static(h), len)
+    }
+
+    #[test]
+    fn rfc_9110_examples() {
+        // §14.1.2, a representation of 10000 bytes.
+        assert_eq!(d("bytes=0-499", 10000), Partial(0..500));
+        assert_eq!(d("bytes=500-999", 10000), Partial(500..1000));
+        assert_eq!(d("bytes=-500", 10000), Partial(9500..10000));
+        assert_eq!(d("bytes=9500-", 10000), Partial(9500..10000));
+        assert_eq!(d("bytes=0-0,-1", 10000), Full);
+        assert_eq!(d("bytes=500-600,601-999", 10000), Full);
+    }
+
+    #[test]
+    fn edges() {
+        assert_eq!(d("bytes=0-999999", 100), Partial(0..100));
+        assert_eq!(d("bytes=-1000", 100), Partial(0..100));
+        assert_eq!(d("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(d("bytes=100-200", 100), Unsatisfiable);
+        assert_eq!(d("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(d("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(d("bytes=-5", 0), Unsatisfiable);
+        assert_eq!(d("bytes=5-3", 100), Full);
+        assert_eq!(d("items=0-5", 100), Full);
+        assert_eq!(d("bytes=abc", 100), Full);
+        // One satisfiable range among unsatisfiable ones.
+        assert_eq!(d("bytes=0-9,500-600", 100), Partial(0..10));
+    }
+}

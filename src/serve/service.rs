@@ -1,0 +1,327 @@
+//! [`ServeStore`]: the service, and the path of one request through it.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::FutureExt;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
+use tower_service::Service;
+
+use super::body::ServeBody;
+use super::conditional::{self, Outcome};
+use super::future::ServeFuture;
+use super::headers::Representation;
+use super::range::{self, Decision};
+use crate::key;
+
+/// How often a read pinned to the version just looked at may find the object replaced
+/// before the request gives up with `500`.
+const ATTEMPTS: usize = 3;
+
+/// Serves `GET` and `HEAD` for the objects of any `object_store` backend, with ranges and
+/// conditional requests (RFC 9110); the rules are under [Behaviour](#behaviour).
+///
+/// The request path, decoded once and validated by [`key::parse`], is the object's key
+/// (below an optional prefix). Objects are streamed, never read whole into memory. The
+/// service never fails (`Error = Infallible`): store failures become `500` responses, so it
+/// is usable as an axum fallback service and as the inner service of
+/// [`OriginPullLayer`](crate::OriginPullLayer).
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::Router;
+/// use object_store::memory::InMemory;
+/// use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule, ServeStore};
+///
+/// # fn main() -> Result<(), tower_origin_pull::Error> {
+/// let store = Arc::new(InMemory::new());
+/// let app: Router = Router::new()
+///     .fallback_service(ServeStore::new(store.clone()))
+///     .layer(
+///         OriginPullLayer::from_object_store(store)
+///             .rule(Rule::new(HttpOrigin::new("http://127.0.0.1:9000/")?)),
+///     );
+/// # Ok(()) }
+/// ```
+///
+/// # Behaviour
+///
+/// | request | answer |
+/// |---|---|
+/// | `GET`/`HEAD` of a stored key | `200`, Content-Length, Content-Type, ETag, Last-Modified, Accept-Ranges, stored cache-control / content-disposition / content-encoding / content-language, `x-amz-meta-*` |
+/// | missing key | `404` (so [`OriginPullLayer`](crate::OriginPullLayer) can pull it) |
+/// | path that is not a clean key (`..`, `%2F`, control characters, ...) | `400` |
+/// | other methods | `405` with `Allow: GET, HEAD` |
+/// | the store fails | `500` with a one-line reason (details in the log) |
+/// | failed `If-Match` / `If-Unmodified-Since` | `412` |
+/// | matching `If-None-Match` / unchanged since `If-Modified-Since` | `304` with ETag, Last-Modified, Cache-Control |
+/// | `GET` with one satisfiable range (and a matching `If-Range`, if any) | `206` with Content-Range |
+/// | `GET` with no satisfiable range | `416` with `Content-Range: bytes */len` |
+/// | `GET` with several satisfiable ranges, an unknown unit, a malformed header, or an `If-Range` that does not match | `200`, the whole object |
+///
+/// Preconditions are evaluated in the order of RFC 9110 §13.2.2 (If-Match, else
+/// If-Unmodified-Since; then If-None-Match, else If-Modified-Since; then If-Range),
+/// strong comparison for If-Match and If-Range, weak for If-None-Match, dates at
+/// one-second resolution. `Range` is honoured for `GET` only, as RFC 9110 §14.2 defines it.
+///
+/// A plain `GET` or `HEAD` is one store request. A request with a precondition or a range
+/// first reads the object's metadata, decides, and then reads the bytes pinned to the ETag
+/// it decided on (`GetOptions::if_match`), so the answer never mixes two versions of an
+/// object that is replaced meanwhile; a replaced object is looked at again.
+///
+/// ## Where it differs from tower-http's `ServeDir`, and why
+///
+/// The same table of RFC 9110 cases runs against both (`tests/serve_store.rs`). They
+/// differ where `ServeDir` departs from the RFC:
+///
+/// - **A suffix longer than the object** (`bytes=-500` of 100 bytes): RFC 9110 §14.1.1
+///   says the whole representation is used, so `206 bytes 0-99/100`; `ServeDir` answers `416`.
+/// - **Several ranges**: `ServeDir` answers `416`, which tells the client its ranges can
+///   never be satisfied although they can; we send the whole object with `200`, which
+///   §14.2 allows (a server MAY ignore `Range`).
+/// - **A malformed `Range` or an unknown range unit** (`items=0-5`, `bytes=5-3`): §14.2 says
+///   a server MUST ignore a unit it does not understand, and MAY ignore an invalid
+///   specifier; `ServeDir` answers `416`, we answer `200`.
+/// - **`Range` on `HEAD`**: range handling is defined for `GET` only (§14.2), so a `HEAD`
+///   gets the `200` headers; `ServeDir` answers `206`.
+/// - **A range of an empty object**: no range of a zero-length representation is
+///   satisfiable (§14.1.1): `416 bytes */0`; `ServeDir` answers `206` with an impossible
+///   `Content-Range: bytes 0-0/0`.
+/// - **`If-Range`**: a validator that does not match means the whole object with `200`
+///   (§13.1.5); `ServeDir` ignores `If-Range` and answers `206` with the bytes of the
+///   changed object, which a client would splice into its stale copy.
+#[derive(Clone)]
+pub struct ServeStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+impl fmt::Debug for ServeStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeStore")
+            .field("store", &format_args!("{}", self.store))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl ServeStore {
+    /// Serve the objects of `store`, the request path being the key.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            prefix: Path::default(),
+        }
+    }
+
+    /// Serve key `k` from `prefix/k` (as [`BucketStore::with_prefix`](crate::BucketStore::with_prefix)
+    /// stores it).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: Path) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// The backend served.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn location(&self, key: &str) -> Option<Path> {
+        let full = if self.prefix.as_ref().is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        };
+        Path::parse(full).ok()
+    }
+}
+
+impl<B> Service<Request<B>> for ServeStore {
+    type Response = Response<ServeBody>;
+    type Error = Infallible;
+    type Future = ServeFuture;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ServeFuture {
+        let (parts, _body) = req.into_parts();
+        let head = match parts.method {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                let mut res = message(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                res.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return ServeFuture::ready(res);
+            }
+        };
+        let found = key::parse(parts.uri.path())
+            .and_then(|key| Some((self.location(&key)?, key)));
+        let Some((location, key)) = found else {
+            return ServeFuture::ready(message(StatusCode::BAD_REQUEST, "not a valid key\n"));
+        };
+        let store = self.store.clone();
+        ServeFuture::new(
+            async move {
+                let request = Get {
+                    store: &*store,
+                    location: &location,
+                    key: &key,
+                    head,
+                    headers: &parts.headers,
+                };
+                request.respond().await
+            }
+            .boxed(),
+        )
+    }
+}
+
+/// One `GET` or `HEAD` of a valid key.
+struct Get<'a> {
+    store: &'a dyn ObjectStore,
+    location: &'a Path,
+    key: &'a str,
+    head: bool,
+    headers: &'a HeaderMap,
+}
+
+impl Get<'_> {
+    async fn respond(&self) -> Response<ServeBody> {
+        let ranged = !self.head && self.headers.contains_key(RANGE);
+        if !ranged && !conditional::any(self.headers) {
+            let options = GetOptions {
+                head: self.head,
+                ..GetOptions::default()
+            };
+            return match self.store.get_opts(self.location, options).await {
+                Ok(result) => {
+                    let r = Representation::new(self.key, &result.meta, &result.attributes);
+                    self.send(StatusCode::OK, &r, result)
+                }
+                Err(e) => self.failed(e),
+            };
+        }
+        for _ in 0..ATTEMPTS {
+            let looked = GetOptions {
+                head: true,
+                ..GetOptions::default()
+            };
+            let r = match self.store.get_opts(self.location, looked).await {
+                Ok(result) => Representation::new(self.key, &result.meta, &result.attributes),
+                Err(e) => return self.failed(e),
+            };
+            match conditional::evaluate(self.headers, &r.validators) {
+                Outcome::Proceed => {}
+                Outcome::NotModified => {
+                    let mut res = status(StatusCode::NOT_MODIFIED, ServeBody::empty());
+                    *res.headers_mut() = r.not_modified_headers();
+                    return res;
+                }
+                Outcome::Failed => {
+                    return message(StatusCode::PRECONDITION_FAILED, "precondition failed\n");
+                }
+            }
+            if self.head {
+                let mut res = status(StatusCode::OK, ServeBody::empty());
+                *res.headers_mut() = r.headers.clone();
+                res.headers_mut().insert(CONTENT_LENGTH, r.size.into());
+                return res;
+            }
+            let decision = match self.headers.get(RANGE) {
+                Some(range) if conditional::if_range_holds(self.headers, &r.validators) => {
+                    range::decide(range, r.size)
+                }
+                _ => Decision::Full,
+            };
+            let (code, range) = match decision {
+                Decision::Full => (StatusCode::OK, None),
+                Decision::Partial(bytes) => (StatusCode::PARTIAL_CONTENT, Some(bytes)),
+                Decision::Unsatisfiable => {
+                    let mut res = status(StatusCode::RANGE_NOT_SATISFIABLE, ServeBody::empty());
+                    let all = format!("bytes */{}", r.size);
+                    if let Ok(value) = HeaderValue::from_str(&all) {
+                        res.headers_mut().insert(CONTENT_RANGE, value);
+                    }
+                    return res;
+                }
+            };
+            let pinned = GetOptions {
+                if_match: r.e_tag.clone(),
+                range: range.map(GetRange::Bounded),
+                ..GetOptions::default()
+            };
+            match self.store.get_opts(self.location, pinned).await {
+                Ok(result) => return self.send(code, &r, result),
+                // Replaced since we looked: decide again on the new version.
+                Err(object_store::Error::Precondition { .. }) => continue,
+                Err(e) => return self.failed(e),
+            }
+        }
+        tracing::warn!(key = self.key, "object kept changing while being served");
+        message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the object kept changing while being read\n",
+        )
+    }
+
+    /// A `200` or `206` with the bytes of `result`.
+    fn send(&self, code: StatusCode, r: &Representation, result: GetResult) -> Response<ServeBody> {
+        let bytes = result.range.clone();
+        let length = bytes.end - bytes.start;
+        let body = if self.head {
+            ServeBody::empty()
+        } else {
+            ServeBody::stream(result.into_stream(), length)
+        };
+        let mut res = status(code, body);
+        *res.headers_mut() = r.headers.clone();
+        res.headers_mut().insert(CONTENT_LENGTH, length.into());
+        if code == StatusCode::PARTIAL_CONTENT {
+            let range = format!("bytes {}-{}/{}", bytes.start, bytes.end - 1, r.size);
+            if let Ok(value) = HeaderValue::from_str(&range) {
+                res.headers_mut().insert(CONTENT_RANGE, value);
+            }
+        }
+        res
+    }
+
+    /// `404` for a missing object, else `500` with a one-line reason (the details, which may
+    /// name buckets and endpoints, go to the log only).
+    fn failed(&self, e: object_store::Error) -> Response<ServeBody> {
+        let reason = match e {
+            object_store::Error::NotFound { .. } => {
+                return message(StatusCode::NOT_FOUND, "no such object\n");
+            }
+            object_store::Error::PermissionDenied { .. } => "the store denied the read\n",
+            object_store::Error::Unauthenticated { .. } => "the store refused our credentials\n",
+            _ => "the store failed to read the object\n",
+        };
+        tracing::error!(key = self.key, error = %e, "serving from the store failed");
+        message(StatusCode::INTERNAL_SERVER_ERROR, reason)
+    }
+}
+
+fn status(code: StatusCode, body: ServeBody) -> Response<ServeBody> {
+    let mut res = Response::new(body);
+    *res.status_mut() = code;
+    res
+}
+
+fn message(code: StatusCode, text: &'static str) -> Response<ServeBody> {
+    let mut res = status(code, ServeBody::message(text));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
