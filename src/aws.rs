@@ -118,9 +118,7 @@ impl Settings {
         };
         let duration = |key: ClientConfigKey| -> object_store::Result<Option<Duration>> {
             get(key)
-                .map(|v| {
-                    humantime::parse_duration(&v).map_err(|e| unsupported(key, e.to_string()))
-                })
+                .map(|v| humantime::parse_duration(&v).map_err(|e| unsupported(key, e.to_string())))
                 .transpose()
         };
         if get(ClientConfigKey::ProxyUrl).is_some() {
@@ -215,9 +213,9 @@ impl HttpService for HyperService {
         }
         let sent = self.client.request(req);
         let response = match self.settings.timeout {
-            Some(limit) => tokio::time::timeout(limit, sent)
-                .await
-                .map_err(|_| HttpError::new(HttpErrorKind::Timeout, Refused("no response in time")))?,
+            Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
+                HttpError::new(HttpErrorKind::Timeout, Refused("no response in time"))
+            })?,
             None => sent.await,
         }
         .map_err(|e| {

@@ -33,7 +33,9 @@ enum Inner {
 
 impl ServeBody {
     pub(crate) fn empty() -> Self {
-        Self { inner: Inner::Empty }
+        Self {
+            inner: Inner::Empty,
+        }
     }
 
     pub(crate) fn message(text: impl Into<Bytes>) -> Self {
@@ -90,7 +92,9 @@ impl Body for ServeBody {
             Inner::Stream { stream, remaining } => {
                 let polled = std::task::ready!(Pin::new(stream).poll_next(cx));
                 let result = match polled {
-                    Some(Ok(bytes)) if bytes.len() as u64 > *remaining => Err(LengthMismatch("ran past").into()),
+                    Some(Ok(bytes)) if bytes.len() as u64 > *remaining => {
+                        Err(LengthMismatch("ran past").into())
+                    }
                     Some(Ok(bytes)) => {
                         *remaining -= bytes.len() as u64;
                         if *remaining == 0 {

@@ -38,9 +38,14 @@ pub(crate) enum Outcome {
 
 /// Whether the request carries any precondition this module looks at.
 pub(crate) fn any(headers: &HeaderMap) -> bool {
-    [IF_MATCH, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_UNMODIFIED_SINCE]
-        .iter()
-        .any(|h| headers.contains_key(h))
+    [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
 }
 
 /// Evaluate the preconditions of a `GET` or `HEAD` ([RFC 9110 §13.2.2] steps 1–4).
@@ -128,8 +133,7 @@ struct Tag<'a> {
 impl Tag<'_> {
     /// [RFC 9110 §8.8.3.2](https://www.rfc-editor.org/rfc/rfc9110#section-8.8.3.2).
     fn equals(&self, other: &Tag<'_>, how: Comparison) -> bool {
-        self.opaque == other.opaque
-            && (how == Comparison::Weak || (!self.weak && !other.weak))
+        self.opaque == other.opaque && (how == Comparison::Weak || (!self.weak && !other.weak))
     }
 }
 
@@ -247,7 +251,10 @@ mod tests {
             (&[("if-none-match", "\"a\",\"b\"")], Proceed),
             (&[("if-none-match", "*")], NotModified),
             // If-Match wins over If-None-Match.
-            (&[("if-match", "\"a\""), ("if-none-match", "\"xyzzy\"")], Failed),
+            (
+                &[("if-match", "\"a\""), ("if-none-match", "\"xyzzy\"")],
+                Failed,
+            ),
             // If-Match present: If-Unmodified-Since is not looked at.
             (
                 &[
@@ -261,8 +268,14 @@ mod tests {
                 Failed,
             ),
             (&[("if-unmodified-since", "not a date")], Proceed),
-            (&[("if-modified-since", "Tue, 15 Nov 1994 12:45:26 GMT")], NotModified),
-            (&[("if-modified-since", "Tue, 15 Nov 1994 12:45:25 GMT")], Proceed),
+            (
+                &[("if-modified-since", "Tue, 15 Nov 1994 12:45:26 GMT")],
+                NotModified,
+            ),
+            (
+                &[("if-modified-since", "Tue, 15 Nov 1994 12:45:25 GMT")],
+                Proceed,
+            ),
             // If-None-Match present: If-Modified-Since is ignored.
             (
                 &[
@@ -271,7 +284,10 @@ mod tests {
                 ],
                 Proceed,
             ),
-            (&[("if-none-match", "\"a\""), ("if-none-match", "\"xyzzy\"")], NotModified),
+            (
+                &[("if-none-match", "\"a\""), ("if-none-match", "\"xyzzy\"")],
+                NotModified,
+            ),
             (&[("if-none-match", "garbage")], Proceed),
         ];
         for (headers, want) in cases {

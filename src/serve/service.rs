@@ -164,8 +164,7 @@ impl<B> Service<Request<B>> for ServeStore {
                 return ServeFuture::ready(res);
             }
         };
-        let found = key::parse(parts.uri.path())
-            .and_then(|key| Some((self.location(&key)?, key)));
+        let found = key::parse(parts.uri.path()).and_then(|key| Some((self.location(&key)?, key)));
         let Some((location, key)) = found else {
             return ServeFuture::ready(message(StatusCode::BAD_REQUEST, "not a valid key\n"));
         };
