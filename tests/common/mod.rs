@@ -37,6 +37,8 @@ pub enum Behaviour {
     Chunked { chunks: Vec<Bytes>, pause: Duration },
     /// A bare status with a body the client must never see.
     Status(u16),
+    /// 404, after a delay (to make concurrent misses overlap).
+    SlowMissing(Duration),
 }
 
 /// A real HTTP origin (axum on 127.0.0.1:0) that counts requests per path.
@@ -122,6 +124,13 @@ async fn origin_handler(State((objects, hits)): State<OriginState>, req: Request
             .status(404)
             .body(Body::from("origin: no such object"))
             .unwrap(),
+        Some(Behaviour::SlowMissing(delay)) => {
+            tokio::time::sleep(delay).await;
+            builder
+                .status(404)
+                .body(Body::from("origin: no such object"))
+                .unwrap()
+        }
         Some(Behaviour::Status(code)) => builder
             .status(code)
             .body(Body::from("origin secret error page"))
@@ -163,6 +172,11 @@ pub struct RawOrigin {
 
 impl RawOrigin {
     pub async fn start(script: Vec<Step>) -> Self {
+        Self::start_sequence(vec![script]).await
+    }
+
+    /// Request N plays `scripts[N]`, and every request after the last plays the last.
+    pub async fn start_sequence(scripts: Vec<Vec<Step>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(0));
@@ -172,7 +186,7 @@ impl RawOrigin {
                 let Ok((mut socket, _)) = listener.accept().await else {
                     return;
                 };
-                let script = script.clone();
+                let scripts = scripts.clone();
                 let count = count.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -183,7 +197,12 @@ impl RawOrigin {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    *count.lock().unwrap() += 1;
+                    let n = {
+                        let mut count = count.lock().unwrap();
+                        *count += 1;
+                        *count - 1
+                    };
+                    let script = scripts[n.min(scripts.len() - 1)].clone();
                     for step in script {
                         match step {
                             Step::Write(b) => {
@@ -215,6 +234,11 @@ impl RawOrigin {
     pub fn requests(&self) -> usize {
         *self.requests.lock().unwrap()
     }
+}
+
+/// A raw HTTP/1.1 response head with a Content-Length.
+pub fn head_with_length(len: usize) -> Bytes {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").into()
 }
 
 /// Serve a router on 127.0.0.1:0 in the background.
