@@ -10,6 +10,11 @@
 //!    streams it to the client and writes it into the directory at the same time
 //!    (`x-origin-pull: pulled`). The second is a plain hit that `ServeDir` answers from disk:
 //!    no `x-origin-pull` header, and the origin is not asked again.
+//! 4. Ten concurrent `GET /video.bin` for an object the origin sends slowly: one fetch, and
+//!    every request streams it as it arrives (`pulled` once, `coalesced` nine times).
+//! 5. `GET /later/report.txt` matches an async-mode rule: an immediate `302` to the origin
+//!    (`x-origin-pull: async`) while the store is filled in the background; a completion
+//!    event arrives, and the next request is a hit.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -26,13 +31,16 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use object_store::local::LocalFileSystem;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
-use tower_origin_pull::{DEFAULT_HEADER_NAME, HttpOrigin, OriginPullLayer, Rule};
+use tower_origin_pull::{
+    DEFAULT_HEADER_NAME, FillEvent, HttpOrigin, Mode, OriginPullLayer, Rewrite, Rule,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,6 +51,7 @@ const OBJECTS: &[(&str, &str, &str)] = &[
         "text/plain; charset=utf-8",
         "Hello from the origin!\n",
     ),
+    ("report.txt", "text/plain", "quarterly numbers\n"),
     (
         "images/cat.svg",
         "image/svg+xml",
@@ -56,17 +65,27 @@ async fn main() -> Result<(), BoxError> {
     let origin_gets = Arc::new(AtomicUsize::new(0));
     let origin_addr = spawn(origin(origin_gets.clone())).await?;
     let origin_url = format!("http://{origin_addr}/");
-    println!("origin  {origin_url}  (holds hello.txt, images/cat.svg)");
+    println!("origin  {origin_url}  (holds hello.txt, report.txt, images/cat.svg, video.bin)");
 
     // 2. The app: ServeDir over an empty directory, pulling misses into that directory.
     let dir = tempfile::tempdir()?;
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path())?);
+    let origin = HttpOrigin::new(&origin_url)?;
+    let layer = OriginPullLayer::from_object_store(store)
+        // `later/<key>`: redirect to the origin's `<key>` now, fill the store in the background.
+        .rule(
+            Rule::new(origin.clone())
+                .named("async")
+                .prefix("later/")
+                .mode(Mode::Async)
+                .rewrite(Rewrite::identity().strip_prefix("later/")),
+        )
+        // Everything else: pull now and stream.
+        .rule(Rule::new(origin).named("sync"));
+    let mut events = layer.subscribe();
     let app = Router::new()
         .fallback_service(ServeDir::new(dir.path()))
-        .layer(
-            OriginPullLayer::from_object_store(store)
-                .rule(Rule::new(HttpOrigin::new(&origin_url)?)),
-        );
+        .layer(layer);
     let app_addr = spawn(app).await?;
     println!("store   {}  (empty)", dir.path().display());
     println!("app     http://{app_addr}/");
@@ -138,8 +157,117 @@ async fn main() -> Result<(), BoxError> {
         is_file(&on_disk),
         "hello.txt was not written to the store directory",
     )?;
-    println!("\nok: pulled once, then served from the store");
+
+    // 5. Ten concurrent requests for a slow object: one origin fetch, ten streams.
+    let before = origin_gets.load(Ordering::SeqCst);
+    let url = format!("http://{app_addr}/video.bin");
+    let requests: Vec<_> = (0..10)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let response = client.get(url.parse()?).await?;
+                let outcome = response
+                    .headers()
+                    .get(DEFAULT_HEADER_NAME)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let len = response.into_body().collect().await?.to_bytes().len();
+                Ok::<_, BoxError>((outcome, len))
+            })
+        })
+        .collect();
+    let mut pulled = 0;
+    let mut coalesced = 0;
+    for request in requests {
+        let (outcome, len) = request.await??;
+        ensure(len == VIDEO_LEN, format!("video.bin: got {len} bytes"))?;
+        match outcome.as_str() {
+            "pulled" => pulled += 1,
+            "coalesced" => coalesced += 1,
+            other => return Err(format!("video.bin: unexpected outcome {other:?}").into()),
+        }
+    }
+    let video_gets = origin_gets.load(Ordering::SeqCst) - before;
+    println!();
+    println!("10 x GET /video.bin at once");
+    println!("  {DEFAULT_HEADER_NAME}  pulled x{pulled}, coalesced x{coalesced}");
+    println!("  origin GETs    {video_gets}");
+    ensure(
+        pulled == 1 && coalesced == 9 && video_gets == 1,
+        "video.bin: expected one fetch shared by ten requests",
+    )?;
+
+    // 6. Async mode: a redirect now, the store filled in the background.
+    let response = client
+        .get(format!("http://{app_addr}/later/report.txt").parse()?)
+        .await?;
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    println!();
+    println!("GET /later/report.txt");
+    println!("  status         {status}");
+    println!("  location       {location}");
+    ensure(
+        status == StatusCode::FOUND,
+        "later/report.txt: expected 302",
+    )?;
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(event @ FillEvent::Completed { .. }) if event.key() == "later/report.txt" => {
+                    return Ok(event);
+                }
+                Ok(_) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await??;
+    if let FillEvent::Completed {
+        bytes, duration, ..
+    } = &event
+    {
+        println!("  event          completed: {bytes} bytes in {duration:?}");
+    }
+    let again = client
+        .get(format!("http://{app_addr}/later/report.txt").parse()?)
+        .await?;
+    let hit = again.headers().get(DEFAULT_HEADER_NAME).is_none();
+    println!(
+        "  next GET       {} {}",
+        again.status(),
+        if hit {
+            "(served from store)"
+        } else {
+            "(not a hit?)"
+        }
+    );
+    ensure(
+        again.status() == StatusCode::OK && hit,
+        "later/report.txt: expected a hit",
+    )?;
+
+    println!("\nok: pulled once then served from the store; coalesced; async redirect then filled");
     Ok(())
+}
+
+/// `video.bin`: 4 chunks of 64 KiB, 200 ms apart.
+const VIDEO_LEN: usize = 4 * 64 * 1024;
+
+fn slow_video() -> Response {
+    let chunks = futures::stream::iter(0..4u8).then(|i| async move {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok::<_, std::convert::Infallible>(Bytes::from(vec![i; VIDEO_LEN / 4]))
+    });
+    axum::body::Body::from_stream(chunks).into_response()
 }
 
 /// The origin's router: `GET /<key>` answers the object or 404.
@@ -151,6 +279,9 @@ fn origin(gets: Arc<AtomicUsize>) -> Router {
     ) -> Response {
         if method == Method::GET {
             gets.fetch_add(1, Ordering::SeqCst);
+        }
+        if key == "video.bin" {
+            return slow_video();
         }
         match OBJECTS.iter().find(|(k, _, _)| *k == key) {
             Some((_, content_type, body)) => {

@@ -103,6 +103,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A webhook delivery failed.
+    #[error("webhook delivery to {url} failed: {source}")]
+    Webhook {
+        /// The webhook URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: BoxError,
+    },
+
     /// A fill needs a Tokio runtime to run on and none is current.
     #[error("no Tokio runtime is running; cannot start the fill of key {key}")]
     NoRuntime {

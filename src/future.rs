@@ -136,7 +136,9 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
     let Some(key) = key::parse(c.uri.path()) else {
         return untouched(response);
     };
-    let Some((rule, request)) = c.config.plan(&key, &c.method, response.status(), c.uri.query())
+    let Some((rule, request)) = c
+        .config
+        .plan(&key, &c.method, response.status(), c.uri.query())
     else {
         return untouched(response);
     };
@@ -172,7 +174,13 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
             Some(reader) => pulling(reader, "proxied", response),
             None => untouched(response),
         },
-        Mode::Redirect => Miss::Answer(redirect(rule, &request, &key, header_name.as_ref(), "redirect")),
+        Mode::Redirect => Miss::Answer(redirect(
+            rule,
+            &request,
+            &key,
+            header_name.as_ref(),
+            "redirect",
+        )),
         Mode::Async => {
             let answer = redirect(rule, &request, &key, header_name.as_ref(), "async");
             if answer.status().is_redirection() {

@@ -196,7 +196,10 @@ impl OriginPullLayer {
     /// (their writes are aborted: nothing partial is left in the store). Queued async-mode
     /// fills that have not started are dropped. Requests arriving afterwards get the inner
     /// service's response untouched.
-    pub fn shutdown(&self, grace: Duration) -> impl Future<Output = ShutdownReport> + Send + 'static {
+    pub fn shutdown(
+        &self,
+        grace: Duration,
+    ) -> impl Future<Output = ShutdownReport> + Send + 'static {
         let fills = self.config.fills.clone();
         async move { fills.shutdown(grace).await }
     }

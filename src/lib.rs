@@ -52,20 +52,22 @@ mod rule;
 mod serve;
 mod service;
 pub mod store;
+pub mod webhook;
 
 #[cfg(feature = "aws")]
 pub use crate::aws::HyperConnector;
 pub use crate::body::ResponseBody;
 pub use crate::error::{BoxError, Error};
+pub use crate::events::FillEvent;
+pub use crate::fill::registry::{BackgroundStats, ShutdownReport};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullLayer};
 pub use crate::origin::{HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, OriginResponse};
-pub use crate::events::FillEvent;
-pub use crate::fill::registry::{BackgroundStats, ShutdownReport};
 pub use crate::rule::{ClientDisconnect, Mode, RedirectStatus, Rewrite, Rule};
 pub use crate::serve::{ServeBody, ServeFuture, ServeStore};
 pub use crate::service::OriginPull;
 pub use crate::store::{BucketStore, Committed, Store, StoreWrite, StoredObject};
+pub use crate::webhook::{Webhook, WebhookHandle, WebhookStats};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -524,3 +524,100 @@ async fn shutdown_aborts_fills_that_do_not_finish_in_time() {
     assert_eq!(after.status, StatusCode::NOT_FOUND);
     assert_eq!(after.outcome(), None);
 }
+
+/// A loopback webhook receiver: records JSON bodies; answers per `mode`.
+async fn receiver(
+    mode: &'static str,
+) -> (
+    String,
+    Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (s, n) = (seen.clone(), calls.clone());
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let (s, n) = (s.clone(), n.clone());
+        async move {
+            let call = n.fetch_add(1, Ordering::SeqCst);
+            match mode {
+                "hang" => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    StatusCode::OK
+                }
+                "flaky" if call % 2 == 0 => StatusCode::SERVICE_UNAVAILABLE,
+                _ => {
+                    s.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }
+    });
+    let addr = serve(app).await;
+    (format!("http://{addr}/hook"), seen, calls)
+}
+
+#[tokio::test]
+async fn the_webhook_delivers_events_as_json_with_retries() {
+    let origin = TestOrigin::start().await;
+    origin.object("w/ok.txt", "webhook");
+    let (url, seen, calls) = receiver("flaky").await;
+    let app = app(&origin.url, |r| r.named("hooked"), |l| l).await;
+    let hook = tower_origin_pull::Webhook::new(&url)
+        .unwrap()
+        .min_backoff(Duration::from_millis(10))
+        .spawn(app.layer.subscribe());
+    get(&client(), &app.at("w/ok.txt")).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            hook.stats().delivered == 2
+        })
+        .await,
+        "{:?}",
+        hook.stats()
+    );
+    let seen = seen.lock().unwrap().clone();
+    let mut kinds: Vec<_> = seen
+        .iter()
+        .map(|v| v["event"].as_str().unwrap().to_owned())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["completed", "started"]);
+    let done = seen.iter().find(|v| v["event"] == "completed").unwrap();
+    assert_eq!(done["key"], "w/ok.txt");
+    assert_eq!(done["rule"], "hooked");
+    assert_eq!(done["bytes"], 7);
+    assert_eq!(done["committed"], "written");
+    // Every event failed once (503) before it was accepted.
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_hanging_webhook_receiver_does_not_slow_fills() {
+    let origin = TestOrigin::start().await;
+    for i in 0..40 {
+        origin.object(&format!("h/{i}.txt"), format!("object {i}"));
+    }
+    let (url, _, calls) = receiver("hang").await;
+    let app = app(&origin.url, |r| r, |l| l).await;
+    let hook = tower_origin_pull::Webhook::new(&url)
+        .unwrap()
+        .max_in_flight(2)
+        .spawn(app.layer.subscribe());
+    let c = client();
+    let started = Instant::now();
+    for i in 0..40 {
+        let got = get(&c, &app.at(&format!("h/{i}.txt"))).await;
+        assert_eq!(got.outcome(), Some("pulled"));
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "40 pulls took {took:?}");
+    assert_eq!(listing(&*app.store).await.len(), 40);
+    // Two deliveries hang; the rest wait (bounded) and nothing was delivered.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(hook.stats().delivered, 0);
+}

@@ -1,11 +1,11 @@
 //! Which origin headers are kept: on the client's response and as stored attributes.
 
 use http::HeaderMap;
+use http::HeaderValue;
 use http::header::{
     CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH,
     CONTENT_TYPE, ETAG, EXPIRES, HeaderName, LAST_MODIFIED,
 };
-use http::HeaderValue;
 use object_store::{Attribute, Attributes};
 
 use crate::store::StoredObject;
@@ -42,11 +42,17 @@ pub(crate) fn client_headers(origin: &HeaderMap) -> HeaderMap {
 pub(crate) fn stored_headers(object: &StoredObject) -> HeaderMap {
     let mut out = HeaderMap::new();
     out.insert(CONTENT_LENGTH, HeaderValue::from(object.size));
-    if let Some(etag) = object.e_tag.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+    if let Some(etag) = object
+        .e_tag
+        .as_deref()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
         out.insert(ETAG, etag);
     }
     for (attribute, value) in object.attributes.iter() {
-        let Ok(value) = HeaderValue::from_str(value.as_ref()) else { continue };
+        let Ok(value) = HeaderValue::from_str(value.as_ref()) else {
+            continue;
+        };
         let name = match attribute {
             Attribute::ContentType => CONTENT_TYPE,
             Attribute::CacheControl => CACHE_CONTROL,

@@ -41,7 +41,6 @@ pub(crate) struct FillSpec {
 
 impl FillSpec {
     fn cancel_when_alone(&self) -> bool {
-        !self.pinned
-            && (self.store.is_none() || self.on_disconnect == ClientDisconnect::CancelFill)
+        !self.pinned && (self.store.is_none() || self.on_disconnect == ClientDisconnect::CancelFill)
     }
 }

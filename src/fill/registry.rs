@@ -265,7 +265,9 @@ impl Fills {
                 Enqueued::Queued
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
                 Enqueued::QueueFull
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Enqueued::Refused,
@@ -291,7 +293,9 @@ impl Fills {
             let key = spec.key.clone();
             if self.closing.load(Ordering::Acquire) {
                 lock(&self.queued).remove(&key);
-                self.counters.dropped_shutdown.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .dropped_shutdown
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -335,14 +339,16 @@ impl Fills {
         let fills: Vec<Arc<Fill>> = lock(&self.map).values().cloned().collect();
         let deadline = Instant::now() + grace;
         let mut report = ShutdownReport {
-            dropped_queued: pending.max(
-                self.counters.dropped_shutdown.load(Ordering::Relaxed) - dropped_before,
-            ),
+            dropped_queued: pending
+                .max(self.counters.dropped_shutdown.load(Ordering::Relaxed) - dropped_before),
             ..ShutdownReport::default()
         };
         let mut late = Vec::new();
         for fill in fills {
-            if tokio::time::timeout_at(deadline, fill.wait_ended()).await.is_ok() {
+            if tokio::time::timeout_at(deadline, fill.wait_ended())
+                .await
+                .is_ok()
+            {
                 report.finished += 1;
             } else {
                 late.push(fill);

@@ -48,7 +48,10 @@ pub(crate) enum Read {
     Failed(Arc<Error>),
     /// The reader fell behind; the object is committed: read it from the store from
     /// `offset`, expecting `total` bytes in all.
-    FromStore { offset: u64, total: u64 },
+    FromStore {
+        offset: u64,
+        total: u64,
+    },
 }
 
 /// The fill was abandoned: its last reader left and the policy cancels it then, or the
@@ -147,7 +150,11 @@ impl State {
             retained -= bytes.len();
             keep_from = offset + bytes.len() as u64;
         }
-        for slot in self.readers.iter_mut().filter(|s| s.live && s.pos < keep_from) {
+        for slot in self
+            .readers
+            .iter_mut()
+            .filter(|s| s.live && s.pos < keep_from)
+        {
             slot.live = false;
             if let Some(w) = slot.waker.take() {
                 w.wake();
@@ -413,7 +420,10 @@ impl Fill {
             }
             match committed {
                 Some(Committed::Written) => {
-                    return Poll::Ready(Read::FromStore { offset: pos, total: end });
+                    return Poll::Ready(Read::FromStore {
+                        offset: pos,
+                        total: end,
+                    });
                 }
                 Some(Committed::AlreadyExists) => {
                     return Poll::Ready(Read::Failed(Arc::new(Error::FillAborted {

@@ -56,7 +56,12 @@ pub(crate) async fn run(fills: Arc<Fills>, fill: Arc<Fill>, spec: FillSpec) {
         }
     };
     match &event {
-        FillEvent::Completed { bytes, duration, committed, .. } => {
+        FillEvent::Completed {
+            bytes,
+            duration,
+            committed,
+            ..
+        } => {
             tracing::info!(bytes, ?duration, ?committed, "fill complete");
         }
         FillEvent::NotFound { .. } => tracing::debug!("origin does not have the object"),
@@ -115,7 +120,11 @@ async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Err
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let writer = match &fill.store {
-        Some(store) => Some(store.begin(key, meta::attributes(&response.headers)).await?),
+        Some(store) => Some(
+            store
+                .begin(key, meta::attributes(&response.headers))
+                .await?,
+        ),
         None => None,
     };
     fill.set_head(Head {

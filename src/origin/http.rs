@@ -24,9 +24,19 @@ use super::{Origin, OriginRequest, OriginResponse};
 use crate::Error;
 
 #[cfg(feature = "rustls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 #[cfg(not(feature = "rustls"))]
-type Connector = HttpConnector;
+pub(crate) type Connector = HttpConnector;
+
+/// The connector every outgoing request of the crate uses: TCP with `TCP_NODELAY` and a
+/// connect timeout, and TLS (rustls, webpki roots, ALPN h2/http1.1) for `https`.
+pub(crate) fn make_connector(connect_timeout: Duration) -> Result<Connector, Error> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    connector(http)
+}
 
 /// Characters percent-encoded in each path segment sent to the origin: everything but
 /// RFC 3986 `pchar` (unreserved, sub-delims, `:` and `@`). Non-ASCII is always encoded.
@@ -195,11 +205,7 @@ impl HttpOriginBuilder {
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(self.connect_timeout));
-        let connector = connector(http)?;
+        let connector = make_connector(self.connect_timeout)?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

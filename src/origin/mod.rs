@@ -4,7 +4,7 @@
 //! whose address is fixed in configuration: nothing in the client's request (its `Host`, an
 //! absolute-form URI, forwarded headers) can change which host is asked.
 
-mod http;
+pub(crate) mod http;
 
 use std::fmt;
 use std::sync::Arc;

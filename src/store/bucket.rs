@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt, TryStreamExt};
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     Attributes, GetOptions, GetRange, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode,
