@@ -621,3 +621,34 @@ async fn a_hanging_webhook_receiver_does_not_slow_fills() {
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert_eq!(hook.stats().delivered, 0);
 }
+
+#[tokio::test]
+async fn a_full_background_queue_still_redirects_and_counts_the_skipped_fills() {
+    let origin = TestOrigin::start().await;
+    for i in 0..5 {
+        slow_object(
+            &origin,
+            &format!("q/{i}.bin"),
+            &random_bytes(1000, i),
+            2,
+            Duration::from_secs(1),
+        );
+    }
+    let app = app(
+        &origin.url,
+        |r| r.mode(Mode::Async),
+        |l| l.background_queue(1).background_concurrency(1),
+    )
+    .await;
+    let c = client();
+    for i in 0..5 {
+        let got = get(&c, &app.at(&format!("q/{i}.bin"))).await;
+        assert_eq!(got.status, StatusCode::FOUND, "always redirected");
+    }
+    let stats = app.layer.background_stats();
+    // At most one fill runs, one waits in the dispatcher and one in the queue.
+    assert!(stats.dropped_queue_full >= 2, "{stats:?}");
+    assert_eq!(stats.queued + stats.dropped_queue_full, 5, "{stats:?}");
+    let report = app.layer.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.aborted, 0, "{report:?}");
+}

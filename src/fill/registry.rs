@@ -99,7 +99,8 @@ pub(crate) struct Fills {
     settings: FillSettings,
     pub(crate) events: Events,
     map: Mutex<HashMap<String, Arc<Fill>>>,
-    negative: Mutex<HashMap<String, Instant>>,
+    /// Keys the origin said 404 for, per rule (rules may name different origins).
+    negative: Mutex<HashMap<(Arc<str>, String), Instant>>,
     closing: AtomicBool,
     cancelling: AtomicBool,
     cancel: Notify,
@@ -144,15 +145,16 @@ impl Fills {
         rt.spawn(task::run(self.clone(), fill, spec).instrument(span));
     }
 
-    fn known_missing(&self, key: &str) -> bool {
+    fn known_missing(&self, spec: &FillSpec) -> bool {
         if self.settings.negative_ttl.is_none() {
             return false;
         }
         let mut negative = lock(&self.negative);
-        match negative.get(key) {
+        let entry = (spec.rule.clone(), spec.key.clone());
+        match negative.get(&entry) {
             Some(until) if *until > Instant::now() => true,
             Some(_) => {
-                negative.remove(key);
+                negative.remove(&entry);
                 false
             }
             None => false,
@@ -164,7 +166,7 @@ impl Fills {
         if self.closing.load(Ordering::Acquire) {
             return Joined::Refused;
         }
-        if self.known_missing(&spec.key) {
+        if self.known_missing(&spec) {
             return Joined::KnownMissing;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
@@ -209,7 +211,7 @@ impl Fills {
     }
 
     /// Called by the fill task when its fill has ended.
-    pub(crate) fn finished(&self, fill: &Arc<Fill>, not_found: bool) {
+    pub(crate) fn finished(&self, fill: &Arc<Fill>, rule: &Arc<str>, not_found: bool) {
         let mut map = lock(&self.map);
         if map.get(&fill.key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             map.remove(&fill.key);
@@ -222,7 +224,7 @@ impl Fills {
                 negative.retain(|_, until| *until > now);
             }
             if negative.len() < MAX_NEGATIVE {
-                negative.insert(fill.key.clone(), now + ttl);
+                negative.insert((rule.clone(), fill.key.clone()), now + ttl);
             }
         }
     }

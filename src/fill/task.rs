@@ -69,7 +69,7 @@ pub(crate) async fn run(fills: Arc<Fills>, fill: Arc<Fill>, spec: FillSpec) {
         FillEvent::Started { .. } => {}
     }
     let not_found = matches!(event, FillEvent::NotFound { .. });
-    fills.finished(&fill, not_found);
+    fills.finished(&fill, &spec.rule, not_found);
     if report {
         fills.events.emit(event);
     }
