@@ -27,6 +27,7 @@ pin_project! {
     enum Kind<B> {
         Inner { #[pin] body: B },
         Pulled { body: Reader },
+        Range { body: Option<Reader>, skip: u64, take: u64 },
         Message { body: Full<Bytes> },
         Empty,
     }
@@ -42,6 +43,17 @@ impl<B> ResponseBody<B> {
     pub(crate) fn pulled(body: Reader) -> Self {
         Self {
             kind: Kind::Pulled { body },
+        }
+    }
+
+    /// `take` bytes of a pulled object, from byte `skip`.
+    pub(crate) fn range(body: Reader, skip: u64, take: u64) -> Self {
+        Self {
+            kind: Kind::Range {
+                body: Some(body),
+                skip,
+                take,
+            },
         }
     }
 
@@ -63,6 +75,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
         match &self.kind {
             Kind::Inner { body } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
             Kind::Pulled { .. } => f.write_str("ResponseBody::Pulled"),
+            Kind::Range { skip, take, .. } => write!(f, "ResponseBody::Range({skip}, {take})"),
             Kind::Message { .. } => f.write_str("ResponseBody::Message"),
             Kind::Empty => f.write_str("ResponseBody::Empty"),
         }
@@ -90,6 +103,40 @@ where
                 Poll::Pending => Poll::Pending,
             },
             KindProj::Pulled { body } => Pin::new(body).poll_frame(cx),
+            KindProj::Range { body, skip, take } => loop {
+                if *take == 0 {
+                    // Done: leave the fill (it finishes on its own).
+                    *body = None;
+                    return Poll::Ready(None);
+                }
+                let Some(reader) = body.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                match std::task::ready!(Pin::new(reader).poll_frame(cx)) {
+                    None => {
+                        *body = None;
+                        return Poll::Ready(Some(Err("the object ended before the range".into())));
+                    }
+                    Some(Err(e)) => {
+                        *body = None;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Some(Ok(frame)) => {
+                        let Ok(mut data) = frame.into_data() else {
+                            continue;
+                        };
+                        let skipped = (*skip).min(data.len() as u64);
+                        data = data.slice(skipped as usize..);
+                        *skip -= skipped;
+                        if data.is_empty() {
+                            continue;
+                        }
+                        data.truncate((*take).min(data.len() as u64) as usize);
+                        *take -= data.len() as u64;
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            },
             KindProj::Message { body } => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
@@ -102,6 +149,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Pulled { body } => body.is_end_stream(),
+            Kind::Range { take, .. } => *take == 0,
             Kind::Message { body } => body.is_end_stream(),
             Kind::Empty => true,
         }
@@ -112,6 +160,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Pulled { body } => body.size_hint(),
+            Kind::Range { take, .. } => SizeHint::with_exact(*take),
             Kind::Message { body } => body.size_hint(),
             Kind::Empty => SizeHint::with_exact(0),
         }

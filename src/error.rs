@@ -84,6 +84,39 @@ pub enum Error {
         received: u64,
     },
 
+    /// The object's bytes do not match a checksum the origin sent.
+    #[error("{algorithm} of key {key} is {actual}, the origin announced {expected}")]
+    ChecksumMismatch {
+        /// The store key being pulled.
+        key: String,
+        /// Which checksum (`Content-MD5`, `x-amz-checksum-sha256`, ...).
+        algorithm: String,
+        /// What the origin announced.
+        expected: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+
+    /// The origin sent a checksum header that cannot be read.
+    #[error("the origin's {algorithm} for key {key} is not a valid digest: {value:?}")]
+    BadChecksum {
+        /// The store key being pulled.
+        key: String,
+        /// Which checksum.
+        algorithm: String,
+        /// The header's value.
+        value: String,
+    },
+
+    /// The object is larger than the rule allows and the rule refuses such objects.
+    #[error("key {key} is larger than the {limit} bytes its rule allows")]
+    TooLarge {
+        /// The store key being pulled.
+        key: String,
+        /// The rule's limit.
+        limit: u64,
+    },
+
     /// Writing to the store failed; the upload was aborted and nothing is visible.
     #[error("store write for key {key} failed: {source}")]
     Store {

@@ -5,8 +5,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
-use http::{Method, Response, StatusCode, Uri};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, RANGE,
+};
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
+use http_range_header::ParsedRanges;
 use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
@@ -15,13 +18,16 @@ use crate::fill::reader::Reader;
 use crate::fill::registry::Joined;
 use crate::fill::shared::HeadView;
 use crate::layer::Config;
-use crate::rule::{Mode, Rule};
+use crate::rule::{HeadMiss, Mode, RangeMiss, Rule};
 use crate::{Error, key};
 
 /// What a request leaves behind for a possible pull.
 pub(crate) struct Captured {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
+    /// The request's headers, only when some rule reads them.
+    pub(crate) headers: Option<HeaderMap>,
+    pub(crate) range: Option<HeaderValue>,
     pub(crate) config: Arc<Config>,
 }
 
@@ -48,6 +54,8 @@ pin_project! {
             outcome: &'static str,
             header_name: Option<HeaderName>,
             head_only: bool,
+            // Serve only this range of the whole object (RangeMiss::FillThenServe).
+            range: Option<ParsedRanges>,
         },
     }
 }
@@ -89,6 +97,7 @@ where
                     outcome,
                     header_name,
                     head_only,
+                    range,
                 } => {
                     let view = match reader.as_mut() {
                         Some(r) => ready!(r.poll_head(cx)),
@@ -107,12 +116,21 @@ where
                         },
                         HeadView::Failed(e) => bad_gateway(key, Some(&e), header_name.as_ref()),
                         HeadView::Ready(head) => {
-                            let body = match reader.take() {
-                                Some(r) if !*head_only => ResponseBody::pulled(r),
-                                _ => ResponseBody::empty(),
+                            let mut response = match (range.take(), head.content_length) {
+                                (Some(range), Some(len)) if !*head_only => {
+                                    ranged(range, len, reader.take(), &head.headers)
+                                }
+                                _ => {
+                                    let body = match reader.take() {
+                                        Some(r) if !*head_only => ResponseBody::pulled(r),
+                                        _ => ResponseBody::empty(),
+                                    };
+                                    let mut response = Response::new(body);
+                                    *response.status_mut() = head.status;
+                                    *response.headers_mut() = head.headers.clone();
+                                    response
+                                }
                             };
-                            let mut response = Response::new(body);
-                            *response.headers_mut() = head.headers.clone();
                             tag(&mut response, header_name.as_ref(), outcome);
                             response
                         }
@@ -136,15 +154,20 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
     let Some(key) = key::parse(c.uri.path()) else {
         return untouched(response);
     };
-    let Some((rule, request)) = c
-        .config
-        .plan(&key, &c.method, response.status(), c.uri.query())
-    else {
+    let plan = c.config.plan(
+        &key,
+        &c.method,
+        response.status(),
+        &c.uri,
+        c.headers.as_ref(),
+    );
+    let Some((rule, request)) = plan else {
         return untouched(response);
     };
     let header_name = c.config.header_name.clone();
     let head_only = c.method == Method::HEAD;
-    let spec = |store: bool, pinned: bool, report: bool| FillSpec {
+    let fills = &c.config.fills;
+    let spec = |request: &crate::OriginRequest, store: bool, pinned: bool| FillSpec {
         key: key.clone(),
         rule: rule.label(),
         origin: rule.origin.clone(),
@@ -152,9 +175,10 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
         store: store.then(|| c.config.store.clone()),
         on_disconnect: rule.on_disconnect,
         pinned,
-        report,
+        report: store,
+        checks: rule.checks.clone(),
     };
-    let pulling = |reader: Reader, outcome: &'static str, inner: Response<B>| {
+    let pulling = |reader, outcome, inner, range| {
         Miss::Pull(State::Pulling {
             reader: Some(reader),
             inner: Some(inner),
@@ -162,18 +186,53 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
             outcome,
             header_name: header_name.clone(),
             head_only,
+            range,
         })
     };
+    let join = |spec: FillSpec, inner: Response<B>, range| match fills.join_or_start(spec) {
+        Joined::Leader(reader) => pulling(reader, "pulled", inner, range),
+        Joined::Waiter(reader) => pulling(reader, "coalesced", inner, range),
+        Joined::KnownMissing | Joined::Refused => untouched(inner),
+    };
+    let proxy = |request: crate::OriginRequest, inner: Response<B>| match fills
+        .start_private(spec(&request, false, false))
+    {
+        Some(reader) => pulling(reader, "proxied", inner, None),
+        None => untouched(inner),
+    };
+    // A single, well-formed range; several ranges (or a malformed header) are ignored, as
+    // RFC 9110 allows, and the whole object is answered.
+    let range = c
+        .range
+        .as_ref()
+        .filter(|_| !head_only)
+        .and_then(|v| http_range_header::parse_range_header(v.to_str().ok()?).ok())
+        .filter(|r| r.ranges.len() == 1);
+    let with_range = |mut request: crate::OriginRequest| {
+        if let Some(value) = c.range.clone() {
+            request.headers.insert(RANGE, value);
+        }
+        request
+    };
     match rule.mode {
-        Mode::Sync => match c.config.fills.join_or_start(spec(true, head_only, true)) {
-            Joined::Leader(reader) => pulling(reader, "pulled", response),
-            Joined::Waiter(reader) => pulling(reader, "coalesced", response),
-            Joined::KnownMissing | Joined::Refused => untouched(response),
+        Mode::Sync if head_only => match rule.head_miss {
+            HeadMiss::OriginHead => proxy(request.with_method(Method::HEAD), response),
+            _ => join(spec(&request, true, true), response, None),
         },
-        Mode::Proxy => match c.config.fills.start_private(spec(false, false, false)) {
-            Some(reader) => pulling(reader, "proxied", response),
-            None => untouched(response),
+        Mode::Sync => match (range, rule.range_miss) {
+            (None, _) => join(spec(&request, true, false), response, None),
+            (Some(range), RangeMiss::FillThenServe) => {
+                join(spec(&request, true, true), response, Some(range))
+            }
+            (Some(_), RangeMiss::ProxyRange) => proxy(with_range(request), response),
+            (Some(_), _) => {
+                let enqueued = fills.enqueue(spec(&request, true, true));
+                tracing::debug!(%key, rule = %rule.label(), ?enqueued, "range miss: background fill");
+                proxy(with_range(request), response)
+            }
         },
+        Mode::Proxy if head_only => proxy(request.with_method(Method::HEAD), response),
+        Mode::Proxy => proxy(with_range(request), response),
         Mode::Redirect => Miss::Answer(redirect(
             rule,
             &request,
@@ -184,12 +243,50 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
         Mode::Async => {
             let answer = redirect(rule, &request, &key, header_name.as_ref(), "async");
             if answer.status().is_redirection() {
-                let enqueued = c.config.fills.enqueue(spec(true, true, true));
+                let enqueued = fills.enqueue(spec(&request, true, true));
                 tracing::debug!(%key, rule = %rule.label(), ?enqueued, "async fill");
             }
             Miss::Answer(answer)
         }
     }
+}
+
+/// A `206` for `range` of an object of `len` bytes streamed by `reader`, or a `416`.
+fn ranged<B>(
+    range: ParsedRanges,
+    len: u64,
+    reader: Option<Reader>,
+    headers: &HeaderMap,
+) -> Response<ResponseBody<B>> {
+    let mut response;
+    match (
+        range.validate(len).ok().and_then(|r| r.into_iter().next()),
+        reader,
+    ) {
+        (Some(r), Some(reader)) if len > 0 => {
+            let (start, end) = (*r.start(), *r.end());
+            response = Response::new(ResponseBody::range(reader, start, end - start + 1));
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            *response.headers_mut() = headers.clone();
+            let h = response.headers_mut();
+            h.insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                h.insert(CONTENT_RANGE, v);
+            }
+        }
+        _ => {
+            // Unsatisfiable: the fill goes on (it is pinned), the client gets a 416.
+            response = Response::new(ResponseBody::empty());
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                response.headers_mut().insert(CONTENT_RANGE, v);
+            }
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+    }
+    response
 }
 
 fn tag<B>(response: &mut Response<B>, name: Option<&HeaderName>, outcome: &'static str) {

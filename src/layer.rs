@@ -51,6 +51,8 @@ pub(crate) struct Config {
     pub(crate) header_name: Option<HeaderName>,
     /// Some rule accepts HEAD.
     head: bool,
+    /// Some rule reads the request's headers (conditions or header policy).
+    pub(crate) needs_headers: bool,
     /// The union of the rules' trigger statuses.
     statuses: Vec<StatusCode>,
     settings: FillSettings,
@@ -81,6 +83,7 @@ impl OriginPullLayer {
                 store: Arc::new(store),
                 header_name: Some(DEFAULT_HEADER_NAME),
                 head: false,
+                needs_headers: false,
                 statuses: Vec::new(),
                 settings,
                 events,
@@ -113,6 +116,7 @@ impl OriginPullLayer {
             rule
         };
         config.head |= rule.accepts(&Method::HEAD);
+        config.needs_headers |= rule.reads_request_headers();
         for status in rule.statuses() {
             if !config.statuses.contains(status) {
                 config.statuses.push(*status);
@@ -232,14 +236,23 @@ impl Config {
         key: &str,
         method: &Method,
         status: StatusCode,
-        query: Option<&str>,
+        uri: &http::Uri,
+        headers: Option<&http::HeaderMap>,
     ) -> Option<(&Rule, OriginRequest)> {
-        let rule = self.rules.iter().find(|r| r.matches(key, method, status))?;
-        let query = rule
-            .forward_query
-            .then(|| query.map(str::to_owned))
-            .flatten();
-        let request = OriginRequest::new(rule.rewrite.apply(key)).with_query(query);
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| r.matches(key, method, status, headers))?;
+        let client_scheme = uri.scheme().cloned().or_else(|| {
+            let proto = headers?.get("x-forwarded-proto")?.to_str().ok()?;
+            proto
+                .eq_ignore_ascii_case("https")
+                .then_some(http::uri::Scheme::HTTPS)
+        });
+        let mut request = OriginRequest::new(rule.rewrite.apply(key))
+            .with_query(rule.query.apply(uri.query()))
+            .with_headers(rule.headers.apply(headers));
+        request.client_scheme = client_scheme;
         Some((rule, request))
     }
 }

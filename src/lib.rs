@@ -63,7 +63,10 @@ pub use crate::fill::registry::{BackgroundStats, ShutdownReport};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullLayer};
 pub use crate::origin::{HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, OriginResponse};
-pub use crate::rule::{ClientDisconnect, Mode, RedirectStatus, Rewrite, Rule};
+pub use crate::rule::{
+    Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, Mode, Oversize,
+    QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
+};
 pub use crate::serve::{ServeBody, ServeFuture, ServeStore};
 pub use crate::service::OriginPull;
 pub use crate::store::{BucketStore, Committed, Store, StoreWrite, StoredObject};

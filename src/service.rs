@@ -61,6 +61,8 @@ where
         let captured = config.wants(req.method()).then(|| Captured {
             method: req.method().clone(),
             uri: req.uri().clone(),
+            headers: config.needs_headers.then(|| req.headers().clone()),
+            range: req.headers().get(http::header::RANGE).cloned(),
             config: config.clone(),
         });
         ResponseFuture::new(self.inner.call(req), captured)

@@ -502,7 +502,13 @@ async fn metadata_round_trips_through_in_memory() {
 async fn head_pulls_only_when_the_rule_allows_it() {
     let origin = TestOrigin::start().await;
     origin.object("h.txt", "head me");
-    let s = stack_with(Backend::Memory, &origin.url, |r| r.on_head(true), |b| b).await;
+    let s = stack_with(
+        Backend::Memory,
+        &origin.url,
+        |r| r.on_head(tower_origin_pull::HeadMiss::Fill),
+        |b| b,
+    )
+    .await;
     let got = request(&client(), Method::HEAD, &s.at("h.txt")).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.outcome(), Some("pulled"));

@@ -3,8 +3,8 @@
 use http::HeaderMap;
 use http::HeaderValue;
 use http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH,
-    CONTENT_TYPE, ETAG, EXPIRES, HeaderName, LAST_MODIFIED,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE,
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, EXPIRES, HeaderName, LAST_MODIFIED,
 };
 use object_store::{Attribute, Attributes};
 
@@ -12,7 +12,9 @@ use crate::store::StoredObject;
 
 /// Origin response headers passed on to the client of a pull (an allow-list: nothing else
 /// from the origin reaches the client).
-const PASSED: [HeaderName; 9] = [
+const PASSED: [HeaderName; 11] = [
+    ACCEPT_RANGES,
+    CONTENT_RANGE,
     CONTENT_TYPE,
     CONTENT_LENGTH,
     CACHE_CONTROL,

@@ -17,11 +17,12 @@ pub(crate) mod reader;
 pub(crate) mod registry;
 pub(crate) mod shared;
 mod task;
+mod verify;
 
 use std::sync::Arc;
 
 use crate::origin::{Origin, OriginRequest};
-use crate::rule::ClientDisconnect;
+use crate::rule::{ClientDisconnect, FillChecks};
 use crate::store::Store;
 
 /// Everything a fill needs, decided by the service from the request and the matched rule.
@@ -37,6 +38,8 @@ pub(crate) struct FillSpec {
     pub(crate) pinned: bool,
     /// Send fill events for it.
     pub(crate) report: bool,
+    /// Checksums, size limit, statuses passed through.
+    pub(crate) checks: FillChecks,
 }
 
 impl FillSpec {

@@ -30,6 +30,7 @@ use crate::store::{Committed, Store};
 /// What the origin said, shared by every reader.
 #[derive(Debug)]
 pub(crate) struct Head {
+    pub(crate) status: http::StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) content_length: Option<u64>,
 }

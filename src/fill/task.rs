@@ -6,15 +6,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use http::StatusCode;
 use http::header::ETAG;
+use http::{Method, StatusCode};
 use tokio::time::Instant;
 
 use super::registry::Fills;
 use super::shared::{Abandoned, Fill, Head};
+use super::verify::Verifier;
 use super::{FillSpec, meta};
 use crate::Error;
 use crate::events::FillEvent;
+use crate::rule::Oversize;
 use crate::store::{Committed, StoreWrite, StoredObject};
 
 pub(crate) async fn run(fills: Arc<Fills>, fill: Arc<Fill>, spec: FillSpec) {
@@ -40,6 +42,11 @@ pub(crate) async fn run(fills: Arc<Fills>, fill: Arc<Fill>, spec: FillSpec) {
             duration: started.elapsed(),
             origin_etag,
             committed,
+        },
+        Ok(Pulled::NotStored { reason }) => FillEvent::Failed {
+            key: spec.key.clone(),
+            rule: spec.rule.clone(),
+            reason: format!("not stored: {reason}"),
         },
         Ok(Pulled::NotFound) => FillEvent::NotFound {
             key: spec.key.clone(),
@@ -81,14 +88,19 @@ enum Pulled {
         committed: Committed,
         origin_etag: Option<String>,
     },
+    /// Streamed to the readers, deliberately not stored.
+    NotStored {
+        reason: &'static str,
+    },
     NotFound,
 }
 
 async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Error> {
     let key = spec.key.as_str();
+    let head_request = spec.request.method == Method::HEAD;
     // The object may have landed since the inner service looked (another fill just
     // committed it, another replica wrote it): serve it from the store, fetch nothing.
-    if let Some(store) = &fill.store {
+    if let (Some(store), false) = (&fill.store, head_request) {
         match store.read(key, 0).await {
             Ok(Some(object)) => return replay_stored(fill, object).await,
             Ok(None) => {}
@@ -100,14 +112,17 @@ async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Err
         () = fills.cancelled() => return Err(cancelled(key)),
         response = spec.origin.fetch(spec.request.clone()) => response?,
     };
-    if response.status == StatusCode::NOT_FOUND {
+    let status = response.status;
+    if status == StatusCode::NOT_FOUND {
         fill.not_found();
         return Ok(Pulled::NotFound);
     }
-    if response.status != StatusCode::OK {
+    let passed_through = spec.checks.pass_through.contains(&status);
+    let proxied_range = fill.store.is_none() && status == StatusCode::PARTIAL_CONTENT;
+    if status != StatusCode::OK && !passed_through && !proxied_range {
         return Err(Error::OriginStatus {
             key: key.to_owned(),
-            status: response.status,
+            status,
         });
     }
     if fill.abandoned() {
@@ -119,37 +134,74 @@ async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Err
         .get(ETAG)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let writer = match &fill.store {
-        Some(store) => Some(
-            store
+    // Only a whole object, within the rule's size limit, is stored.
+    let mut unstored = (fill.store.is_none() || status != StatusCode::OK || head_request)
+        .then_some("not a storable response");
+    if let (Some((limit, oversize)), Some(len)) = (spec.checks.max_size, expected) {
+        if len > limit {
+            match oversize {
+                Oversize::Refuse => {
+                    return Err(Error::TooLarge {
+                        key: key.to_owned(),
+                        limit,
+                    });
+                }
+                Oversize::Proxy => unstored = Some("larger than the rule's size limit"),
+            }
+        }
+    }
+    let (writer, verifier) = match (&fill.store, unstored) {
+        (Some(store), None) => {
+            let verifier = Verifier::new(key, &spec.checks.checksums, &response.headers)?;
+            let writer = store
                 .begin(key, meta::attributes(&response.headers))
-                .await?,
-        ),
-        None => None,
+                .await?;
+            (Some(writer), Some(verifier))
+        }
+        _ => (None, None),
     };
     fill.set_head(Head {
+        status,
         headers: meta::client_headers(&response.headers),
         content_length: expected,
     });
+    if head_request {
+        fill.complete_unstored(Arc::new(not_stored(key)));
+        return Ok(Pulled::NotStored {
+            reason: "answered a HEAD",
+        });
+    }
     let mut tee = Tee {
         key,
         fill,
         fills,
         writer,
+        verifier,
+        limit: spec.checks.max_size,
+        unstored,
     };
     match tee.copy(response.body, expected).await {
         Ok((bytes, held)) => {
-            let committed = tee.commit().await;
+            let committed = match tee.unstored {
+                None => tee.commit().await.map(Some),
+                Some(_) => Ok(None),
+            };
             if let Some(last) = held {
                 fill.push(last).await.map_err(|Abandoned| cancelled(key))?;
             }
             match committed {
-                Ok(committed) => {
+                Ok(Some(committed)) => {
                     fill.complete(committed);
                     Ok(Pulled::Stored {
                         bytes,
                         committed,
                         origin_etag,
+                    })
+                }
+                Ok(None) => {
+                    fill.complete_unstored(Arc::new(not_stored(key)));
+                    Ok(Pulled::NotStored {
+                        reason: tee.unstored.unwrap_or("not stored"),
                     })
                 }
                 Err(e) => {
@@ -171,11 +223,19 @@ async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Err
     }
 }
 
+fn not_stored(key: &str) -> Error {
+    Error::FillAborted {
+        key: key.to_owned(),
+        reason: "the reader fell behind a response that is not stored",
+    }
+}
+
 /// The store has the object already: hand it to the readers, write nothing.
 async fn replay_stored(fill: &Fill, object: StoredObject) -> Result<Pulled, Error> {
     let size = object.size;
     let etag = object.e_tag.clone();
     fill.set_head(Head {
+        status: StatusCode::OK,
         headers: meta::stored_headers(&object),
         content_length: Some(size),
     });
@@ -216,6 +276,10 @@ struct Tee<'a> {
     fill: &'a Fill,
     fills: &'a Fills,
     writer: Option<Box<dyn StoreWrite>>,
+    verifier: Option<Verifier>,
+    limit: Option<(u64, Oversize)>,
+    /// Why the bytes are not (or no longer) being stored.
+    unstored: Option<&'static str>,
 }
 
 impl Tee<'_> {
@@ -245,6 +309,25 @@ impl Tee<'_> {
                     received,
                 });
             }
+            if let Some((limit, oversize)) = self.limit.filter(|(limit, _)| received > *limit) {
+                match oversize {
+                    Oversize::Refuse => {
+                        return Err(Error::TooLarge {
+                            key: self.key.to_owned(),
+                            limit,
+                        });
+                    }
+                    Oversize::Proxy if self.unstored.is_none() => {
+                        self.unstored = Some("larger than the rule's size limit");
+                        self.verifier = None;
+                        self.abort().await;
+                    }
+                    Oversize::Proxy => {}
+                }
+            }
+            if let Some(verifier) = self.verifier.as_mut() {
+                verifier.update(&chunk);
+            }
             if expected == Some(received) {
                 held = Some(chunk.clone());
             } else {
@@ -257,14 +340,17 @@ impl Tee<'_> {
                 writer.write(chunk).await?;
             }
         }
-        match expected {
-            Some(expected) if expected != received => Err(Error::LengthMismatch {
+        if let Some(expected) = expected.filter(|&n| n != received) {
+            return Err(Error::LengthMismatch {
                 key: self.key.to_owned(),
                 expected,
                 received,
-            }),
-            _ => Ok((received, held)),
+            });
         }
+        if let Some(verifier) = self.verifier.take() {
+            verifier.finish(self.key)?;
+        }
+        Ok((received, held))
     }
 
     async fn commit(&mut self) -> Result<Committed, Error> {

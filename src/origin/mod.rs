@@ -9,7 +9,8 @@ pub(crate) mod http;
 use std::fmt;
 use std::sync::Arc;
 
-use ::http::{HeaderMap, StatusCode};
+use ::http::uri::Scheme;
+use ::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -18,16 +19,32 @@ pub use self::http::{HttpOrigin, HttpOriginBuilder};
 use crate::Error;
 
 /// A request for one object, as the origin will see it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct OriginRequest {
+    /// `GET`, or `HEAD` (answering a `HEAD` miss from the origin).
+    pub method: Method,
     /// The object's path below the origin's base, without a leading `/`, not percent-encoded
     /// (the origin encodes it).
     pub path: String,
     /// The query string to send, without the `?`, already encoded as it came from the client.
     pub query: Option<String>,
-    /// Extra request headers.
+    /// Extra request headers (already filtered by the rule's header policy).
     pub headers: HeaderMap,
+    /// The scheme the client used, when known (for origins whose protocol follows it).
+    pub client_scheme: Option<Scheme>,
+}
+
+impl Default for OriginRequest {
+    fn default() -> Self {
+        Self {
+            method: Method::GET,
+            path: String::new(),
+            query: None,
+            headers: HeaderMap::new(),
+            client_scheme: None,
+        }
+    }
 }
 
 impl OriginRequest {
@@ -43,6 +60,20 @@ impl OriginRequest {
     #[must_use]
     pub fn with_query(mut self, query: Option<String>) -> Self {
         self.query = query;
+        self
+    }
+
+    /// Set the request headers.
+    #[must_use]
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Set the method (`GET` or `HEAD`).
+    #[must_use]
+    pub fn with_method(mut self, method: Method) -> Self {
+        self.method = method;
         self
     }
 }

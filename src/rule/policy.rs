@@ -1,0 +1,345 @@
+//! Per-rule policies: headers and query string sent to the origin, Range and HEAD misses,
+//! integrity checks, object size limits, statuses passed through.
+
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::Error;
+
+/// Headers that are never sent to an origin, and are a configuration error when named:
+/// hop-by-hop headers, `Host` (always the origin's own), framing, and headers that would
+/// make a stored fill partial or conditional.
+const FORBIDDEN: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "expect",
+    "range",
+    "if-range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+];
+
+/// Headers that change what the origin returns or who is asking: never sent by
+/// [`HeaderPolicy::pass_all`], sent only when listed explicitly.
+const SENSITIVE: &[&str] = &["authorization", "cookie", "accept-encoding"];
+
+fn forbidden(name: &HeaderName) -> bool {
+    FORBIDDEN.contains(&name.as_str())
+}
+
+fn header_name(name: &str) -> Result<HeaderName, Error> {
+    let parsed = HeaderName::try_from(name)
+        .map_err(|_| Error::config(format!("header name {name:?} is not valid")))?;
+    if forbidden(&parsed) {
+        return Err(Error::config(format!(
+            "header {name:?} is never sent to an origin (hop-by-hop, Host, framing, Range or \
+             conditional)"
+        )));
+    }
+    Ok(parsed)
+}
+
+#[derive(Debug, Clone, Default)]
+enum Pass {
+    #[default]
+    Nothing,
+    All {
+        except: Vec<HeaderName>,
+    },
+    Only(Vec<HeaderName>),
+}
+
+/// Which of the client's request headers go to the origin, and which fixed ones are added.
+///
+/// The default sends none of the client's headers.
+///
+/// ```
+/// use tower_origin_pull::HeaderPolicy;
+///
+/// # fn main() -> Result<(), tower_origin_pull::Error> {
+/// let policy = HeaderPolicy::pass_all_except(["x-debug"])?
+///     .set("x-origin-token", "s3cr3t")?;
+/// assert!(HeaderPolicy::pass_only(["connection"]).is_err()); // hop-by-hop
+/// assert!(HeaderPolicy::none().set("x-bad", "a\r\nb").is_err()); // CR/LF
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct HeaderPolicy {
+    pass: Pass,
+    set: HeaderMap,
+}
+
+impl HeaderPolicy {
+    /// Send none of the client's headers (the default).
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Send the client's headers except hop-by-hop, `Host`, `Range`, conditional headers, and
+    /// `Authorization`, `Cookie`, `Accept-Encoding` (those three only when listed with
+    /// [`HeaderPolicy::pass_only`]).
+    pub fn pass_all() -> Self {
+        Self {
+            pass: Pass::All { except: Vec::new() },
+            set: HeaderMap::new(),
+        }
+    }
+
+    /// [`HeaderPolicy::pass_all`], minus `names`.
+    pub fn pass_all_except<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, Error> {
+        let except = names
+            .into_iter()
+            .map(|n| {
+                HeaderName::try_from(n)
+                    .map_err(|_| Error::config(format!("header name {n:?} is not valid")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            pass: Pass::All { except },
+            set: HeaderMap::new(),
+        })
+    }
+
+    /// Send only the client's headers named here (which may include `Authorization`,
+    /// `Cookie` or `Accept-Encoding`). Naming a forbidden header is an error.
+    pub fn pass_only<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, Error> {
+        let only = names
+            .into_iter()
+            .map(header_name)
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            pass: Pass::Only(only),
+            set: HeaderMap::new(),
+        })
+    }
+
+    /// Always send `name: value` (replacing the client's), for example a token for a private
+    /// origin. A forbidden name or a value with control characters is an error.
+    pub fn set(mut self, name: &str, value: &str) -> Result<Self, Error> {
+        let name = header_name(name)?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| Error::config(format!("header {name}: the value is not valid")))?;
+        self.set.insert(name, value);
+        Ok(self)
+    }
+
+    /// Whether the client's headers are needed at all.
+    pub(crate) fn reads_request(&self) -> bool {
+        !matches!(self.pass, Pass::Nothing)
+    }
+
+    /// The headers to send for a request that carried `incoming`.
+    pub(crate) fn apply(&self, incoming: Option<&HeaderMap>) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        if let Some(incoming) = incoming {
+            for (name, value) in incoming {
+                let pass = match &self.pass {
+                    Pass::Nothing => false,
+                    Pass::All { except } => {
+                        !forbidden(name)
+                            && !SENSITIVE.contains(&name.as_str())
+                            && !except.contains(name)
+                    }
+                    Pass::Only(list) => list.contains(name),
+                };
+                if pass {
+                    out.append(name.clone(), value.clone());
+                }
+            }
+        }
+        for (name, value) in &self.set {
+            out.insert(name.clone(), value.clone());
+        }
+        out
+    }
+}
+
+/// Which part of the client's query string goes to the origin. The store key never includes
+/// the query string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum QueryPolicy {
+    /// Send none of it (the default, as OSS does).
+    #[default]
+    Drop,
+    /// Send all of it, as the client encoded it (COS's default).
+    Forward,
+    /// Send only the parameters with these names, in the client's order and encoding.
+    Only(Vec<String>),
+}
+
+impl QueryPolicy {
+    pub(crate) fn apply(&self, query: Option<&str>) -> Option<String> {
+        let query = query.filter(|q| !q.is_empty())?;
+        match self {
+            Self::Drop => None,
+            Self::Forward => Some(query.to_owned()),
+            Self::Only(names) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| {
+                        let name = pair.split('=').next().unwrap_or("");
+                        names.iter().any(|n| n == name)
+                    })
+                    .collect();
+                (!kept.is_empty()).then(|| kept.join("&"))
+            }
+        }
+    }
+}
+
+/// What a `GET` with a `Range` header does on a miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RangeMiss {
+    /// Serve the range from the origin at once (`206`, `x-origin-pull: proxied`) and fill the
+    /// whole object in the background, deduplicated with other fills of the key (the
+    /// default, as COS does).
+    #[default]
+    ServeRangeAndFill,
+    /// Fill the whole object (joining a fill in flight), then serve the range from the store.
+    FillThenServe,
+    /// Serve the range from the origin; store nothing.
+    ProxyRange,
+}
+
+/// What a `HEAD` does on a miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HeadMiss {
+    /// Nothing: the inner response stands (the default, as every cloud does).
+    #[default]
+    Ignore,
+    /// Answer with the origin's answer to a `HEAD`; store nothing.
+    OriginHead,
+    /// Fill the store (a full `GET` to the origin) and answer with its headers.
+    Fill,
+}
+
+/// A checksum to verify the object against before it is stored. A check applies only when
+/// the origin sends the header it reads; a mismatch stores nothing and ends the client's body
+/// in an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Checksum {
+    /// `Content-MD5` (base64 of the MD5 digest, RFC 1864). On by default.
+    ContentMd5,
+    /// A header holding the SHA-256 digest, base64 or hex (for example
+    /// `x-amz-checksum-sha256`).
+    Sha256Header(HeaderName),
+    /// An `ETag` that looks like a plain MD5 (32 hex digits, as S3 gives single-part
+    /// uploads); other ETags are not checked.
+    EtagMd5,
+}
+
+/// What happens to an object larger than the rule's maximum size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Oversize {
+    /// Stream it to the client without storing it (the default).
+    #[default]
+    Proxy,
+    /// Refuse it: `502` when the size is known up front, a body error otherwise.
+    Refuse,
+}
+
+/// What the fill checks before storing; built from the rule.
+#[derive(Debug, Clone)]
+pub(crate) struct FillChecks {
+    pub(crate) checksums: Vec<Checksum>,
+    pub(crate) max_size: Option<(u64, Oversize)>,
+    pub(crate) pass_through: Vec<StatusCode>,
+}
+
+impl Default for FillChecks {
+    fn default() -> Self {
+        Self {
+            checksums: vec![Checksum::ContentMd5],
+            max_size: None,
+            pass_through: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_policies() {
+        let mut incoming = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer x"),
+            ("cookie", "a=b"),
+            ("range", "bytes=0-1"),
+            ("connection", "close"),
+            ("x-tenant", "blue"),
+            ("x-debug", "1"),
+            ("accept-encoding", "gzip"),
+            ("if-none-match", "\"v\""),
+        ] {
+            incoming.insert(k, v.parse().unwrap());
+        }
+        let names = |m: HeaderMap| {
+            let mut v: Vec<String> = m.keys().map(|k| k.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert!(names(HeaderPolicy::none().apply(Some(&incoming))).is_empty());
+        assert_eq!(
+            names(HeaderPolicy::pass_all().apply(Some(&incoming))),
+            ["x-debug", "x-tenant"]
+        );
+        assert_eq!(
+            names(
+                HeaderPolicy::pass_all_except(["x-debug"])
+                    .unwrap()
+                    .apply(Some(&incoming))
+            ),
+            ["x-tenant"]
+        );
+        assert_eq!(
+            names(
+                HeaderPolicy::pass_only(["authorization", "x-tenant"])
+                    .unwrap()
+                    .apply(Some(&incoming))
+            ),
+            ["authorization", "x-tenant"]
+        );
+        let set = HeaderPolicy::none().set("x-token", "t").unwrap();
+        assert_eq!(set.apply(None)["x-token"], "t");
+        for bad in [
+            "connection",
+            "host",
+            "range",
+            "transfer-encoding",
+            "if-none-match",
+        ] {
+            assert!(HeaderPolicy::pass_only([bad]).is_err(), "{bad}");
+            assert!(HeaderPolicy::none().set(bad, "x").is_err(), "{bad}");
+        }
+        assert!(HeaderPolicy::none().set("x-a", "bad\nvalue").is_err());
+    }
+
+    #[test]
+    fn query_policies() {
+        let q = Some("a=1&b=2&a=3&c");
+        assert_eq!(QueryPolicy::Drop.apply(q), None);
+        assert_eq!(
+            QueryPolicy::Forward.apply(q).as_deref(),
+            Some("a=1&b=2&a=3&c")
+        );
+        let only = QueryPolicy::Only(vec!["a".into(), "c".into()]);
+        assert_eq!(only.apply(q).as_deref(), Some("a=1&a=3&c"));
+        assert_eq!(QueryPolicy::Only(vec!["z".into()]).apply(q), None);
+    }
+}
