@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::Stream;
 use futures::stream::BoxStream;
 use http_body::{Body, Frame, SizeHint};
 
@@ -27,6 +26,8 @@ enum Inner {
     Stream {
         stream: BoxStream<'static, object_store::Result<Bytes>>,
         remaining: u64,
+        /// Empty chunks in a row.
+        stalled: u32,
     },
     Done,
 }
@@ -55,6 +56,7 @@ impl ServeBody {
             inner: Inner::Stream {
                 stream,
                 remaining: length,
+                stalled: 0,
             },
         }
     }
@@ -71,6 +73,9 @@ impl fmt::Debug for ServeBody {
         .finish()
     }
 }
+
+/// Empty chunks in a row after which a store stream counts as ended.
+const MAX_EMPTY_CHUNKS: u32 = 16;
 
 /// The store's stream did not match the length announced in Content-Length.
 #[derive(Debug, thiserror::Error)]
@@ -89,13 +94,27 @@ impl Body for ServeBody {
         match this {
             Inner::Empty | Inner::Done => Poll::Ready(None),
             Inner::Message(m) => Poll::Ready(m.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Stream { stream, remaining } => {
-                let polled = std::task::ready!(Pin::new(stream).poll_next(cx));
+            Inner::Stream {
+                stream,
+                remaining,
+                stalled,
+            } => loop {
+                let polled = std::task::ready!(stream.as_mut().poll_next(cx));
                 let result = match polled {
+                    // `LocalFileSystem` yields empty chunks forever from a file cut short
+                    // under it; a run of them is an end, not progress.
+                    Some(Ok(bytes)) if bytes.is_empty() => {
+                        *stalled += 1;
+                        if *stalled < MAX_EMPTY_CHUNKS {
+                            continue;
+                        }
+                        Err(LengthMismatch("stopped short of").into())
+                    }
                     Some(Ok(bytes)) if bytes.len() as u64 > *remaining => {
                         Err(LengthMismatch("ran past").into())
                     }
                     Some(Ok(bytes)) => {
+                        *stalled = 0;
                         *remaining -= bytes.len() as u64;
                         if *remaining == 0 {
                             *this = Inner::Done;
@@ -106,8 +125,8 @@ impl Body for ServeBody {
                     None => Err(LengthMismatch("ended short of").into()),
                 };
                 *this = Inner::Done;
-                Poll::Ready(Some(result))
-            }
+                return Poll::Ready(Some(result));
+            },
         }
     }
 
