@@ -41,6 +41,16 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// The origin redirected somewhere configuration does not allow, too often, or without
+    /// a usable `Location`; the target was not contacted.
+    #[error("origin {url} answered with {reason}")]
+    OriginRedirect {
+        /// The origin URL that redirected (without query string).
+        url: String,
+        /// What was wrong with the redirect.
+        reason: String,
+    },
+
     /// The origin sent no body bytes for longer than the idle timeout.
     #[error("origin {url} body stalled for {timeout:?} after {received} bytes")]
     OriginStalled {

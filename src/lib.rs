@@ -62,7 +62,10 @@ pub use crate::events::FillEvent;
 pub use crate::fill::registry::{BackgroundStats, ShutdownReport};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullLayer};
-pub use crate::origin::{HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, OriginResponse};
+pub use crate::origin::{
+    BucketOrigin, HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, OriginResponse, Origins,
+    Protocol,
+};
 pub use crate::rule::{
     Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, Mode, Oversize,
     QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,

@@ -1,27 +1,24 @@
 //! [`HttpOrigin`]: an HTTP(S) server fixed in configuration, over hyper-util's pooled client.
 
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::{FutureExt, Stream};
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::{CONTENT_LENGTH, HOST, LOCATION};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body::Body;
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::Empty;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use super::idle::IdleBody;
 use super::{Origin, OriginRequest, OriginResponse};
-use crate::Error;
+use crate::{BoxError, Error};
 
 #[cfg(feature = "rustls")]
 pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -78,11 +75,27 @@ const SEGMENT: &AsciiSet = &CONTROLS
 #[derive(Clone, Debug)]
 pub struct HttpOrigin {
     scheme: Scheme,
+    protocol: Option<Protocol>,
     authority: Authority,
     base_path: String,
     first_byte_timeout: Duration,
     idle_timeout: Duration,
+    total_timeout: Option<Duration>,
+    max_redirects: usize,
+    redirect_hosts: Arc<[String]>,
     client: Client<Connector, Empty<Bytes>>,
+}
+
+/// Which scheme an [`HttpOrigin`] is asked with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Always `http`.
+    Http,
+    /// Always `https`.
+    Https,
+    /// The scheme the client used (`https` when the request URI says so, as HTTP/2 requests
+    /// do, or when a rule passes `X-Forwarded-Proto: https`), else the base URL's.
+    SameAsRequest,
 }
 
 /// Settings for an [`HttpOrigin`]; see [`HttpOrigin::builder`].
@@ -96,6 +109,10 @@ pub struct HttpOriginBuilder {
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
     http2_prior_knowledge: bool,
+    protocol: Option<Protocol>,
+    total_timeout: Option<Duration>,
+    max_redirects: usize,
+    redirect_hosts: Vec<String>,
 }
 
 impl HttpOrigin {
@@ -114,11 +131,66 @@ impl HttpOrigin {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 64,
             http2_prior_knowledge: false,
+            protocol: None,
+            total_timeout: None,
+            max_redirects: 3,
+            redirect_hosts: Vec::new(),
         }
+    }
+
+    fn scheme_for(&self, client: Option<&Scheme>) -> Scheme {
+        match self.protocol {
+            None => self.scheme.clone(),
+            Some(Protocol::Http) => Scheme::HTTP,
+            Some(Protocol::Https) => Scheme::HTTPS,
+            Some(Protocol::SameAsRequest) => client
+                .filter(|s| **s == Scheme::HTTPS || **s == Scheme::HTTP)
+                .cloned()
+                .unwrap_or_else(|| self.scheme.clone()),
+        }
+    }
+
+    /// Where a redirect from `from` to `location` leads, if configuration allows it.
+    fn follow(&self, from: &Uri, location: &str) -> Result<Uri, String> {
+        let next: Uri = if location.starts_with('/') && !location.starts_with("//") {
+            let mut parts = from.clone().into_parts();
+            parts.path_and_query = Some(location.parse().map_err(|_| "a malformed Location")?);
+            Uri::from_parts(parts).map_err(|_| "a malformed Location")?
+        } else {
+            location.parse().map_err(|_| "a malformed Location")?
+        };
+        let (Some(scheme), Some(authority)) = (next.scheme_str(), next.authority()) else {
+            return Err("a relative Location that is not an absolute path".to_owned());
+        };
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("a Location with scheme {scheme}"));
+        }
+        let allowed = authority
+            .as_str()
+            .eq_ignore_ascii_case(self.authority.as_str())
+            || self.redirect_hosts.iter().any(|h| {
+                h.eq_ignore_ascii_case(authority.as_str())
+                    || h.eq_ignore_ascii_case(authority.host())
+            });
+        if !allowed {
+            return Err(format!(
+                "host {authority}, which configuration does not allow"
+            ));
+        }
+        Ok(next)
     }
 
     /// The URL requested for `path` (and `query`), always on the configured host.
     pub fn url_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Error> {
+        self.url_with_scheme(self.scheme.clone(), path, query)
+    }
+
+    fn url_with_scheme(
+        &self,
+        scheme: Scheme,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Uri, Error> {
         let mut pq = self.base_path.clone();
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             pq.push('/');
@@ -136,7 +208,7 @@ impl HttpOrigin {
             source: e.into(),
         })?;
         Uri::builder()
-            .scheme(self.scheme.clone())
+            .scheme(scheme)
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
@@ -178,6 +250,33 @@ impl HttpOriginBuilder {
         self
     }
 
+    /// Ask with this scheme instead of the base URL's (default: the base URL's).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Cap the whole fetch, headers and body (default: no cap beyond the other timeouts).
+    pub fn total_timeout(mut self, timeout: Duration) -> Self {
+        self.total_timeout = Some(timeout);
+        self
+    }
+
+    /// Follow at most `hops` redirects from the origin (default 3; 0 makes a redirect a
+    /// failure). Only to the origin's own host and those of
+    /// [`HttpOriginBuilder::allow_redirect_to`]; any other target is a failure and is never
+    /// contacted.
+    pub fn follow_redirects(mut self, hops: usize) -> Self {
+        self.max_redirects = hops;
+        self
+    }
+
+    /// Allow redirects to `host` (a host name, or `host:port`).
+    pub fn allow_redirect_to(mut self, host: impl Into<String>) -> Self {
+        self.redirect_hosts.push(host.into());
+        self
+    }
+
     /// Speak HTTP/2 without negotiation (h2c) to an `http://` origin (default `false`;
     /// `https://` origins negotiate HTTP/2 or HTTP/1.1 through ALPN either way).
     pub fn http2_prior_knowledge(mut self, yes: bool) -> Self {
@@ -213,12 +312,19 @@ impl HttpOriginBuilder {
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .http2_only(self.http2_prior_knowledge)
             .build(connector);
+        if self.protocol == Some(Protocol::Https) && cfg!(not(feature = "rustls")) {
+            return Err(bad("https needs the `rustls` feature"));
+        }
         Ok(HttpOrigin {
             scheme,
+            protocol: self.protocol,
             authority,
             base_path,
             first_byte_timeout: self.first_byte_timeout,
             idle_timeout: self.idle_timeout,
+            total_timeout: self.total_timeout,
+            max_redirects: self.max_redirects,
+            redirect_hosts: self.redirect_hosts.into(),
             client,
         })
     }
@@ -243,58 +349,104 @@ fn connector(http: HttpConnector) -> Result<Connector, Error> {
 
 impl Origin for HttpOrigin {
     fn fetch(&self, request: OriginRequest) -> BoxFuture<'static, Result<OriginResponse, Error>> {
-        let uri = self.url_for(&request.path, request.query.as_deref());
+        let scheme = self.scheme_for(request.client_scheme.as_ref());
+        let uri = self.url_with_scheme(scheme, &request.path, request.query.as_deref());
         let this = self.clone();
         async move {
-            let uri = uri?;
-            let url = format!("{}://{}{}", this.scheme, this.authority, uri.path());
-            let mut req = Request::builder()
-                .method(Method::GET)
-                .uri(uri)
-                .body(Empty::new())
-                .map_err(|e| Error::OriginRequest {
+            let deadline = this.total_timeout.map(|t| Instant::now() + t);
+            let mut uri = uri?;
+            let mut hops = 0;
+            loop {
+                let url = strip_query(&uri);
+                let failed = |e: BoxError| Error::OriginRequest {
                     url: url.clone(),
-                    source: e.into(),
-                })?;
-            *req.headers_mut() = request.headers;
-            // The Host always names the configured origin, never the client's host.
-            req.headers_mut().remove(HOST);
-            if let Ok(host) = HeaderValue::from_str(this.authority.as_str()) {
-                req.headers_mut().insert(HOST, host);
+                    source: e,
+                };
+                let mut req = Request::builder()
+                    .method(request.method.clone())
+                    .uri(uri.clone())
+                    .body(Empty::new())
+                    .map_err(|e| failed(e.into()))?;
+                *req.headers_mut() = request.headers.clone();
+                // The Host always names the host asked, never the client's host.
+                if let Some(host) = uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                {
+                    req.headers_mut().insert(HOST, host);
+                }
+                let mut wait = this.first_byte_timeout;
+                if let Some(deadline) = deadline {
+                    wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+                }
+                let response = tokio::time::timeout(wait, this.client.request(req))
+                    .await
+                    .map_err(|_| Error::OriginTimeout {
+                        url: url.clone(),
+                        timeout: wait,
+                    })?
+                    .map_err(|e| failed(e.into()))?;
+                let status = response.status();
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok());
+                if is_redirect(status) && this.max_redirects > 0 {
+                    let Some(location) = location else {
+                        return Err(Error::OriginRedirect {
+                            url,
+                            reason: format!("a {status} without a Location"),
+                        });
+                    };
+                    if hops == this.max_redirects {
+                        return Err(Error::OriginRedirect {
+                            url,
+                            reason: format!("more than {} redirects", this.max_redirects),
+                        });
+                    }
+                    uri = this
+                        .follow(&uri, location)
+                        .map_err(|reason| Error::OriginRedirect {
+                            url: url.clone(),
+                            reason: format!("a redirect to {reason}"),
+                        })?;
+                    hops += 1;
+                    continue;
+                }
+                let (parts, body) = response.into_parts();
+                let content_length = content_length(&parts.headers);
+                let body = IdleBody::new(body, this.idle_timeout, deadline, url);
+                return Ok(OriginResponse::new(
+                    parts.status,
+                    parts.headers,
+                    content_length,
+                    Box::pin(body),
+                ));
             }
-            let response = tokio::time::timeout(this.first_byte_timeout, this.client.request(req))
-                .await
-                .map_err(|_| Error::OriginTimeout {
-                    url: url.clone(),
-                    timeout: this.first_byte_timeout,
-                })?
-                .map_err(|e| Error::OriginRequest {
-                    url: url.clone(),
-                    source: e.into(),
-                })?;
-            let (parts, body) = response.into_parts();
-            let content_length = content_length(&parts.headers);
-            let body = IdleBody {
-                body,
-                sleep: tokio::time::sleep(this.idle_timeout),
-                idle: this.idle_timeout,
-                url,
-                received: 0,
-                done: false,
-            };
-            Ok(OriginResponse::new(
-                parts.status,
-                parts.headers,
-                content_length,
-                Box::pin(body),
-            ))
         }
         .boxed()
     }
 
     fn location(&self, request: &OriginRequest) -> Option<Uri> {
-        self.url_for(&request.path, request.query.as_deref()).ok()
+        let scheme = self.scheme_for(request.client_scheme.as_ref());
+        self.url_with_scheme(scheme, &request.path, request.query.as_deref())
+            .ok()
     }
+}
+
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The URL without its query string (query strings may carry credentials; keep them out of
+/// errors and logs).
+fn strip_query(uri: &Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path()
+    )
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -302,67 +454,6 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
-}
-
-pin_project! {
-    /// The origin's body as a stream of chunks that fails when no byte arrives for `idle`.
-    struct IdleBody {
-        #[pin]
-        body: Incoming,
-        #[pin]
-        sleep: Sleep,
-        idle: Duration,
-        url: String,
-        received: u64,
-        done: bool,
-    }
-}
-
-impl Stream for IdleBody {
-    type Item = Result<Bytes, Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut this = self.project();
-        if *this.done {
-            return Poll::Ready(None);
-        }
-        loop {
-            match this.body.as_mut().poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    this.sleep.as_mut().reset(Instant::now() + *this.idle);
-                    if let Ok(data) = frame.into_data() {
-                        if data.is_empty() {
-                            continue;
-                        }
-                        *this.received += data.len() as u64;
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                    // Trailers carry nothing we keep.
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    *this.done = true;
-                    return Poll::Ready(Some(Err(Error::OriginBody {
-                        url: this.url.clone(),
-                        received: *this.received,
-                        source: e.into(),
-                    })));
-                }
-                Poll::Ready(None) => {
-                    *this.done = true;
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => {
-                    ready!(this.sleep.as_mut().poll(cx));
-                    *this.done = true;
-                    return Poll::Ready(Some(Err(Error::OriginStalled {
-                        url: this.url.clone(),
-                        timeout: *this.idle,
-                        received: *this.received,
-                    })));
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //! whose address is fixed in configuration: nothing in the client's request (its `Host`, an
 //! absolute-form URI, forwarded headers) can change which host is asked.
 
+mod bucket;
+mod failover;
 pub(crate) mod http;
+mod idle;
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,7 +18,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-pub use self::http::{HttpOrigin, HttpOriginBuilder};
+pub use self::bucket::BucketOrigin;
+pub use self::failover::Origins;
+pub use self::http::{HttpOrigin, HttpOriginBuilder, Protocol};
 use crate::Error;
 
 /// A request for one object, as the origin will see it.

@@ -316,6 +316,18 @@ pub async fn request(client: &HttpClient, method: Method, url: &str) -> Got {
     }
 }
 
+/// The whole body of a GET, or why there is none: the request failing before the response
+/// head (the server cut the connection) counts as an error like a body that breaks off.
+pub async fn body_of(client: &HttpClient, url: &str) -> Result<Bytes, String> {
+    let req = http::Request::get(url).body(Empty::new()).unwrap();
+    let res = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+    res.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| format!("{e:?}"))
+}
+
 pub async fn get(client: &HttpClient, url: &str) -> Got {
     request(client, Method::GET, url).await
 }
