@@ -75,16 +75,12 @@ impl Backend {
     /// Anything a write left behind outside the visible objects: LocalFileSystem staging
     /// files, open S3 multipart uploads.
     fn leftovers(&self) -> Vec<String> {
-        let mut out = self
-            .dir
-            .as_ref()
-            .map(|d| staging_files(d.path()))
-            .unwrap_or_default();
+        let staging = self.dir.as_ref().map(|d| staging_files(d.path()));
         #[cfg(feature = "aws")]
-        if let Some(s3) = &self.s3 {
-            out.extend(s3.open_uploads());
-        }
-        out
+        let uploads = self.s3.as_ref().map(|s3| s3.open_uploads());
+        #[cfg(not(feature = "aws"))]
+        let uploads: Option<Vec<String>> = None;
+        staging.into_iter().chain(uploads).flatten().collect()
     }
 
     async fn assert_clean(&self, what: &str) {
