@@ -4,6 +4,15 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+/// One problem in a configuration, and where it is (`rules[2].origin.hosts[0]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where the problem is, as a path into the document.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
 /// A boxed error, as used for bodies and pluggable sources.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -81,6 +90,13 @@ pub enum Error {
         key: String,
         /// The origin's status.
         status: StatusCode,
+    },
+
+    /// A configuration has problems; each says where it is.
+    #[error("invalid configuration:\n{}", problems.iter().map(|p| format!("  {}: {}", p.at, p.message)).collect::<Vec<_>>().join("\n"))]
+    InvalidConfig {
+        /// Every problem found.
+        problems: Vec<Problem>,
     },
 
     /// The origin's body length differs from its `Content-Length`.

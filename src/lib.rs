@@ -41,6 +41,8 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod body;
+#[cfg(feature = "config")]
+pub mod config;
 mod error;
 pub mod events;
 mod fill;
@@ -57,7 +59,7 @@ pub mod webhook;
 #[cfg(feature = "aws")]
 pub use crate::aws::HyperConnector;
 pub use crate::body::ResponseBody;
-pub use crate::error::{BoxError, Error};
+pub use crate::error::{BoxError, Error, Problem};
 pub use crate::events::FillEvent;
 pub use crate::fill::registry::{BackgroundStats, ShutdownReport};
 pub use crate::future::ResponseFuture;

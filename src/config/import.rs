@@ -1,0 +1,1 @@
+//! Import of Tencent COS and Alibaba OSS origin rules.
