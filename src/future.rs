@@ -18,6 +18,7 @@ use crate::fill::reader::Reader;
 use crate::fill::registry::Joined;
 use crate::fill::shared::HeadView;
 use crate::layer::Config;
+use crate::progress::{Counters, Outcome};
 use crate::rule::{HeadMiss, Mode, RangeMiss, Rule};
 use crate::{Error, key};
 
@@ -56,6 +57,7 @@ pin_project! {
             head_only: bool,
             // Serve only this range of the whole object (RangeMiss::FillThenServe).
             range: Option<ParsedRanges>,
+            counters: Arc<Counters>,
         },
     }
 }
@@ -82,12 +84,20 @@ where
                     let response = ready!(future.poll(cx))?;
                     match captured.take() {
                         Some(c) if c.config.triggers_on(response.status()) => {
+                            let counters = c.config.counters.clone();
                             match on_miss(c, response) {
                                 Miss::Pull(pulling) => pulling,
-                                Miss::Answer(response) => return Poll::Ready(Ok(response)),
+                                Miss::Answer(response, outcome) => {
+                                    counters.request(outcome);
+                                    return Poll::Ready(Ok(response));
+                                }
                             }
                         }
-                        _ => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
+                        Some(c) => {
+                            c.config.counters.request(Outcome::Hit);
+                            return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                        }
+                        None => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
                     }
                 }
                 StateProj::Pulling {
@@ -98,6 +108,7 @@ where
                     header_name,
                     head_only,
                     range,
+                    counters,
                 } => {
                     let view = match reader.as_mut() {
                         Some(r) => ready!(r.poll_head(cx)),
@@ -110,6 +121,7 @@ where
                         // The origin does not have it either: the inner response, untouched.
                         HeadView::NotFound => match inner.take() {
                             Some(response) => {
+                                counters.request(Outcome::Missed);
                                 return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                             }
                             None => bad_gateway(key, None, header_name.as_ref()),
@@ -135,6 +147,11 @@ where
                             response
                         }
                     };
+                    counters.request(if response.status() == StatusCode::BAD_GATEWAY {
+                        Outcome::Failed
+                    } else {
+                        Outcome::from_tag(outcome)
+                    });
                     return Poll::Ready(Ok(response));
                 }
             };
@@ -145,12 +162,13 @@ where
 
 enum Miss<F, B> {
     Pull(State<F, B>),
-    Answer(Response<ResponseBody<B>>),
+    Answer(Response<ResponseBody<B>>, Outcome),
 }
 
 /// Decide what a triggering response becomes.
 fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
-    let untouched = |response: Response<B>| Miss::Answer(response.map(ResponseBody::inner));
+    let untouched =
+        |response: Response<B>| Miss::Answer(response.map(ResponseBody::inner), Outcome::Missed);
     let Some(key) = key::parse(c.uri.path()) else {
         return untouched(response);
     };
@@ -187,6 +205,7 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
             header_name: header_name.clone(),
             head_only,
             range,
+            counters: c.config.counters.clone(),
         })
     };
     let join = |spec: FillSpec, inner: Response<B>, range| match fills.join_or_start(spec) {
@@ -233,20 +252,25 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
         },
         Mode::Proxy if head_only => proxy(request.with_method(Method::HEAD), response),
         Mode::Proxy => proxy(with_range(request), response),
-        Mode::Redirect => Miss::Answer(redirect(
-            rule,
-            &request,
-            &key,
-            header_name.as_ref(),
-            "redirect",
-        )),
+        Mode::Redirect => {
+            let answer = redirect(rule, &request, &key, header_name.as_ref(), "redirect");
+            let outcome = if answer.status().is_redirection() {
+                Outcome::Redirect
+            } else {
+                Outcome::Failed
+            };
+            Miss::Answer(answer, outcome)
+        }
         Mode::Async => {
             let answer = redirect(rule, &request, &key, header_name.as_ref(), "async");
-            if answer.status().is_redirection() {
+            let outcome = if answer.status().is_redirection() {
                 let enqueued = fills.enqueue(spec(&request, true, true));
                 tracing::debug!(%key, rule = %rule.label(), ?enqueued, "async fill");
-            }
-            Miss::Answer(answer)
+                Outcome::Async
+            } else {
+                Outcome::Failed
+            };
+            Miss::Answer(answer, outcome)
         }
     }
 }

@@ -13,6 +13,7 @@ use tower_layer::Layer;
 use crate::events::{Events, FillEvent};
 use crate::fill::registry::{BackgroundStats, FillSettings, Fills, ShutdownReport};
 use crate::origin::OriginRequest;
+use crate::progress::{Counters, Progress};
 use crate::rule::Rule;
 use crate::service::OriginPull;
 use crate::store::{BucketStore, Store};
@@ -57,6 +58,7 @@ pub(crate) struct Config {
     statuses: Vec<StatusCode>,
     settings: FillSettings,
     events: Events,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) fills: Arc<Fills>,
 }
 
@@ -76,7 +78,12 @@ impl OriginPullLayer {
     pub fn new(store: impl Store) -> Self {
         let settings = FillSettings::default();
         let events = Events::new();
-        let fills = Arc::new(Fills::new(settings.clone(), events.clone()));
+        let counters = Arc::new(Counters::default());
+        let fills = Arc::new(Fills::new(
+            settings.clone(),
+            events.clone(),
+            counters.clone(),
+        ));
         Self {
             config: Arc::new(Config {
                 rules: Vec::new(),
@@ -87,6 +94,7 @@ impl OriginPullLayer {
                 statuses: Vec::new(),
                 settings,
                 events,
+                counters,
                 fills,
             }),
         }
@@ -95,7 +103,11 @@ impl OriginPullLayer {
     fn with_settings(mut self, change: impl FnOnce(&mut FillSettings)) -> Self {
         let config = Arc::make_mut(&mut self.config);
         change(&mut config.settings);
-        config.fills = Arc::new(Fills::new(config.settings.clone(), config.events.clone()));
+        config.fills = Arc::new(Fills::new(
+            config.settings.clone(),
+            config.events.clone(),
+            config.counters.clone(),
+        ));
         self
     }
 
@@ -184,6 +196,12 @@ impl OriginPullLayer {
     /// [`EVENT_CAPACITY`](crate::events::EVENT_CAPACITY) events behind loses the oldest.
     pub fn subscribe(&self) -> broadcast::Receiver<FillEvent> {
         self.config.events.subscribe()
+    }
+
+    /// How much was served from the store versus pulled, since the layer was built (shared
+    /// by every clone of the layer and every service it made).
+    pub fn progress(&self) -> Progress {
+        self.config.counters.snapshot(self.config.fills.in_flight())
     }
 
     /// Counters of the async-mode background queue.

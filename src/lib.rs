@@ -50,6 +50,7 @@ mod future;
 pub mod key;
 mod layer;
 pub mod origin;
+pub mod progress;
 mod rule;
 mod serve;
 mod service;
@@ -68,6 +69,7 @@ pub use crate::origin::{
     BucketOrigin, HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, OriginResponse, Origins,
     Protocol,
 };
+pub use crate::progress::Progress;
 pub use crate::rule::{
     Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, Mode, Oversize,
     QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,

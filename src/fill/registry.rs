@@ -14,6 +14,7 @@ use super::reader::Reader;
 use super::shared::Fill;
 use super::{FillSpec, task};
 use crate::events::Events;
+use crate::progress::Counters;
 
 /// At most this many keys are remembered as missing at the origin.
 const MAX_NEGATIVE: usize = 100_000;
@@ -88,7 +89,7 @@ pub struct ShutdownReport {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+struct QueueCounters {
     queued: AtomicU64,
     deduplicated: AtomicU64,
     dropped_queue_full: AtomicU64,
@@ -98,6 +99,7 @@ struct Counters {
 pub(crate) struct Fills {
     settings: FillSettings,
     pub(crate) events: Events,
+    pub(crate) counters: Arc<Counters>,
     map: Mutex<HashMap<String, Arc<Fill>>>,
     /// Keys the origin said 404 for, per rule (rules may name different origins).
     negative: Mutex<HashMap<(Arc<str>, String), Instant>>,
@@ -106,7 +108,7 @@ pub(crate) struct Fills {
     cancel: Notify,
     queue: Mutex<Option<mpsc::Sender<FillSpec>>>,
     queued: Mutex<HashSet<String>>,
-    counters: Counters,
+    queue_counters: QueueCounters,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,10 +116,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Fills {
-    pub(crate) fn new(settings: FillSettings, events: Events) -> Self {
+    pub(crate) fn new(settings: FillSettings, events: Events, counters: Arc<Counters>) -> Self {
         Self {
             settings,
             events,
+            counters,
             map: Mutex::default(),
             negative: Mutex::default(),
             closing: AtomicBool::new(false),
@@ -125,7 +128,7 @@ impl Fills {
             cancel: Notify::new(),
             queue: Mutex::new(None),
             queued: Mutex::default(),
-            counters: Counters::default(),
+            queue_counters: QueueCounters::default(),
         }
     }
 
@@ -179,6 +182,7 @@ impl Fills {
         let fill = self.new_fill(&spec);
         let reader = Reader::join(fill.clone());
         map.insert(spec.key.clone(), fill.clone());
+        self.counters.fills_in_flight(map.len());
         drop(map);
         self.spawn(&rt, fill, spec);
         Joined::Leader(reader)
@@ -205,6 +209,7 @@ impl Fills {
         }
         let fill = self.new_fill(&spec);
         map.insert(spec.key.clone(), fill.clone());
+        self.counters.fills_in_flight(map.len());
         drop(map);
         self.spawn(&rt, fill.clone(), spec);
         Some(fill)
@@ -215,6 +220,7 @@ impl Fills {
         let mut map = lock(&self.map);
         if map.get(&fill.key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
             map.remove(&fill.key);
+            self.counters.fills_in_flight(map.len());
         }
         drop(map);
         if let (true, Some(ttl)) = (not_found, self.settings.negative_ttl) {
@@ -248,12 +254,16 @@ impl Fills {
             return Enqueued::Refused;
         }
         if lock(&self.map).contains_key(&spec.key) {
-            self.counters.deduplicated.fetch_add(1, Ordering::Relaxed);
+            self.queue_counters
+                .deduplicated
+                .fetch_add(1, Ordering::Relaxed);
             return Enqueued::Deduplicated;
         }
         let mut queued = lock(&self.queued);
         if queued.contains(&spec.key) {
-            self.counters.deduplicated.fetch_add(1, Ordering::Relaxed);
+            self.queue_counters
+                .deduplicated
+                .fetch_add(1, Ordering::Relaxed);
             return Enqueued::Deduplicated;
         }
         let Some(tx) = self.queue_sender() else {
@@ -263,11 +273,11 @@ impl Fills {
         match tx.try_send(spec) {
             Ok(()) => {
                 queued.insert(key);
-                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                self.queue_counters.queued.fetch_add(1, Ordering::Relaxed);
                 Enqueued::Queued
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters
+                self.queue_counters
                     .dropped_queue_full
                     .fetch_add(1, Ordering::Relaxed);
                 Enqueued::QueueFull
@@ -295,7 +305,7 @@ impl Fills {
             let key = spec.key.clone();
             if self.closing.load(Ordering::Acquire) {
                 lock(&self.queued).remove(&key);
-                self.counters
+                self.queue_counters
                     .dropped_shutdown
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -317,10 +327,13 @@ impl Fills {
 
     pub(crate) fn background_stats(&self) -> BackgroundStats {
         BackgroundStats {
-            queued: self.counters.queued.load(Ordering::Relaxed),
-            deduplicated: self.counters.deduplicated.load(Ordering::Relaxed),
-            dropped_queue_full: self.counters.dropped_queue_full.load(Ordering::Relaxed),
-            dropped_shutdown: self.counters.dropped_shutdown.load(Ordering::Relaxed),
+            queued: self.queue_counters.queued.load(Ordering::Relaxed),
+            deduplicated: self.queue_counters.deduplicated.load(Ordering::Relaxed),
+            dropped_queue_full: self
+                .queue_counters
+                .dropped_queue_full
+                .load(Ordering::Relaxed),
+            dropped_shutdown: self.queue_counters.dropped_shutdown.load(Ordering::Relaxed),
         }
     }
 
@@ -333,7 +346,7 @@ impl Fills {
 
     pub(crate) async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.closing.store(true, Ordering::Release);
-        let dropped_before = self.counters.dropped_shutdown.load(Ordering::Relaxed);
+        let dropped_before = self.queue_counters.dropped_shutdown.load(Ordering::Relaxed);
         // Closing the queue lets the dispatcher drain it, dropping every job.
         lock(&self.queue).take();
         let pending = lock(&self.queued).len() as u64;
@@ -342,7 +355,7 @@ impl Fills {
         let deadline = Instant::now() + grace;
         let mut report = ShutdownReport {
             dropped_queued: pending
-                .max(self.counters.dropped_shutdown.load(Ordering::Relaxed) - dropped_before),
+                .max(self.queue_counters.dropped_shutdown.load(Ordering::Relaxed) - dropped_before),
             ..ShutdownReport::default()
         };
         let mut late = Vec::new();

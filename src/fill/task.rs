@@ -76,6 +76,15 @@ pub(crate) async fn run(fills: Arc<Fills>, fill: Arc<Fill>, spec: FillSpec) {
         FillEvent::Started { .. } => {}
     }
     let not_found = matches!(event, FillEvent::NotFound { .. });
+    if report {
+        match &event {
+            FillEvent::Completed {
+                bytes, duration, ..
+            } => fills.counters.fill_completed(*bytes, *duration),
+            FillEvent::NotFound { .. } => fills.counters.fill_not_found(),
+            _ => fills.counters.fill_failed(),
+        }
+    }
     fills.finished(&fill, &spec.rule, not_found);
     if report {
         fills.events.emit(event);
