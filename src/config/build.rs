@@ -145,8 +145,12 @@ fn url_prefix(url: &str) -> Option<String> {
     (!prefix.is_empty()).then(|| prefix.to_owned())
 }
 
-fn store(c: &mut Check, config: &StoreConfig) -> Option<BucketStore> {
-    let opened = match open_store(&config.url, &config.options) {
+fn store(
+    c: &mut Check,
+    config: &StoreConfig,
+    given: Option<Arc<dyn ObjectStore>>,
+) -> Option<BucketStore> {
+    let opened = match given.map_or_else(|| open_store(&config.url, &config.options), Ok) {
         Ok(s) => Some(s),
         Err(e) => {
             c.problem("store.url", e);
@@ -634,11 +638,14 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
     Some(rule)
 }
 
-pub(super) fn build(config: &Config) -> Result<OriginPullLayer, Vec<Problem>> {
+pub(super) fn build(
+    config: &Config,
+    given: Option<Arc<dyn ObjectStore>>,
+) -> Result<OriginPullLayer, Vec<Problem>> {
     let mut c = Check {
         problems: Vec::new(),
     };
-    let store = store(&mut c, &config.store);
+    let store = store(&mut c, &config.store, given);
     let rules: Vec<Option<Rule>> = config
         .rules
         .iter()
@@ -711,6 +718,22 @@ pub(super) fn build(config: &Config) -> Result<OriginPullLayer, Vec<Problem>> {
         _ => {}
     }
     Ok(layer)
+}
+
+impl StoreConfig {
+    /// Open the store the URL names (creating a `file://` directory if needed).
+    pub fn open(&self) -> Result<Arc<dyn ObjectStore>, crate::Error> {
+        open_store(&self.url, &self.options)
+            .map_err(|e| crate::Error::config(format!("store.url: {e}")))
+    }
+
+    /// The key prefix inside the store: `prefix`, else the path of an `s3://bucket/path` URL.
+    pub fn key_prefix(&self) -> Option<Path> {
+        self.prefix
+            .clone()
+            .or_else(|| url_prefix(&self.url))
+            .and_then(|p| Path::parse(p).ok())
+    }
 }
 
 impl Config {

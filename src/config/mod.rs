@@ -345,7 +345,7 @@ impl Config {
 
     /// Every problem in the configuration, each with its location; empty when it is usable.
     pub fn validate(&self) -> Vec<Problem> {
-        match build::build(self) {
+        match build::build(self, None) {
             Ok(_) => Vec::new(),
             Err(problems) => problems,
         }
@@ -355,6 +355,16 @@ impl Config {
 impl crate::OriginPullLayer {
     /// Build the layer a [`Config`] describes, or report every problem in it at once.
     pub fn from_config(config: &Config) -> Result<Self, Error> {
-        build::build(config).map_err(|problems| Error::InvalidConfig { problems })
+        build::build(config, None).map_err(|problems| Error::InvalidConfig { problems })
+    }
+
+    /// [`OriginPullLayer::from_config`], writing into `store` (opened with
+    /// [`StoreConfig::open`], say, to share it with the service that reads it) instead of
+    /// opening `config.store.url` again; the other store settings still apply.
+    pub fn from_config_with(
+        config: &Config,
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+    ) -> Result<Self, Error> {
+        build::build(config, Some(store)).map_err(|problems| Error::InvalidConfig { problems })
     }
 }

@@ -1,0 +1,201 @@
+//! A ready mirror server: `ServeStore` over a store, wrapped in the origin-pull layer, with a
+//! JSON status endpoint and graceful shutdown.
+//!
+//! ```text
+//! cargo run --example mirror -- --origin http://127.0.0.1:9000/ --store file:///tmp/mirror
+//! cargo run --example mirror -- --config mirror.toml
+//! ```
+//!
+//! Flags (each overrides the config file; without `--config` they build a one-rule config):
+//!
+//! - `--config FILE`   TOML or JSON (see `tower_origin_pull::config`)
+//! - `--listen ADDR`   default `127.0.0.1:8080`
+//! - `--origin URL`    the origin (one host)
+//! - `--store URL`     `file:///path`, `memory://`, `s3://bucket/prefix` (feature `aws`)
+//! - `--mode MODE`     `sync` (default), `async`, `redirect`, `proxy`
+//! - `--grace SECS`    how long Ctrl-C lets fills in flight finish before aborting them (10)
+//!
+//! `GET /_origin_pull/status` answers the migration's progress as JSON: requests served
+//! from the store versus pulled, keys and bytes pulled, fills in flight, background queue.
+//! Logs go to stderr (`RUST_LOG=debug` for more). On Ctrl-C the server stops accepting,
+//! fills in flight get `--grace` to finish, the rest are aborted: nothing partial is left.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use tower_origin_pull::config::{Config, OriginConfig, RuleConfig, StoreConfig};
+use tower_origin_pull::{OriginPullLayer, ServeStore};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: mirror [--config FILE] [--listen ADDR] [--origin URL] \
+                     [--store URL] [--mode sync|async|redirect|proxy] [--grace SECS]";
+
+struct Args {
+    config: Option<String>,
+    listen: SocketAddr,
+    origin: Option<String>,
+    store: Option<String>,
+    mode: Option<String>,
+    grace: Duration,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        config: None,
+        listen: "127.0.0.1:8080".parse().map_err(|e| format!("{e}"))?,
+        origin: None,
+        store: None,
+        mode: None,
+        grace: Duration::from_secs(10),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--config" => args.config = Some(value()?),
+            "--listen" => {
+                args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?;
+            }
+            "--origin" => args.origin = Some(value()?),
+            "--store" => args.store = Some(value()?),
+            "--mode" => args.mode = Some(value()?),
+            "--grace" => {
+                let secs: u64 = value()?.parse().map_err(|e| format!("--grace: {e}"))?;
+                args.grace = Duration::from_secs(secs);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn config(args: &Args) -> Result<Config, BoxError> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let (Some(_), Some(_)) = (&args.origin, &args.store) else {
+                return Err("give --config FILE, or both --origin URL and --store URL".into());
+            };
+            let mut config = Config::default();
+            config.store = StoreConfig::default();
+            config.rules.push(RuleConfig::default());
+            config
+        }
+    };
+    if let Some(store) = &args.store {
+        config.store.url = store.clone();
+    }
+    if let Some(origin) = &args.origin {
+        for rule in &mut config.rules {
+            rule.origin = OriginConfig::default();
+            rule.origin.hosts = vec![origin.clone()];
+        }
+    }
+    if let Some(mode) = &args.mode {
+        for rule in &mut config.rules {
+            rule.mode = Some(mode.clone());
+        }
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("mirror: {e}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if e.is_empty() { 0 } else { 2 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(e) = run(args).await {
+        eprintln!("mirror: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    let config = config(&args)?;
+    let store = config.store.open()?;
+    let layer = OriginPullLayer::from_config_with(&config, store.clone())?;
+    let _webhook = config.webhook()?.map(|w| w.spawn(layer.subscribe()));
+    let mut serve_store = ServeStore::new(store);
+    if let Some(prefix) = config.store.key_prefix() {
+        serve_store = serve_store.with_prefix(prefix);
+    }
+    let status_layer = layer.clone();
+    let app = Router::new()
+        .route(
+            "/_origin_pull/status",
+            get(move || {
+                let layer = status_layer.clone();
+                async move { Json(status(&layer)) }
+            }),
+        )
+        .fallback_service(serve_store)
+        .layer(layer.clone());
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        store = %config.store.url,
+        rules = config.rules.len(),
+        "mirror serving"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: no new connections");
+        })
+        .await?;
+    let report = layer.shutdown(args.grace).await;
+    tracing::info!(
+        finished = report.finished,
+        aborted = report.aborted,
+        dropped_queued = report.dropped_queued,
+        "fills settled; nothing partial left in the store"
+    );
+    Ok(())
+}
+
+fn status(layer: &OriginPullLayer) -> serde_json::Value {
+    let p = layer.progress();
+    let q = layer.background_stats();
+    serde_json::json!({
+        "requests": {
+            "from_store": p.hits,
+            "pulled": p.pulled,
+            "coalesced": p.coalesced,
+            "async": p.async_redirects,
+            "redirect": p.redirects,
+            "proxied": p.proxied,
+            "failed": p.failed,
+            "missed": p.missed,
+        },
+        "store_share": p.store_share(),
+        "keys_pulled": p.keys_pulled,
+        "bytes_pulled": p.bytes_pulled,
+        "fills_failed": p.fills_failed,
+        "fills_in_flight": p.fills_in_flight,
+        "background": {
+            "queued": q.queued,
+            "deduplicated": q.deduplicated,
+            "dropped_queue_full": q.dropped_queue_full,
+        },
+    })
+}
