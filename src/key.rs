@@ -36,6 +36,21 @@ pub fn parse(path: &str) -> Option<String> {
     (key.len() <= MAX_KEY_LEN).then_some(key)
 }
 
+/// Whether `key` (already decoded, no leading `/`) is a clean key, by the same rules as
+/// [`parse`]: what a warm-up list or an API caller names is held to the same standard as a
+/// request path.
+pub fn is_clean(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && !segment.chars().any(|c| c == '\\' || c.is_control())
+                && !looks_encoded(segment)
+        })
+}
+
 fn decode_segment(raw: &str) -> Option<Cow<'_, str>> {
     if raw.is_empty() || !well_formed_escapes(raw) {
         return None;
@@ -79,6 +94,14 @@ mod tests {
         assert_eq!(parse("/%E4%B8%AD.txt").as_deref(), Some("中.txt"));
         assert_eq!(parse("/100%25").as_deref(), Some("100%"));
         assert_eq!(parse("/..a/b..").as_deref(), Some("..a/b.."));
+    }
+
+    #[test]
+    fn clean_decoded_keys() {
+        assert!(super::is_clean("a/b c.txt"));
+        for bad in ["", "/a", "a/", "a//b", "a/../b", "a\\b", "a\u{0}b", "a%2Fb"] {
+            assert!(!super::is_clean(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -204,6 +204,18 @@ impl OriginPullLayer {
         self.config.counters.snapshot(self.config.fills.in_flight())
     }
 
+    /// Delete `key` from the store and leave a tombstone so that misses for it are not
+    /// pulled back from the origin (the store must keep tombstones, see
+    /// [`BucketStore::with_tombstones`]).
+    pub async fn delete(&self, key: &str) -> Result<(), crate::Error> {
+        self.config.store.set_deleted(key, true).await
+    }
+
+    /// Remove `key`'s tombstone: misses for it are pulled again.
+    pub async fn undelete(&self, key: &str) -> Result<(), crate::Error> {
+        self.config.store.set_deleted(key, false).await
+    }
+
     /// Counters of the async-mode background queue.
     pub fn background_stats(&self) -> BackgroundStats {
         self.config.fills.background_stats()

@@ -181,6 +181,9 @@ fn store(
     if let Some(n) = config.max_concurrent_parts {
         bucket = bucket.with_max_concurrent_parts(n);
     }
+    if let Some(yes) = config.tombstones {
+        bucket = bucket.with_tombstones(yes);
+    }
     Some(bucket)
 }
 

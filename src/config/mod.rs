@@ -92,6 +92,10 @@ pub struct StoreConfig {
     /// Parts uploading at once (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_parts: Option<usize>,
+    /// Keep tombstones, so deleted keys are not pulled back (default `false`; see
+    /// [`BucketStore::with_tombstones`](crate::BucketStore::with_tombstones)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstones: Option<bool>,
     /// object_store options for the backend (`region`, `endpoint`, `allow_http`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,

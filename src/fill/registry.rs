@@ -200,6 +200,21 @@ impl Fills {
         Some(reader)
     }
 
+    /// The fill in flight for `spec.key`, or a new one nobody reads (warm-up): `None` when
+    /// shutting down or outside a runtime.
+    pub(crate) fn ensure(self: &Arc<Self>, spec: FillSpec) -> Option<Arc<Fill>> {
+        if self.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(fill) = lock(&self.map).get(&spec.key) {
+            return Some(fill.clone());
+        }
+        let key = spec.key.clone();
+        // Lost a race with another starter: join theirs.
+        self.start_detached(spec)
+            .or_else(|| lock(&self.map).get(&key).cloned())
+    }
+
     /// Start a fill nobody reads, unless one for the key is in flight.
     fn start_detached(self: &Arc<Self>, spec: FillSpec) -> Option<Arc<Fill>> {
         let rt = tokio::runtime::Handle::try_current().ok()?;

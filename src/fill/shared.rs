@@ -55,6 +55,19 @@ pub(crate) enum Read {
     },
 }
 
+/// How a fill ended, for callers that wait on it without reading it (warm-up).
+#[derive(Debug, Clone)]
+pub(crate) enum Ended {
+    /// Stored (or found already stored), `bytes` long.
+    Stored(u64),
+    /// The origin does not have it.
+    NotFound,
+    /// Delivered but not stored (a response that is not stored, or the store write failed).
+    NotStored,
+    /// Failed.
+    Failed(Arc<Error>),
+}
+
 /// The fill was abandoned: its last reader left and the policy cancels it then, or the
 /// layer is shutting down.
 #[derive(Debug)]
@@ -320,6 +333,18 @@ impl Fill {
                 None => notified.await,
             }
         }
+    }
+
+    /// How the fill ended, once it has.
+    pub(crate) fn ended(&self) -> Option<Ended> {
+        let st = self.lock();
+        let outcome = st.outcome.as_ref()?;
+        Some(match (&st.head, outcome) {
+            (HeadState::NotFound, _) => Ended::NotFound,
+            (_, Outcome::Committed(_)) => Ended::Stored(st.end),
+            (_, Outcome::Unstored(_)) => Ended::NotStored,
+            (_, Outcome::Failed(e)) => Ended::Failed(e.clone()),
+        })
     }
 
     /// Wait until the fill has ended (stored, failed, or not found).

@@ -110,6 +110,14 @@ async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Err
     // The object may have landed since the inner service looked (another fill just
     // committed it, another replica wrote it): serve it from the store, fetch nothing.
     if let (Some(store), false) = (&fill.store, head_request) {
+        // Deleted on purpose: not pulled back (the inner response stands).
+        if store.is_deleted(key).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "tombstone check failed; pulling anyway");
+            false
+        }) {
+            fill.not_found();
+            return Ok(Pulled::NotFound);
+        }
         match store.read(key, 0).await {
             Ok(Some(object)) => return replay_stored(fill, object).await,
             Ok(None) => {}

@@ -50,8 +50,12 @@ pub struct BucketStore {
     multipart_threshold: usize,
     part_size: usize,
     max_concurrent_parts: usize,
+    tombstones: bool,
     support: Arc<Support>,
 }
+
+/// Where tombstones live, below the store's prefix: `<prefix>/.origin-pull-tombstones/<key>`.
+pub const TOMBSTONE_PREFIX: &str = ".origin-pull-tombstones";
 
 /// What the backend turned out not to implement, learned from its answers.
 #[derive(Debug)]
@@ -82,6 +86,7 @@ impl BucketStore {
             multipart_threshold: 8 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
             max_concurrent_parts: 2,
+            tombstones: false,
             support: Arc::new(Support {
                 attributes: AtomicBool::new(true),
                 create: AtomicBool::new(true),
@@ -117,6 +122,20 @@ impl BucketStore {
         self
     }
 
+    /// Keep tombstones (default off): [`Store::set_deleted`] deletes an object and leaves an
+    /// empty marker at `.origin-pull-tombstones/<key>` (below the prefix), and a key with a
+    /// marker is never pulled back. Costs one extra store lookup per miss. Keys under the
+    /// marker prefix are then never pulled.
+    #[must_use]
+    pub fn with_tombstones(mut self, yes: bool) -> Self {
+        self.tombstones = yes;
+        self
+    }
+
+    fn tombstone(&self, key: &str) -> Result<Path, Error> {
+        self.location(&format!("{TOMBSTONE_PREFIX}/{key}"))
+    }
+
     /// The backend written to.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
@@ -134,6 +153,48 @@ impl BucketStore {
 }
 
 impl Store for BucketStore {
+    fn is_deleted<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        async move {
+            if !self.tombstones {
+                return Ok(false);
+            }
+            if key.split('/').next() == Some(TOMBSTONE_PREFIX) {
+                return Ok(true); // the markers themselves are never pulled
+            }
+            match self.store.head(&self.tombstone(key)?).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(Error::store(key, e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn set_deleted<'a>(&'a self, key: &'a str, deleted: bool) -> BoxFuture<'a, Result<(), Error>> {
+        async move {
+            if !self.tombstones {
+                return Err(Error::store(key, "tombstones are off for this store"));
+            }
+            let marker = self.tombstone(key)?;
+            if deleted {
+                self.store
+                    .put(&marker, PutPayload::default())
+                    .await
+                    .map_err(|e| Error::store(key, e))?;
+                match self.store.delete(&self.location(key)?).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(Error::store(key, e)),
+                }
+            } else {
+                match self.store.delete(&marker).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(Error::store(key, e)),
+                }
+            }
+        }
+        .boxed()
+    }
+
     fn read<'a>(
         &'a self,
         key: &'a str,

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use object_store::Attributes;
 
-pub use self::bucket::BucketStore;
+pub use self::bucket::{BucketStore, TOMBSTONE_PREFIX};
 use crate::Error;
 
 /// How a committed write ended.
@@ -81,6 +81,23 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         offset: u64,
     ) -> BoxFuture<'a, Result<Option<StoredObject>, Error>>;
 
+    /// Whether `key` was deleted on purpose (a tombstone): such keys are not pulled back.
+    /// The default store has no tombstones.
+    fn is_deleted<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        let _ = key;
+        Box::pin(futures::future::ready(Ok(false)))
+    }
+
+    /// Delete the object at `key` and, where the store keeps tombstones, mark it deleted so
+    /// that misses for it are not pulled again; `deleted = false` removes the mark.
+    fn set_deleted<'a>(&'a self, key: &'a str, deleted: bool) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = deleted;
+        Box::pin(futures::future::ready(Err(Error::store(
+            key,
+            "this store keeps no tombstones",
+        ))))
+    }
+
     /// Start writing the object at `key` (a clean key, as the client asked for it) with
     /// `attributes` kept from the origin's headers. Nothing is visible until commit.
     fn begin<'a>(
@@ -106,6 +123,14 @@ pub trait StoreWrite: Send {
 }
 
 impl<S: Store + ?Sized> Store for Arc<S> {
+    fn is_deleted<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        (**self).is_deleted(key)
+    }
+
+    fn set_deleted<'a>(&'a self, key: &'a str, deleted: bool) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).set_deleted(key, deleted)
+    }
+
     fn read<'a>(
         &'a self,
         key: &'a str,
