@@ -182,6 +182,7 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
     let Some((rule, request)) = plan else {
         return untouched(response);
     };
+    tracing::debug!(%key, rule = %rule.label(), mode = ?rule.mode, method = %c.method, "miss matched a rule");
     let header_name = c.config.header_name.clone();
     let head_only = c.method == Method::HEAD;
     let fills = &c.config.fills;

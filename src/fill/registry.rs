@@ -144,7 +144,18 @@ impl Fills {
     }
 
     fn spawn(self: &Arc<Self>, rt: &tokio::runtime::Handle, fill: Arc<Fill>, spec: FillSpec) {
-        let span = tracing::info_span!("fill", key = %spec.key, rule = %spec.rule);
+        let origin = spec
+            .origin
+            .location(&spec.request)
+            .and_then(|u| u.authority().map(|a| a.to_string()));
+        let span = tracing::info_span!(
+            "fill",
+            key = %spec.key,
+            rule = %spec.rule,
+            origin = origin.as_deref().unwrap_or("-"),
+            background = spec.pinned,
+            stored = spec.store.is_some(),
+        );
         rt.spawn(task::run(self.clone(), fill, spec).instrument(span));
     }
 
