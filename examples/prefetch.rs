@@ -8,6 +8,8 @@
 //!
 //! - `--config FILE`     the mirror's config (rules, store); or `--origin` and `--store`
 //! - `--keys FILE`       one key per line (no leading `/`, not percent-encoded); default stdin
+//! - `--from-bucket URL` instead of a list: every object of a bucket (`file:///…`, `s3://…`),
+//!   below `--prefix P` if given; the listed names are used as keys as they are
 //! - `--concurrency N`   keys pulled at once (default 16)
 //!
 //! Keys already in the store are skipped, so running it again resumes where it stopped.
@@ -22,8 +24,8 @@ use tower_origin_pull::warmup::{Warmup, WarmupProgress};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: prefetch [--config FILE | --origin URL --store URL] [--keys FILE] \
-                     [--concurrency N]";
+const USAGE: &str = "usage: prefetch [--config FILE | --origin URL --store URL] \
+                     [--keys FILE | --from-bucket URL [--prefix P]] [--concurrency N]";
 
 #[tokio::main]
 async fn main() {
@@ -39,6 +41,7 @@ async fn main() {
 
 async fn run() -> Result<bool, BoxError> {
     let (mut config_file, mut origin, mut store, mut keys_file) = (None, None, None, None);
+    let (mut from_bucket, mut prefix) = (None, None::<String>);
     let mut concurrency = 16;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -48,6 +51,8 @@ async fn run() -> Result<bool, BoxError> {
             "--origin" => origin = Some(value()?),
             "--store" => store = Some(value()?),
             "--keys" => keys_file = Some(value()?),
+            "--from-bucket" => from_bucket = Some(value()?),
+            "--prefix" => prefix = Some(value()?),
             "--concurrency" => concurrency = value()?.parse()?,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
@@ -71,17 +76,22 @@ async fn run() -> Result<bool, BoxError> {
     }
     let layer = OriginPullLayer::from_config(&config)?;
 
-    let reader: Box<dyn BufRead> = match keys_file {
-        Some(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
-        None => Box::new(std::io::stdin().lock()),
+    let keys: Vec<String> = match from_bucket {
+        Some(url) => list_bucket(&url, prefix.as_deref()).await?,
+        None => {
+            let reader: Box<dyn BufRead> = match keys_file {
+                Some(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            reader
+                .lines()
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .map(|line| line.trim().trim_start_matches('/').to_owned())
+                .filter(|line| !line.is_empty())
+                .collect()
+        }
     };
-    let keys: Vec<String> = reader
-        .lines()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .map(|line| line.trim().trim_start_matches('/').to_owned())
-        .filter(|line| !line.is_empty())
-        .collect();
 
     let terminal = std::io::stderr().is_terminal();
     let mut last_print = std::time::Instant::now();
@@ -104,6 +114,20 @@ async fn run() -> Result<bool, BoxError> {
         println!("failed  {key}: {why}");
     }
     Ok(report.failures.is_empty())
+}
+
+/// Every object name in the bucket at `url`, below `prefix`.
+async fn list_bucket(url: &str, prefix: Option<&str>) -> Result<Vec<String>, BoxError> {
+    use futures::TryStreamExt;
+    let mut source = tower_origin_pull::config::StoreConfig::default();
+    source.url = url.to_owned();
+    let store = source.open()?;
+    let prefix = prefix.map(object_store::path::Path::from);
+    let objects: Vec<_> = store.list(prefix.as_ref()).try_collect().await?;
+    Ok(objects
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .collect())
 }
 
 fn line(p: &WarmupProgress) -> String {
