@@ -400,24 +400,7 @@ async fn stack_serves_the_pulled_object_with_range_and_304(b: &Backend) {
 
 /// A request with extra headers.
 async fn send(c: &HttpClient, method: Method, url: &str, headers: &[(&str, &str)]) -> Got {
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = c
-        .request(req.body(http_body_util::Empty::new()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    let body = http_body_util::BodyExt::collect(body)
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| format!("{e:?}"));
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
+    request_with(c, method, url, headers).await
 }
 
 /// One `#[tokio::test]` per behaviour and backend.

@@ -58,30 +58,6 @@ fn http(url: &str) -> HttpOrigin {
         .unwrap()
 }
 
-/// A request with extra headers.
-async fn get_with(c: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Got {
-    let mut req = http::Request::get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = c
-        .request(req.body(http_body_util::Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    use http_body_util::BodyExt;
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| format!("{e:?}"));
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
-}
-
 // ----- conditions -----
 
 #[tokio::test]

@@ -458,25 +458,8 @@ async fn serve_dir(dir: &std::path::Path) -> String {
 }
 
 async fn send(c: &HttpClient, method: Method, url: &str, headers: &[(&str, String)]) -> Got {
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, v.as_str());
-    }
-    let res = c
-        .request(req.body(http_body_util::Empty::new()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| format!("{e:?}"));
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    request_with(c, method, url, &headers).await
 }
 
 /// Run the table against the service at `base`; the names of the rows it fails, with why.

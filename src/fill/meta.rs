@@ -40,6 +40,32 @@ pub(crate) fn client_headers(origin: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// The response header a stored attribute is served as (`x-amz-meta-<name>` for user
+/// metadata); `None` for attributes that are not headers (storage class, ...).
+pub(crate) fn header_for(attribute: &Attribute) -> Option<HeaderName> {
+    Some(match attribute {
+        Attribute::ContentType => CONTENT_TYPE,
+        Attribute::CacheControl => CACHE_CONTROL,
+        Attribute::ContentDisposition => CONTENT_DISPOSITION,
+        Attribute::ContentEncoding => CONTENT_ENCODING,
+        Attribute::ContentLanguage => CONTENT_LANGUAGE,
+        Attribute::Metadata(meta) => {
+            HeaderName::try_from(format!("{USER_META_PREFIX}{meta}")).ok()?
+        }
+        _ => return None,
+    })
+}
+
+/// Insert the headers of every attribute that is one. `HeaderValue` refuses CR/LF, so a
+/// stored value cannot split a response.
+pub(crate) fn insert_attribute_headers(attributes: &Attributes, headers: &mut HeaderMap) {
+    for (attribute, value) in attributes.iter() {
+        if let (Some(name), Ok(value)) = (header_for(attribute), HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    }
+}
+
 /// The headers for an object served from the store (found there when re-checking).
 pub(crate) fn stored_headers(object: &StoredObject) -> HeaderMap {
     let mut out = HeaderMap::new();
@@ -51,26 +77,7 @@ pub(crate) fn stored_headers(object: &StoredObject) -> HeaderMap {
     {
         out.insert(ETAG, etag);
     }
-    for (attribute, value) in object.attributes.iter() {
-        let Ok(value) = HeaderValue::from_str(value.as_ref()) else {
-            continue;
-        };
-        let name = match attribute {
-            Attribute::ContentType => CONTENT_TYPE,
-            Attribute::CacheControl => CACHE_CONTROL,
-            Attribute::ContentDisposition => CONTENT_DISPOSITION,
-            Attribute::ContentEncoding => CONTENT_ENCODING,
-            Attribute::ContentLanguage => CONTENT_LANGUAGE,
-            Attribute::Metadata(meta) => {
-                match HeaderName::try_from(format!("{USER_META_PREFIX}{meta}")) {
-                    Ok(name) => name,
-                    Err(_) => continue,
-                }
-            }
-            _ => continue,
-        };
-        out.insert(name, value);
-    }
+    insert_attribute_headers(&object.attributes, &mut out);
     out
 }
 

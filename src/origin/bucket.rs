@@ -6,13 +6,10 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use http::header::{
-    CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH,
-    CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderName, LAST_MODIFIED, RANGE,
-};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderName, LAST_MODIFIED, RANGE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use object_store::path::Path;
-use object_store::{Attribute, GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectStore};
 
 use super::{Origin, OriginRequest, OriginResponse};
 use crate::Error;
@@ -145,23 +142,7 @@ impl Origin for BucketOrigin {
             }
             let modified = httpdate::fmt_http_date(result.meta.last_modified.into());
             insert(&mut headers, LAST_MODIFIED, &modified);
-            for (attribute, value) in result.attributes.iter() {
-                let name = match attribute {
-                    Attribute::ContentType => CONTENT_TYPE,
-                    Attribute::CacheControl => CACHE_CONTROL,
-                    Attribute::ContentDisposition => CONTENT_DISPOSITION,
-                    Attribute::ContentEncoding => CONTENT_ENCODING,
-                    Attribute::ContentLanguage => CONTENT_LANGUAGE,
-                    Attribute::Metadata(key) => {
-                        match HeaderName::try_from(format!("x-amz-meta-{key}")) {
-                            Ok(name) => name,
-                            Err(_) => continue,
-                        }
-                    }
-                    _ => continue,
-                };
-                insert(&mut headers, name, value.as_ref());
-            }
+            crate::fill::meta::insert_attribute_headers(&result.attributes, &mut headers);
             let status = if range.is_some() {
                 let last = span.end.saturating_sub(1);
                 insert(

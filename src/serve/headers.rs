@@ -2,17 +2,11 @@
 
 use std::time::SystemTime;
 
-use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE,
-    CONTENT_TYPE, ETAG, HeaderName, LAST_MODIFIED,
-};
+use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue};
 use object_store::{Attribute, Attributes, ObjectMeta};
 
 use super::conditional::{Validators, etag_header, whole_seconds};
-
-/// The prefix user metadata is served under (as `BucketStore` stores it from the origin).
-const USER_META_PREFIX: &str = "x-amz-meta-";
 
 /// Everything the responses for one object share.
 #[derive(Debug)]
@@ -38,25 +32,8 @@ impl Representation {
         if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(last_modified)) {
             headers.insert(LAST_MODIFIED, date);
         }
-        for (attribute, value) in attributes {
-            let name = match attribute {
-                Attribute::CacheControl => CACHE_CONTROL,
-                Attribute::ContentDisposition => CONTENT_DISPOSITION,
-                Attribute::ContentEncoding => CONTENT_ENCODING,
-                Attribute::ContentLanguage => CONTENT_LANGUAGE,
-                Attribute::Metadata(name) => {
-                    match HeaderName::try_from(format!("{USER_META_PREFIX}{name}")) {
-                        Ok(name) => name,
-                        Err(_) => continue,
-                    }
-                }
-                _ => continue,
-            };
-            // `HeaderValue` refuses CR/LF, so a stored value cannot split the response.
-            if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
-                headers.insert(name, value);
-            }
-        }
+        // The stored content type, if any, is the one `content_type` chose above.
+        crate::fill::meta::insert_attribute_headers(attributes, &mut headers);
         Self {
             size: meta.size,
             validators: Validators {

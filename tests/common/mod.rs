@@ -297,12 +297,24 @@ impl Got {
 }
 
 pub async fn request(client: &HttpClient, method: Method, url: &str) -> Got {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Empty::new())
+    request_with(client, method, url, &[]).await
+}
+
+/// A request with extra headers; the body is collected (or why it broke off).
+pub async fn request_with(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Got {
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = client
+        .request(req.body(Empty::new()).unwrap())
+        .await
         .unwrap();
-    let res = client.request(req).await.unwrap();
     let (parts, body) = res.into_parts();
     let body = body
         .collect()
@@ -314,6 +326,11 @@ pub async fn request(client: &HttpClient, method: Method, url: &str) -> Got {
         headers: parts.headers,
         body,
     }
+}
+
+/// A GET with extra headers.
+pub async fn get_with(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Got {
+    request_with(client, Method::GET, url, headers).await
 }
 
 /// The whole body of a GET, or why there is none: the request failing before the response
