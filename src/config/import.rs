@@ -1,1 +1,0 @@
-//! Import of Tencent COS and Alibaba OSS origin rules.
