@@ -12,9 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Empty};
 use object_store::local::LocalFileSystem;
 use tower_origin_pull::OriginPullLayer;
 use tower_origin_pull::config::import::{self, Imported};
@@ -265,29 +263,6 @@ async fn serve_rules(rules: Vec<RuleConfig>) -> (String, tempfile::TempDir) {
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
     let addr = serve(store_service(store).layer(layer)).await;
     (format!("http://{addr}/"), dir)
-}
-
-/// A GET with extra request headers.
-async fn get_with(client: &HttpClient, url: &str, headers: &[(&str, &str)]) -> Got {
-    let mut req = http::Request::get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = client
-        .request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| format!("{e:?}"));
-    Got {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
 }
 
 #[test]
