@@ -362,7 +362,7 @@ impl crate::OriginPullLayer {
         build::build(config, None).map_err(|problems| Error::InvalidConfig { problems })
     }
 
-    /// [`OriginPullLayer::from_config`], writing into `store` (opened with
+    /// [`OriginPullLayer::from_config`](crate::OriginPullLayer::from_config), writing into `store` (opened with
     /// [`StoreConfig::open`], say, to share it with the service that reads it) instead of
     /// opening `config.store.url` again; the other store settings still apply.
     pub fn from_config_with(
