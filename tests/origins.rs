@@ -816,3 +816,18 @@ async fn the_protocol_can_follow_the_client() {
     );
     let _ = Mode::Sync;
 }
+
+#[tokio::test]
+async fn origin_redirects_can_be_passed_to_the_client_instead_of_followed() {
+    let (url, hits) = redirecting_origin().await;
+    let origin = HttpOrigin::builder(&url)
+        .follow_redirects(0)
+        .build()
+        .unwrap();
+    let app = app(Rule::new(origin).pass_through([StatusCode::FOUND])).await;
+    let got = get(&client(), &app.at("chain/1")).await;
+    assert_eq!(got.status, StatusCode::FOUND);
+    assert_eq!(got.headers["location"], "/chain/0");
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "not followed by us");
+    assert!(listing(&*app.store).await.is_empty());
+}

@@ -5,6 +5,7 @@ use http::HeaderValue;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE,
     CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, EXPIRES, HeaderName, LAST_MODIFIED,
+    LOCATION,
 };
 use object_store::{Attribute, Attributes};
 
@@ -12,8 +13,11 @@ use crate::store::StoredObject;
 
 /// Origin response headers passed on to the client of a pull (an allow-list: nothing else
 /// from the origin reaches the client).
-const PASSED: [HeaderName; 11] = [
+const PASSED: [HeaderName; 12] = [
     ACCEPT_RANGES,
+    // For origin redirects passed through (`Rule::pass_through([302])`, redirects not
+    // followed): the client follows them, not us.
+    LOCATION,
     CONTENT_RANGE,
     CONTENT_TYPE,
     CONTENT_LENGTH,
