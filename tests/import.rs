@@ -650,7 +650,6 @@ fn cos_fields_that_cannot_be_expressed_are_reported() {
             "OriginRule[1].OriginParameter.CopyOriginData",
             "OriginRule[1].OriginParameter.Unheard",
             "OriginRule[1].OriginInfo.HostInfo[1].PrivateHost[1]",
-            "OriginRule[2].OriginInfo.FileInfo.SuffixConfiguration",
             "OriginRule[3].OriginCondition.Method",
             "OriginRule[4].OriginInfo",
             "OriginRule[5].OriginType",
@@ -666,7 +665,6 @@ fn cos_fields_that_cannot_be_expressed_are_reported() {
     );
     assert!(reason(&imported, "OriginRule[1].OriginParameter.CopyOriginData").contains("proxy"));
     for dropped in [
-        "OriginRule[2].OriginInfo.FileInfo.SuffixConfiguration",
         "OriginRule[3].OriginCondition.Method",
         "OriginRule[4].OriginInfo",
         "OriginRule[5].OriginType",
@@ -677,11 +675,23 @@ fn cos_fields_that_cannot_be_expressed_are_reported() {
         );
     }
 
-    // The rule that is kept, with what could be expressed.
+    // The rules that are kept, with what could be expressed.
     assert_builds(&imported.rules);
-    let [rule] = &imported.rules[..] else {
+    let [rule, suffix] = &imported.rules[..] else {
         panic!("{:#?}", imported.rules)
     };
+    // A suffix replacement (.jpg → .webp) is a rewrite step.
+    let replaced = suffix
+        .rewrite
+        .as_ref()
+        .unwrap()
+        .replace_suffix
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (replaced.from.as_str(), replaced.to.as_str()),
+        (".jpg", ".webp")
+    );
     assert_eq!(rule.origin.hosts, ["https://a.example/"]);
     assert_eq!(rule.origin.follow_redirects, Some(0));
     assert_eq!(rule.origin.fail_over_on, [403]);

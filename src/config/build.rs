@@ -328,6 +328,9 @@ fn rewrite(c: &mut Check, at: &str, r: &RewriteConfig) -> Rewrite {
         (None, Some(rp)) => out = out.replace_prefix(rp.from.clone(), rp.to.clone()),
         (None, None) => {}
     }
+    if let Some(rs) = &r.replace_suffix {
+        out = out.replace_suffix(rs.from.clone(), rs.to.clone());
+    }
     if let Some(s) = &r.add_suffix {
         out = out.add_suffix(s.clone());
     }

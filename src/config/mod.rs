@@ -211,7 +211,7 @@ pub struct HeaderConditionConfig {
 }
 
 /// Key → origin path: the steps apply in this order: `replace_prefix` (or `strip_prefix`),
-/// `add_suffix`, `template`; `fixed` replaces everything.
+/// `replace_suffix`, `add_suffix`, `template`; `fixed` replaces everything.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -222,6 +222,9 @@ pub struct RewriteConfig {
     /// Replace `from` at the start with `to`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace_prefix: Option<ReplacePrefix>,
+    /// Replace `from` at the end with `to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_suffix: Option<ReplacePrefix>,
     /// Append this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub add_suffix: Option<String>,
@@ -233,7 +236,7 @@ pub struct RewriteConfig {
     pub fixed: Option<String>,
 }
 
-/// A prefix replacement.
+/// A prefix (or suffix) replacement.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]

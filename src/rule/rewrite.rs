@@ -22,6 +22,7 @@ pub struct Rewrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
     ReplacePrefix { from: String, to: String },
+    ReplaceSuffix { from: String, to: String },
     AddSuffix(String),
     Fixed(String),
     Template(String),
@@ -61,6 +62,17 @@ impl Rewrite {
         self
     }
 
+    /// Replace `from` at the end of the key with `to`, if the key ends with `from`
+    /// (COS `SuffixConfiguration`).
+    #[must_use]
+    pub fn replace_suffix(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.steps.push(Step::ReplaceSuffix {
+            from: from.into(),
+            to: to.into(),
+        });
+        self
+    }
+
     /// Append `suffix` to the key.
     #[must_use]
     pub fn add_suffix(mut self, suffix: impl Into<String>) -> Self {
@@ -84,6 +96,10 @@ impl Rewrite {
                     Some(rest) => format!("{to}{rest}"),
                     None => out,
                 },
+                Step::ReplaceSuffix { from, to } => match out.strip_suffix(from.as_str()) {
+                    Some(rest) => format!("{rest}{to}"),
+                    None => out,
+                },
                 Step::AddSuffix(suffix) => out + suffix,
                 Step::Fixed(path) => path.clone(),
                 Step::Template(t) => t.replace("${key}", &out),
@@ -103,6 +119,18 @@ mod tests {
         assert_eq!(Rewrite::identity().strip_prefix("a/").apply("a/b"), "b");
         assert_eq!(Rewrite::identity().strip_prefix("x/").apply("a/b"), "a/b");
         assert_eq!(Rewrite::identity().add_suffix(".gz").apply("a"), "a.gz");
+        assert_eq!(
+            Rewrite::identity()
+                .replace_suffix(".jpg", ".webp")
+                .apply("a.jpg"),
+            "a.webp"
+        );
+        assert_eq!(
+            Rewrite::identity()
+                .replace_suffix(".jpg", ".webp")
+                .apply("a.png"),
+            "a.png"
+        );
         assert_eq!(Rewrite::fixed("one").apply("a/b"), "one");
         assert_eq!(Rewrite::template("p/${key}/${key}").apply("k"), "p/k/k");
         assert_eq!(

@@ -382,13 +382,8 @@ fn file_info(r: &mut RuleReport<'_>, at: String, e: &Element) -> Option<RewriteC
         r.unknown(s, true);
         if from.is_empty() {
             rw.add_suffix = (!to.is_empty()).then_some(to);
-        } else {
-            r.fatal(
-                at,
-                format!(
-                    "replacing the suffix {from:?} cannot be expressed (a rewrite can only add one)"
-                ),
-            );
+        } else if from != to {
+            rw.replace_suffix = Some(ReplacePrefix { from, to });
         }
     }
     let fixed = f.one("FixedFileConfiguration");
