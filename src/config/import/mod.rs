@@ -58,13 +58,13 @@
 //! | `HttpRedirectCode` (Redirect, Proxy) | `redirect_status` |
 //! | `CopyOriginData` true | what `sync` / `async` do anyway |
 //! | `OriginInfo.HostInfo` `HostName`, `Weight`, `StandbyHostName_N` | `origin.hosts`, `weights`, `standby` |
-//! | `OriginInfo.FileInfo` `PrefixConfiguration`, `SuffixConfiguration` (empty `Suffix`), `FixedFileConfiguration` | `rewrite.replace_prefix`, `add_suffix`, `fixed` |
+//! | `OriginInfo.FileInfo` `PrefixConfiguration`, `SuffixConfiguration`, `FixedFileConfiguration` | `rewrite.replace_prefix`, `replace_suffix` (or `add_suffix` for an empty `Suffix`), `fixed` |
 //! | `HTTPStandbyCode.StatusCode` | `origin.fail_over_on` |
 //!
 //! Reported: `TransparentErrorCode`, `CopyOriginData` false, `FollowRedirectionConfiguration`,
 //! `PrivateHost` / `PrivateStandbyHost_N` (signed requests to private buckets), the legacy
-//! `FileInfo` `PrefixDirective` / `Prefix` / `Suffix`, a `SuffixConfiguration` that replaces a
-//! non-empty suffix (the rule is not imported), headers a rule may not name (`Host`,
+//! `FileInfo` `PrefixDirective` / `Prefix` / `Suffix` (the rule is not imported), headers a
+//! rule may not name (`Host`,
 //! `Range`, hop-by-hop, conditional), and headers on a `Redirect` rule.
 //!
 //! # OSS `RoutingRule`
