@@ -25,6 +25,10 @@ use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub mod faulty;
+#[cfg(feature = "aws")]
+pub mod s3;
+
 /// What the well-behaved origin does for a path.
 #[derive(Clone)]
 pub enum Behaviour {
