@@ -23,6 +23,9 @@
 //! before the last byte, as the leader or as a waiter, under both disconnect policies.
 
 mod common;
+#[cfg(feature = "aws")]
+#[path = "common/s3.rs"]
+mod s3_server;
 
 use std::time::Duration;
 
@@ -82,9 +85,20 @@ struct Cell {
     events: EventLog,
 }
 
+/// A backend of `kind`; S3 through this binary's in-process server.
+async fn backend(kind: Kind) -> Backend {
+    #[cfg(feature = "aws")]
+    if kind == Kind::S3 {
+        let server = s3_server::S3Server::start().await;
+        let store = server.store();
+        return Backend::s3(store, Box::new(move || server.open_uploads()));
+    }
+    Backend::new(kind).await
+}
+
 impl Cell {
     async fn new(kind: Kind, fault: &Fault) -> Self {
-        let backend = Backend::new(kind).await;
+        let backend = backend(kind).await;
         let origin = FaultyOrigin::start().await;
         let (first_byte, idle) = fault.timeouts();
         let http = || {
@@ -403,7 +417,7 @@ async fn content_md5_mismatch() {
 async fn s3_faults_after_an_uploaded_part() {
     let part = 5 * 1024 * 1024;
     for fault in [Fault::ShortBody, Fault::ResetMidBody, Fault::StallAfterHalf] {
-        let backend = Backend::new(Kind::S3).await;
+        let backend = backend(Kind::S3).await;
         let origin = FaultyOrigin::start().await;
         // 11 MiB: the fault at half comes after the first part was uploaded.
         let object = random_bytes(2 * part + 1024 * 1024, 4);

@@ -558,45 +558,47 @@ pub enum Kind {
     S3,
 }
 
+/// Lists what an S3 server keeps of unfinished uploads (and keeps the server alive).
+pub type OpenUploads = Box<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// A store backend and what is needed to see its leftovers.
 pub struct Backend {
     pub kind: Kind,
     pub store: Arc<dyn ObjectStore>,
     pub dir: Option<TempDir>,
-    #[cfg(feature = "aws")]
-    pub s3: Option<super::s3::S3Server>,
+    pub open_uploads: Option<OpenUploads>,
 }
 
 impl Backend {
+    /// `InMemory` or `LocalFileSystem` in a temp dir. (An S3 backend comes from
+    /// [`Backend::s3`]: the test binary includes `common/s3.rs` itself.)
     pub async fn new(kind: Kind) -> Self {
-        match kind {
-            Kind::Memory => Self {
-                kind,
-                store: Arc::new(InMemory::new()),
-                dir: None,
-                #[cfg(feature = "aws")]
-                s3: None,
-            },
+        let (store, dir): (Arc<dyn ObjectStore>, _) = match kind {
+            Kind::Memory => (Arc::new(InMemory::new()), None),
             Kind::Local => {
                 let dir = tempfile::tempdir().unwrap();
-                Self {
-                    kind,
-                    store: Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
-                    dir: Some(dir),
-                    #[cfg(feature = "aws")]
-                    s3: None,
-                }
+                let fs = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+                (Arc::new(fs), Some(dir))
             }
             #[cfg(feature = "aws")]
-            Kind::S3 => {
-                let server = super::s3::S3Server::start().await;
-                Self {
-                    kind,
-                    store: server.store(),
-                    dir: None,
-                    s3: Some(server),
-                }
-            }
+            Kind::S3 => panic!("use Backend::s3 with the binary's S3 server"),
+        };
+        Self {
+            kind,
+            store,
+            dir,
+            open_uploads: None,
+        }
+    }
+
+    /// An S3 backend: its store, and how to list its open uploads.
+    #[cfg(feature = "aws")]
+    pub fn s3(store: Arc<dyn ObjectStore>, open_uploads: OpenUploads) -> Self {
+        Self {
+            kind: Kind::S3,
+            store,
+            dir: None,
+            open_uploads: Some(open_uploads),
         }
     }
 
@@ -618,9 +620,8 @@ impl Backend {
             .as_ref()
             .map(|d| staging_files(d.path()))
             .unwrap_or_default();
-        #[cfg(feature = "aws")]
-        if let Some(s3) = &self.s3 {
-            out.extend(s3.open_uploads());
+        if let Some(open_uploads) = &self.open_uploads {
+            out.extend(open_uploads());
         }
         out
     }

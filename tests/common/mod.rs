@@ -26,8 +26,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 pub mod faulty;
-#[cfg(feature = "aws")]
-pub mod s3;
 
 /// What the well-behaved origin does for a path.
 #[derive(Clone)]
