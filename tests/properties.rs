@@ -1,0 +1,547 @@
+//! Property tests (proptest): what must hold for every input, not just the ones in the
+//! tables.
+//!
+//! - `key::parse` never panics; an accepted key is clean (no empty, `.` or `..` segment, no
+//!   control character, no backslash, nothing still percent-encoded, at most 1024 bytes),
+//!   `object_store` takes it as it is, and encoding it again and parsing gives it back.
+//!   Encoding any string and parsing agrees with an independent model of a clean key.
+//! - Rewrites configured with clean strings keep the origin URL on the configured host and
+//!   below its base path, whatever the client's key.
+//! - Rule matching through the layer: the origin is asked exactly when the key is clean and
+//!   matches the rule, for the rewritten path, on the configured host.
+//! - `ServeStore` with arbitrary `Range` / `If-*` headers: never panics; every answer is one
+//!   of 200/206/304/412/416 with bytes that match it; single ranges agree with a model.
+//! - `HttpOrigin::new` never panics, and an origin it accepts keeps every URL on its host.
+//!
+//! 256 cases each (128 for the one that makes HTTP requests), or `PROPTEST_CASES`; the fuzz
+//! targets under `fuzz/` run the same properties for as long as one likes.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use proptest::prelude::*;
+use tower::{Layer, ServiceExt};
+use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rewrite, Rule, ServeStore, key};
+
+use common::faulty::FaultyOrigin;
+
+/// Path-ish strings: separators, dots, escapes (well- and ill-formed), backslashes,
+/// control characters and non-ASCII, in short segments.
+fn pathish() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("/".to_owned()),
+        Just(".".to_owned()),
+        Just("..".to_owned()),
+        Just("%".to_owned()),
+        Just("\\".to_owned()),
+        "%[0-9a-fA-F]{2}",
+        "%(2[eEfF]|5[cC]|25|00|0[aAdD]|7[fF]|[cC]2|[eE][dD]|[fF][fF])",
+        "[a-z0-9_~-]{1,4}",
+        "[\u{0}-\u{1f}\u{7f}-\u{9f}]",
+        "[é中😀 ]",
+    ];
+    prop::collection::vec(atom, 0..12).prop_map(|atoms| format!("/{}", atoms.concat()))
+}
+
+/// What a clean key is, written independently of `key::parse`.
+fn model_clean(segments: &[String]) -> bool {
+    let key_len: usize = segments.iter().map(|s| s.len()).sum::<usize>() + segments.len() - 1;
+    let looks_encoded = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+    };
+    !segments.is_empty()
+        && key_len <= key::MAX_KEY_LEN
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && !s.contains('/')
+                && !s.contains('\\')
+                && !s.chars().any(char::is_control)
+                && !looks_encoded(s)
+        })
+}
+
+fn assert_clean(key: &str) {
+    assert!(!key.is_empty() && key.len() <= key::MAX_KEY_LEN, "{key:?}");
+    assert!(!key.starts_with('/'), "{key:?}");
+    for segment in key.split('/') {
+        assert!(
+            !segment.is_empty() && segment != "." && segment != "..",
+            "{key:?}"
+        );
+    }
+    assert!(!key.contains('\\'), "{key:?}");
+    assert!(!key.chars().any(char::is_control), "{key:?}");
+    let parsed = Path::parse(key).unwrap_or_else(|e| panic!("{key:?}: {e}"));
+    assert_eq!(parsed.as_ref(), key, "object_store keeps the key as it is");
+}
+
+/// Each segment percent-encoded with `set` (the `/` between segments kept).
+fn encode(key: &str, set: &'static AsciiSet) -> String {
+    let segments: Vec<String> = key
+        .split('/')
+        .map(|s| utf8_percent_encode(s, set).to_string())
+        .collect();
+    format!("/{}", segments.join("/"))
+}
+
+/// Only what must be encoded in a path segment: `%`, `/`, `?`, `#`, space, controls and
+/// non-ASCII.
+const MINIMAL: &AsciiSet = &percent_encoding::CONTROLS
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'#')
+    .add(b' ');
+
+/// `cases` cases (or `PROPTEST_CASES`), without writing regression files next to the
+/// sources.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(cases),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn parse_never_panics_on_any_string(path in any::<String>()) {
+        if let Some(key) = key::parse(&path) {
+            assert_clean(&key);
+        }
+    }
+
+    #[test]
+    fn accepted_keys_are_clean_and_round_trip(path in pathish()) {
+        if let Some(key) = key::parse(&path) {
+            assert_clean(&key);
+            for set in [NON_ALPHANUMERIC, MINIMAL] {
+                let again = encode(&key, set);
+                let reparsed = key::parse(&again);
+                prop_assert_eq!(reparsed.as_deref(), Some(key.as_str()), "{}", again);
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_strings_parse_exactly_when_the_model_says_clean(
+        segments in prop::collection::vec(
+            prop_oneof![
+                "[a-z0-9._~-]{0,6}",
+                "[ -~]{0,6}",
+                ".*",
+                Just("..".to_owned()),
+                Just(".".to_owned()),
+            ],
+            1..5,
+        )
+    ) {
+        let key = segments.join("/");
+        for set in [NON_ALPHANUMERIC, MINIMAL] {
+            let path = format!(
+                "/{}",
+                segments
+                    .iter()
+                    .map(|s| utf8_percent_encode(s, set).to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            );
+            let expected = model_clean(&segments).then(|| key.clone());
+            prop_assert_eq!(key::parse(&path), expected, "{}", path);
+        }
+    }
+}
+
+/// A rewrite built the way configuration builds one, from clean strings.
+fn clean_rewrite() -> impl Strategy<Value = (Rewrite, String)> {
+    let word = "[a-z0-9]{1,5}";
+    let dir = prop::collection::vec(word, 1..3).prop_map(|w| format!("{}/", w.join("/")));
+    let step = prop_oneof![
+        (dir.clone(), dir.clone()).prop_map(|(from, to)| (0u8, from, to)),
+        dir.clone().prop_map(|from| (1u8, from, String::new())),
+        "(\\.[a-z]{1,4}|/[a-z]{1,5})".prop_map(|suffix| (2u8, suffix, String::new())),
+        (dir.clone(), dir).prop_map(|(before, after)| (3u8, before, after)),
+    ];
+    prop::collection::vec(step, 0..4).prop_map(|steps| {
+        let mut rewrite = Rewrite::identity();
+        let mut text = String::from("identity");
+        for (kind, a, b) in steps {
+            rewrite = match kind {
+                0 => rewrite.replace_prefix(a.clone(), b.clone()),
+                1 => rewrite.strip_prefix(a.clone()),
+                2 => rewrite.add_suffix(a.clone()),
+                _ => rewrite.then_template(format!("{a}${{key}}/{b}")),
+            };
+            text.push_str(&format!(" {kind}:{a}:{b}"));
+        }
+        (rewrite, text)
+    })
+}
+
+/// Clean keys, often starting with the prefixes the rewrites use.
+fn clean_key() -> impl Strategy<Value = String> {
+    prop::collection::vec("([a-z0-9]{1,5}|[a-z.]{1,4}|[é中 ~]{1,2})", 1..5)
+        .prop_map(|segments| segments.join("/"))
+        .prop_filter("clean", |k| key::parse(&format!("/{k}")).is_some())
+}
+
+fn assert_below_base(origin: &HttpOrigin, path: &str) -> Result<(), TestCaseError> {
+    let url = origin.url_for(path, None).unwrap();
+    prop_assert_eq!(
+        url.authority().map(|a| a.as_str()),
+        Some("origin.test:8080")
+    );
+    prop_assert!(url.path().starts_with("/base/"), "{}", url);
+    for segment in url.path().split('/').skip(2) {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        prop_assert!(
+            decoded != "." && decoded != "..",
+            "{} escapes the base",
+            url
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn clean_rewrites_stay_on_the_host_and_below_the_base(
+        key in clean_key(),
+        (rewrite, text) in clean_rewrite(),
+    ) {
+        let origin = HttpOrigin::new("http://origin.test:8080/base/").unwrap();
+        let path = rewrite.apply(&key);
+        assert_below_base(&origin, &path).map_err(|e| {
+            TestCaseError::fail(format!("{e} (key {key:?}, rewrite {text}, path {path:?})"))
+        })?;
+    }
+
+    /// Any key, with prefixes stripped without their `/`: `img../x` becomes `../x`.
+    #[test]
+    #[ignore = "bug: a prefix stripped without its '/' lets a clean key send '..' to the origin (src/rule, src/origin/http.rs url_for)"]
+    fn any_rewrite_stays_below_the_base(
+        key in clean_key(),
+        prefix in "[a-z]{1,3}",
+    ) {
+        let origin = HttpOrigin::new("http://origin.test:8080/base/").unwrap();
+        let key = format!("{prefix}../{key}");
+        let path = Rewrite::identity().strip_prefix(prefix).apply(&key);
+        assert_below_base(&origin, &path)?;
+    }
+
+    #[test]
+    fn origin_urls_never_panic_and_stay_on_their_host(
+        url in prop_oneof![
+            any::<String>(),
+            "(https?|ftp|)(://)?[a-z0-9@:.%\\[\\]-]{0,16}(/[a-z0-9%./?#@-]{0,8}){0,3}",
+        ],
+        key in clean_key(),
+    ) {
+        if let Ok(origin) = HttpOrigin::new(&url) {
+            let uri: http::Uri = url.parse().unwrap();
+            let built = origin.url_for(&key, Some("q=1")).unwrap();
+            prop_assert_eq!(built.authority(), uri.authority());
+            prop_assert_eq!(built.scheme(), uri.scheme());
+        }
+        let _ = tower_origin_pull::Webhook::new(&url);
+    }
+}
+
+/// One runtime and one origin for all cases of a property (the origin answers `404` to
+/// everything and counts what it is asked).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn the_origin_is_asked_exactly_when_a_clean_key_matches(
+        paths in prop::collection::vec(pathish(), 1..8),
+        prefix in prop_oneof![Just(""), Just("a"), Just("a/"), Just("%")],
+        suffix in prop_oneof![Just(""), Just("b"), Just(".")],
+        (rewrite, text) in clean_rewrite(),
+    ) {
+        let rt = runtime();
+        rt.block_on(async {
+            let origin = FaultyOrigin::start().await;
+            let http = HttpOrigin::new(&format!("{}base/", origin.url)).unwrap();
+            let rule = Rule::new(http.clone())
+                .prefix(prefix)
+                .suffix(suffix)
+                .rewrite(rewrite.clone());
+            let layer = OriginPullLayer::from_object_store(Arc::new(InMemory::new())).rule(rule);
+            let inner = tower::service_fn(|_req: Request<Empty<Bytes>>| async {
+                let mut res = Response::new(Full::new(Bytes::from_static(b"inner")));
+                *res.status_mut() = StatusCode::NOT_FOUND;
+                Ok::<_, Infallible>(res)
+            });
+            let service = layer.layer(inner);
+            for path in paths {
+                let Ok(uri) = http::Uri::try_from(format!("http://app.test{path}")) else {
+                    continue;
+                };
+                let before = origin.total_requests();
+                let res = service
+                    .clone()
+                    .oneshot(Request::get(uri.clone()).body(Empty::new()).unwrap())
+                    .await
+                    .unwrap();
+                let asked = origin.total_requests() - before;
+                let key = key::parse(uri.path());
+                let expected = key
+                    .as_deref()
+                    .is_some_and(|k| k.starts_with(prefix) && k.ends_with(suffix));
+                prop_assert_eq!(asked, usize::from(expected), "{} ({})", path, text);
+                prop_assert_eq!(res.status(), StatusCode::NOT_FOUND);
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                prop_assert_eq!(&body[..], b"inner", "the inner 404, untouched");
+                if expected {
+                    let seen = origin.seen().pop().unwrap();
+                    let want = http.url_for(&rewrite.apply(&key.unwrap()), None).unwrap();
+                    prop_assert_eq!(&seen.target, want.path());
+                    prop_assert_eq!(seen.host, Some(origin.authority()));
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
+
+// ----- ServeStore: Range and preconditions -----
+
+#[derive(Debug, Clone)]
+enum Spec {
+    /// `first-last`
+    Closed(u64, u64),
+    /// `first-`
+    From(u64),
+    /// `-n`
+    Suffix(u64),
+}
+
+impl Spec {
+    fn text(&self) -> String {
+        match self {
+            Spec::Closed(a, b) => format!("{a}-{b}"),
+            Spec::From(a) => format!("{a}-"),
+            Spec::Suffix(n) => format!("-{n}"),
+        }
+    }
+
+    /// RFC 9110 §14.1.2 for one range over `len` bytes: `Some(range)` if satisfiable.
+    fn model(&self, len: u64) -> Option<std::ops::Range<u64>> {
+        let r = match *self {
+            Spec::Closed(a, b) => a..(b + 1).min(len),
+            Spec::From(a) => a..len,
+            Spec::Suffix(n) => len.saturating_sub(n)..len,
+        };
+        (r.start < len && r.start < r.end).then_some(r)
+    }
+}
+
+fn spec(len: u64) -> impl Strategy<Value = Spec> {
+    let pos = prop_oneof![0..=len + 2, Just(u64::MAX / 2), any::<u64>()];
+    prop_oneof![
+        (pos.clone(), 0..=len + 2)
+            .prop_filter("first <= last", |(a, b)| a <= b)
+            .prop_map(|(a, b)| Spec::Closed(a, b)),
+        pos.prop_map(Spec::From),
+        (1..=len + 3).prop_map(Spec::Suffix),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Range {
+    None,
+    One(Spec),
+    Many(Vec<Spec>),
+    Raw(String),
+}
+
+fn range(len: u64) -> impl Strategy<Value = Range> {
+    prop_oneof![
+        Just(Range::None),
+        spec(len).prop_map(Range::One),
+        prop::collection::vec(spec(len), 2..6).prop_map(Range::Many),
+        "(bytes|items|BYTES)=[0-9,\\- ]{0,12}".prop_map(Range::Raw),
+        "[ -~]{0,16}".prop_map(Range::Raw),
+    ]
+}
+
+/// Validator values: ours (filled in per case), a weak form of ours, `*`, others, garbage.
+fn validator() -> impl Strategy<Value = Option<u8>> {
+    prop::option::of(0u8..6)
+}
+
+fn tag_value(choice: u8, etag: &str) -> http::HeaderValue {
+    let text = match choice {
+        0 => etag.to_owned(),
+        1 => format!("W/{etag}"),
+        2 => "*".to_owned(),
+        3 => "\"other\"".to_owned(),
+        4 => format!("\"other\", {etag}"),
+        // obs-text: a valid header value that is not UTF-8 and not a tag list.
+        _ => return http::HeaderValue::from_bytes(b"\"unterminated, \xff").unwrap(),
+    };
+    http::HeaderValue::from_str(&text).unwrap()
+}
+
+fn date_value(choice: u8, last_modified: &str) -> http::HeaderValue {
+    let text = match choice {
+        0 | 1 => last_modified.to_owned(),
+        2 => "Thu, 01 Jan 1970 00:00:00 GMT".to_owned(),
+        3 => "Fri, 31 Dec 9999 23:59:59 GMT".to_owned(),
+        4 => "yesterday".to_owned(),
+        _ => String::new(),
+    };
+    http::HeaderValue::from_str(&text).unwrap()
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn serve_store_answers_any_range_and_precondition_consistently(
+        len in 0u64..3000,
+        ranges in (0u64..3000).prop_flat_map(range),
+        if_match in validator(),
+        if_none_match in validator(),
+        if_modified_since in validator(),
+        if_unmodified_since in validator(),
+        if_range in validator(),
+        head in any::<bool>(),
+    ) {
+        let rt = runtime();
+        rt.block_on(async {
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let object = common::random_bytes(len as usize, len);
+            store.put(&Path::from("o.bin"), object.clone().into()).await.unwrap();
+            let service = ServeStore::new(store);
+            let call = |req: Request<Empty<Bytes>>| {
+                let service = service.clone();
+                async move {
+                    let res = service.oneshot(req).await.unwrap();
+                    let (parts, body) = res.into_parts();
+                    (parts, body.collect().await.unwrap().to_bytes())
+                }
+            };
+            let (plain, _) = call(Request::get("/o.bin").body(Empty::new()).unwrap()).await;
+            let etag = plain.headers["etag"].to_str().unwrap().to_owned();
+            let last_modified = plain.headers["last-modified"].to_str().unwrap().to_owned();
+
+            let mut req = Request::builder()
+                .method(if head { http::Method::HEAD } else { http::Method::GET })
+                .uri("/o.bin");
+            let range_text = match &ranges {
+                Range::None => None,
+                Range::One(s) => Some(format!("bytes={}", s.text())),
+                Range::Many(v) => Some(format!(
+                    "bytes={}",
+                    v.iter().map(Spec::text).collect::<Vec<_>>().join(",")
+                )),
+                Range::Raw(raw) => Some(raw.clone()),
+            };
+            if let Some(r) = &range_text {
+                req = req.header("range", r.as_str());
+            }
+            let conditional = [if_match, if_none_match, if_modified_since, if_unmodified_since]
+                .iter()
+                .any(Option::is_some);
+            if let Some(c) = if_match {
+                req = req.header("if-match", tag_value(c, &etag));
+            }
+            if let Some(c) = if_none_match {
+                req = req.header("if-none-match", tag_value(c, &etag));
+            }
+            if let Some(c) = if_modified_since {
+                req = req.header("if-modified-since", date_value(c, &last_modified));
+            }
+            if let Some(c) = if_unmodified_since {
+                req = req.header("if-unmodified-since", date_value(c, &last_modified));
+            }
+            if let Some(c) = if_range {
+                let v = if c % 2 == 0 { tag_value(c / 2, &etag) } else { date_value(c / 2, &last_modified) };
+                req = req.header("if-range", v);
+            }
+            let (parts, body) = call(req.body(Empty::new()).unwrap()).await;
+            let status = parts.status.as_u16();
+            let what = format!("len {len}, range {range_text:?}, status {status}");
+            prop_assert!([200, 206, 304, 412, 416].contains(&status), "{}", what);
+            if let Some(tag) = parts.headers.get("etag") {
+                prop_assert_eq!(tag.to_str().unwrap(), etag.as_str(), "{}", what);
+            }
+            match status {
+                200 => {
+                    prop_assert_eq!(parts.headers["content-length"].to_str().unwrap(), len.to_string());
+                    prop_assert!(head || body == object, "{}", what);
+                }
+                206 => {
+                    prop_assert!(!head && range_text.is_some(), "{}", what);
+                    let cr = parts.headers["content-range"].to_str().unwrap();
+                    let (span, total) = cr.strip_prefix("bytes ").unwrap().split_once('/').unwrap();
+                    prop_assert_eq!(total, len.to_string());
+                    let (a, b) = span.split_once('-').unwrap();
+                    let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                    prop_assert!(a <= b && (b as u64) < len, "{}", what);
+                    prop_assert!(body == object[a..=b], "{}", what);
+                }
+                416 => {
+                    prop_assert!(!head && range_text.is_some(), "{}", what);
+                    prop_assert_eq!(
+                        parts.headers["content-range"].to_str().unwrap(),
+                        format!("bytes */{len}")
+                    );
+                }
+                304 => {
+                    prop_assert!(conditional, "{}", what);
+                    prop_assert!(body.is_empty(), "{}", what);
+                }
+                _ => {
+                    prop_assert!(if_match.is_some() || if_unmodified_since.is_some(), "{}", what);
+                    // (A HEAD 412 carries its one-line message in the service's body;
+                    // hyper drops it on the wire.)
+                    prop_assert!(body.len() < 100, "{}: a short message, not the object", what);
+                }
+            }
+            // The model, where it applies: one well-formed range, no precondition.
+            if let (Range::One(s), false, None, false) = (&ranges, conditional, if_range, head) {
+                match s.model(len) {
+                    Some(r) => {
+                        prop_assert_eq!(status, 206, "{}", what);
+                        prop_assert!(body == object[r.start as usize..r.end as usize], "{}", what);
+                    }
+                    None => prop_assert_eq!(status, 416, "{}", what),
+                }
+            }
+            if !conditional && if_range.is_none() && matches!(ranges, Range::None) {
+                prop_assert_eq!(status, 200, "{}", what);
+            }
+            Ok(())
+        })?;
+    }
+}
