@@ -446,6 +446,42 @@ async fn a_range_header_of_ten_thousand_ranges() {
     assert_eq!(app.origin.total_requests(), 1);
 }
 
+/// A `Range` GET on a miss (the default `RangeMiss::ServeRangeAndFill`): the client gets its
+/// range from the origin; what is stored is the whole object, fetched without `Range` (a
+/// range stored as the object would poison every later hit).
+#[tokio::test]
+async fn a_range_miss_never_stores_the_range() {
+    let app = App::start(Inner::ServeStore, |r| r).await;
+    let object = random_bytes(100_000, 78);
+    app.origin.object("r.bin", object.clone());
+    let answer = app
+        .send(&get_line(b"/r.bin", "Range: bytes=100-199\r\n"))
+        .await;
+    assert_eq!(answer.status, 206);
+    assert!(answer.body() == &object[100..200]);
+    let store = app.store.clone();
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || {
+            let store = store.clone();
+            async move { stored(&*store, "r.bin").await.is_some() }
+        })
+        .await,
+        "the background fill stored the object"
+    );
+    assert!(stored(&*app.store, "r.bin").await.unwrap() == object);
+    let fills: Vec<_> = app
+        .origin
+        .seen()
+        .into_iter()
+        .filter(|s| !s.head.to_ascii_lowercase().contains("\r\nrange:"))
+        .collect();
+    assert_eq!(fills.len(), 1, "one fill, without Range");
+    let hit = app.send(&get_line(b"/r.bin", "")).await;
+    assert_eq!(hit.status, 200);
+    assert_eq!(hit.header("x-origin-pull"), None);
+    assert!(hit.body() == &object[..]);
+}
+
 /// A rule that strips a prefix without its `/` turns the clean key `img../secret` into the
 /// origin path `../secret`: the request must still stay below the origin's base path.
 #[tokio::test]

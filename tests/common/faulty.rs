@@ -6,7 +6,8 @@
 //! [`FaultyOrigin`] is a real HTTP/1.1 server on a loopback address, written on raw TCP so
 //! that it can say what no well-behaved server would: short or cut bodies, resets, stalls,
 //! wrong lengths, garbage status lines, invalid header bytes, huge header sections, redirect
-//! loops. Each path has an object and a [`Fault`]; `heal` makes the path answer correctly.
+//! loops. Each path has an object and a [`Fault`]; `heal` makes the path answer correctly
+//! (honouring a single closed `Range`).
 //! It records every request (target, `Host`, the raw head) and every accepted connection, so
 //! tests can also prove that nothing was asked of it at all.
 
@@ -249,6 +250,32 @@ pub fn healthy(object: &Bytes) -> Vec<Step> {
             .into(),
         ),
         Step::Write(object.clone()),
+    ]
+}
+
+/// `Range: bytes=a-b` (one closed range inside an object of `len` bytes), if the head has one.
+fn single_range(head: &str, len: usize) -> Option<(usize, usize)> {
+    let value = head.split("\r\n").find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("range").then(|| value.trim())
+    })?;
+    let (a, b) = value.strip_prefix("bytes=")?.split_once('-')?;
+    let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+    (a <= b && b < len).then_some((a, b))
+}
+
+/// A `206` for bytes `a..=b`.
+fn partial(object: &Bytes, a: usize, b: usize) -> Vec<Step> {
+    vec![
+        Step::Write(
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                object.len(),
+                b - a + 1
+            )
+            .into(),
+        ),
+        Step::Write(object.slice(a..=b)),
     ]
 }
 
@@ -495,7 +522,7 @@ async fn answer(mut socket: TcpStream, shared: Arc<Shared>, origin: String) {
     shared.seen.lock().unwrap().push(Seen {
         target: target.clone(),
         host,
-        head,
+        head: head.clone(),
     });
     let (script, gate) = {
         let routes = shared.routes.lock().unwrap();
@@ -503,7 +530,10 @@ async fn answer(mut socket: TcpStream, shared: Arc<Shared>, origin: String) {
             None => (not_found(), None),
             Some(route) => {
                 let script = match &route.answer {
-                    Answer::Healthy => healthy(&route.object),
+                    Answer::Healthy => match single_range(&head, route.object.len()) {
+                        Some((a, b)) => partial(&route.object, a, b),
+                        None => healthy(&route.object),
+                    },
                     Answer::Faulty(fault) => fault.script(&route.object, &origin, &target),
                     Answer::Flaky {
                         percent,
