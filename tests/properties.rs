@@ -545,3 +545,147 @@ proptest! {
         })?;
     }
 }
+
+// ----- configuration files -----
+
+/// A TOML-escaped basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Configuration documents in the schema's shape (top-level settings, `[store]`, rules with
+/// their origin), each setting present or not, with plausible and implausible values, and
+/// sometimes a stray line.
+fn config_text() -> impl Strategy<Value = String> {
+    let size = prop_oneof![
+        8 => Just("1MiB".to_owned()),
+        4 => Just("64 KiB".to_owned()),
+        1 => Just("0".to_owned()),
+        1 => Just("-1".to_owned()),
+        1 => Just("1e99".to_owned()),
+        1 => Just("18446744073709551616B".to_owned()),
+        1 => "[ -~]{0,6}",
+    ];
+    let duration = prop_oneof![
+        12 => Just("100ms".to_owned()),
+        1 => Just("0s".to_owned()),
+        1 => Just("1y".to_owned()),
+        1 => Just("18446744073709551615s".to_owned()),
+        1 => Just("forever".to_owned()),
+        1 => "[ -~]{0,6}",
+    ];
+    let text = || prop_oneof![4 => "[a-z0-9/._-]{1,8}", 1 => "[ -~é\u{0}-\u{1f}]{0,10}"];
+    let url = prop_oneof![
+        8 => Just("http://127.0.0.1:9/".to_owned()),
+        1 => Just("https://origin.test/base".to_owned()),
+        1 => Just("s3://bucket/p".to_owned()),
+        1 => Just("file:///".to_owned()),
+        1 => "[ -~]{0,12}",
+    ];
+    let setting = |name: &'static str, value: BoxedStrategy<String>| {
+        prop::option::of(value).prop_map(move |v| {
+            v.map(|v| format!("{name} = {}\n", toml_str(&v)))
+                .unwrap_or_default()
+        })
+    };
+    let top = (
+        setting("coalesce_window", size.clone().boxed()),
+        setting("slow_reader_grace", duration.clone().boxed()),
+        setting("remember_not_found", duration.clone().boxed()),
+        prop::option::of(any::<i32>()),
+        setting("header_name", text().boxed()),
+    )
+        .prop_map(|(a, b, c, q, h)| {
+            let q = q
+                .map(|q| format!("background_queue = {q}\n"))
+                .unwrap_or_default();
+            format!("{a}{b}{c}{q}{h}")
+        });
+    let store = (
+        setting("multipart_threshold", size.clone().boxed()),
+        setting("part_size", size.boxed()),
+    )
+        .prop_map(|(a, b)| format!("[store]\nurl = \"memory://\"\n{a}{b}"));
+    let mode = prop_oneof![
+        Just("sync"),
+        Just("async"),
+        Just("redirect"),
+        Just("proxy"),
+        Just("other")
+    ]
+    .prop_map(str::to_owned);
+    let rewrite = prop::option::of((any::<bool>(), text())).prop_map(|r| match r {
+        Some((true, v)) => format!("rewrite = {{ strip_prefix = {} }}\n", toml_str(&v)),
+        Some((false, v)) => format!("rewrite = {{ template = {} }}\n", toml_str(&v)),
+        None => String::new(),
+    });
+    let rule = (
+        (
+            setting("name", text().boxed()),
+            setting("mode", mode.boxed()),
+            setting("prefix", text().boxed()),
+            setting("suffix", text().boxed()),
+            rewrite,
+        ),
+        (
+            prop::collection::vec(url, 0..3),
+            setting("idle_timeout", duration.clone().boxed()),
+            setting("first_byte_timeout", duration.boxed()),
+        ),
+    )
+        .prop_map(|((name, mode, prefix, suffix, rewrite), (hosts, idle, first))| {
+            let hosts: Vec<String> = hosts.iter().map(|h| toml_str(h)).collect();
+            format!(
+                "[[rules]]\n{name}{mode}{prefix}{suffix}{rewrite}[rules.origin]\nhosts = [{}]\n{idle}{first}",
+                hosts.join(", ")
+            )
+        });
+    (
+        top,
+        store,
+        prop::collection::vec(rule, 0..3),
+        prop::option::weighted(0.1, "[ -~]{0,20}"),
+    )
+        .prop_map(|(top, store, rules, stray)| {
+            format!(
+                "{top}{}{store}{}",
+                stray.map(|s| s + "\n").unwrap_or_default(),
+                rules.concat()
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Parsing never panics; a parsed configuration survives TOML and JSON round trips and
+    /// building a layer from it (into a given store: nothing is opened) never panics.
+    #[test]
+    fn configuration_files_never_panic_and_round_trip(
+        text in prop_oneof![config_text(), any::<String>()],
+    ) {
+        let _ = tower_origin_pull::config::Config::from_json(&text);
+        let Ok(config) = tower_origin_pull::config::Config::from_toml(&text) else {
+            return Ok(());
+        };
+        let toml = config.to_toml().unwrap();
+        let again = tower_origin_pull::config::Config::from_toml(&toml).unwrap();
+        prop_assert_eq!(&again, &config, "{}", toml);
+        let json = serde_json::to_string(&config).unwrap();
+        let from_json = tower_origin_pull::config::Config::from_json(&json).unwrap();
+        prop_assert_eq!(&from_json, &config, "{}", json);
+        let rt = runtime();
+        let _inside = rt.enter();
+        let _ = OriginPullLayer::from_config_with(&config, Arc::new(InMemory::new()));
+    }
+}
