@@ -193,6 +193,15 @@ impl HttpOrigin {
     ) -> Result<Uri, Error> {
         let mut pq = self.base_path.clone();
         for segment in path.split('/').filter(|s| !s.is_empty()) {
+            // A rewrite can turn a clean key into `..` (a prefix stripped without its `/`:
+            // `img../x` → `../x`); origins resolve dot segments, even percent-encoded ones,
+            // so the request would leave the base path. Refuse it.
+            if segment == "." || segment == ".." {
+                return Err(Error::OriginRequest {
+                    url: format!("{}://{}{}", self.scheme, self.authority, self.base_path),
+                    source: format!("the origin path {path:?} has a dot segment").into(),
+                });
+            }
             pq.push('/');
             pq.extend(utf8_percent_encode(segment, SEGMENT));
         }
@@ -468,6 +477,8 @@ mod tests {
             u.to_string(),
             "http://origin.example:8080/base/a%20b/c%3Fd%23e?x=1"
         );
+        assert!(o.url_for("../secret", None).is_err());
+        assert!(o.url_for("a/./b", None).is_err());
         let u = o.url_for("//evil.example/x", None).unwrap();
         assert_eq!(u.host(), Some("origin.example"));
         assert_eq!(u.path(), "/base/evil.example/x");
