@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let toml = config.to_toml().expect("a parsed config prints");
     assert_eq!(Config::from_toml(&toml).expect("and parses again"), config);
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let _inside = rt.enter();
     let _ = OriginPullLayer::from_config_with(&config, Arc::new(InMemory::new()));
 });

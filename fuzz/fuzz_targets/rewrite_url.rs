@@ -37,11 +37,17 @@ fuzz_target!(|data: &[u8]| {
     }
     let origin = origin();
     let url = origin.url_for(&rewrite.apply(&k), None).expect("a URL");
-    assert_eq!(url.authority().map(|a| a.as_str()), Some("origin.test:8080"));
+    assert_eq!(
+        url.authority().map(|a| a.as_str()),
+        Some("origin.test:8080")
+    );
     assert!(url.path().starts_with("/base/"), "{url}");
     for segment in url.path().split('/').skip(2) {
         let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-        assert!(decoded != "." && decoded != "..", "{url} leaves the base path");
+        assert!(
+            decoded != "." && decoded != "..",
+            "{url} leaves the base path"
+        );
     }
 });
 

@@ -36,10 +36,15 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let req = req.body(Empty::<Bytes>::new()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        store.put(&Path::from("o.bin"), object.clone().into()).await.unwrap();
+        store
+            .put(&Path::from("o.bin"), object.clone().into())
+            .await
+            .unwrap();
         let res = ServeStore::new(store).oneshot(req).await.unwrap();
         let (parts, body) = res.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
