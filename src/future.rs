@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 use crate::fill::FillSpec;
 use crate::fill::reader::Reader;
-use crate::fill::registry::Joined;
+use crate::fill::registry::{FillOverflow, Joined};
 use crate::fill::shared::HeadView;
 use crate::layer::Config;
 use crate::progress::{Counters, Outcome};
@@ -209,16 +209,22 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
             counters: c.config.counters.clone(),
         })
     };
-    let join = |spec: FillSpec, inner: Response<B>, range| match fills.join_or_start(spec) {
-        Joined::Leader(reader) => pulling(reader, "pulled", inner, range),
-        Joined::Waiter(reader) => pulling(reader, "coalesced", inner, range),
-        Joined::KnownMissing | Joined::Refused => untouched(inner),
-    };
     let proxy = |request: crate::OriginRequest, inner: Response<B>| match fills
         .start_private(spec(&request, false, false))
     {
         Some(reader) => pulling(reader, "proxied", inner, None),
         None => untouched(inner),
+    };
+    let join = |spec: FillSpec, inner: Response<B>, range| match fills.join_or_start(spec) {
+        Joined::Leader(reader) => pulling(reader, "pulled", inner, range),
+        Joined::Waiter(reader) => pulling(reader, "coalesced", inner, range),
+        Joined::KnownMissing | Joined::Refused => untouched(inner),
+        Joined::Full => match c.config.overflow {
+            FillOverflow::Proxy => proxy(request.clone(), inner),
+            FillOverflow::Unavailable(after) => {
+                Miss::Answer(unavailable(after, header_name.as_ref()), Outcome::Failed)
+            }
+        },
     };
     // A single, well-formed range; several ranges (or a malformed header) are ignored, as
     // RFC 9110 allows, and the whole object is answered.
@@ -348,6 +354,28 @@ fn redirect<B>(
         .headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     tag(&mut response, header_name, outcome);
+    response
+}
+
+/// `503` with `Retry-After`: too many fills running.
+fn unavailable<B>(
+    after: std::time::Duration,
+    header_name: Option<&HeaderName>,
+) -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::message(
+        "503 Service Unavailable: too many objects being pulled; retry later\n".to_owned(),
+    ));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from(after.as_secs().max(1)),
+    );
+    tag(&mut response, header_name, "failed");
     response
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use tower_layer::Layer;
 
 use crate::events::{Events, FillEvent};
-use crate::fill::registry::{BackgroundStats, FillSettings, Fills, ShutdownReport};
+use crate::fill::registry::{BackgroundStats, FillOverflow, FillSettings, Fills, ShutdownReport};
 use crate::origin::OriginRequest;
 use crate::progress::{Counters, Progress};
 use crate::rule::Rule;
@@ -50,6 +50,7 @@ pub(crate) struct Config {
     pub(crate) rules: Vec<Rule>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) header_name: Option<HeaderName>,
+    pub(crate) overflow: FillOverflow,
     /// Some rule accepts HEAD.
     head: bool,
     /// Some rule reads the request's headers (conditions or header policy).
@@ -89,6 +90,7 @@ impl OriginPullLayer {
                 rules: Vec::new(),
                 store: Arc::new(store),
                 header_name: Some(DEFAULT_HEADER_NAME),
+                overflow: FillOverflow::Proxy,
                 head: false,
                 needs_headers: false,
                 statuses: Vec::new(),
@@ -174,6 +176,17 @@ impl OriginPullLayer {
     #[must_use]
     pub fn remember_not_found(self, ttl: Duration) -> Self {
         self.with_settings(|s| s.negative_ttl = (!ttl.is_zero()).then_some(ttl))
+    }
+
+    /// At most `fills` fills (sync, async and `HEAD`) run at once (default: no limit); a miss
+    /// for another key then gets `overflow`. Requests for a key whose fill is running still
+    /// join it. Memory per fill is bounded by [`OriginPullLayer::coalesce_window`], so this
+    /// bounds the memory of all fills together.
+    #[must_use]
+    pub fn max_fills(self, fills: usize, overflow: FillOverflow) -> Self {
+        let mut this = self.with_settings(|s| s.max_fills = Some(fills.max(1)));
+        Arc::make_mut(&mut this.config).overflow = overflow;
+        this
     }
 
     /// How many async-mode fills may wait to start (default 1024). When the queue is full, a

@@ -63,7 +63,7 @@ pub use crate::aws::HyperConnector;
 pub use crate::body::ResponseBody;
 pub use crate::error::{BoxError, Error, Problem};
 pub use crate::events::FillEvent;
-pub use crate::fill::registry::{BackgroundStats, ShutdownReport};
+pub use crate::fill::registry::{BackgroundStats, FillOverflow, ShutdownReport};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullLayer};
 pub use crate::origin::{

@@ -652,3 +652,57 @@ async fn a_full_background_queue_still_redirects_and_counts_the_skipped_fills() 
     let report = app.layer.shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.aborted, 0, "{report:?}");
 }
+
+#[tokio::test]
+async fn past_the_fill_limit_misses_are_proxied_or_told_to_retry() {
+    use tower_origin_pull::FillOverflow;
+    for overflow in [
+        FillOverflow::Proxy,
+        FillOverflow::Unavailable(Duration::from_secs(3)),
+    ] {
+        let origin = TestOrigin::start().await;
+        slow_object(
+            &origin,
+            "l/slow.bin",
+            &random_bytes(2000, 1),
+            2,
+            Duration::from_millis(600),
+        );
+        origin.object("l/other.txt", "other");
+        let app = app(&origin.url, |r| r, |l| l.max_fills(1, overflow)).await;
+        let c = client();
+        let slow = {
+            let (c, url) = (c.clone(), app.at("l/slow.bin"));
+            tokio::spawn(async move { get(&c, &url).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(app.layer.fills_in_flight(), 1);
+        // The same key still joins the running fill.
+        let joined = {
+            let (c, url) = (c.clone(), app.at("l/slow.bin"));
+            tokio::spawn(async move { get(&c, &url).await })
+        };
+        let other = get(&c, &app.at("l/other.txt")).await;
+        match overflow {
+            FillOverflow::Proxy => {
+                assert_eq!(other.outcome(), Some("proxied"));
+                assert_eq!(other.body(), b"other");
+            }
+            FillOverflow::Unavailable(_) => {
+                assert_eq!(other.status, StatusCode::SERVICE_UNAVAILABLE);
+                assert_eq!(other.headers["retry-after"], "3");
+            }
+        }
+        assert!(
+            stored(&*app.store, "l/other.txt").await.is_none(),
+            "not stored past the limit"
+        );
+        assert_eq!(joined.await.unwrap().outcome(), Some("coalesced"));
+        assert_eq!(slow.await.unwrap().outcome(), Some("pulled"));
+        // Once the fill is done, the next miss fills normally.
+        assert_eq!(
+            get(&c, &app.at("l/other.txt")).await.outcome(),
+            Some("pulled")
+        );
+    }
+}

@@ -16,7 +16,7 @@ use crate::rule::{
     Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, Mode, Oversize,
     QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
 };
-use crate::{BucketStore, OriginPullLayer, Webhook};
+use crate::{BucketStore, FillOverflow, OriginPullLayer, Webhook};
 
 /// Collects problems while building.
 struct Check {
@@ -675,6 +675,25 @@ pub(super) fn build(
     let window = c.size("coalesce_window", &config.coalesce_window);
     let grace = c.duration("slow_reader_grace", &config.slow_reader_grace);
     let negative = c.duration("remember_not_found", &config.remember_not_found);
+    let retry_after = c
+        .duration("retry_after", &config.retry_after)
+        .unwrap_or(Duration::from_secs(5));
+    let overflow = c.one_of(
+        "fill_overflow",
+        &config.fill_overflow,
+        &[
+            ("proxy", FillOverflow::Proxy),
+            ("unavailable", FillOverflow::Unavailable(retry_after)),
+        ],
+    );
+    if config.max_fills.is_none()
+        && (config.fill_overflow.is_some() || config.retry_after.is_some())
+    {
+        c.problem(
+            "fill_overflow",
+            "`fill_overflow` and `retry_after` need `max_fills`",
+        );
+    }
     let header = match config.header_name.as_deref() {
         None => Some(None),
         Some("") => Some(Some(None)).flatten(),
@@ -717,6 +736,9 @@ pub(super) fn build(
     }
     if let Some(n) = config.background_concurrency {
         layer = layer.background_concurrency(n);
+    }
+    if let Some(n) = config.max_fills {
+        layer = layer.max_fills(n, overflow.unwrap_or(FillOverflow::Proxy));
     }
     match header {
         Some(Some(name)) => layer = layer.header_name(name),

@@ -67,6 +67,15 @@ pub struct Config {
     /// See [`OriginPullLayer::background_concurrency`](crate::OriginPullLayer::background_concurrency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background_concurrency: Option<usize>,
+    /// See [`OriginPullLayer::max_fills`](crate::OriginPullLayer::max_fills).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fills: Option<usize>,
+    /// Past `max_fills`: `proxy` (default) or `unavailable` (`503` + `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_overflow: Option<String>,
+    /// The `Retry-After` of `fill_overflow = "unavailable"` (default `"5s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
     /// Where fill events go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsConfig>,

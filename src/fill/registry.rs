@@ -27,6 +27,17 @@ pub(crate) struct FillSettings {
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) queue: usize,
     pub(crate) concurrency: usize,
+    pub(crate) max_fills: Option<usize>,
+}
+
+/// What a sync miss gets when [`OriginPullLayer::max_fills`](crate::OriginPullLayer::max_fills)
+/// fills are already running (a request joining a fill in flight is never refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillOverflow {
+    /// Stream the object from the origin without storing it (`x-origin-pull: proxied`).
+    Proxy,
+    /// Answer `503 Service Unavailable` with `Retry-After` (whole seconds, at least 1).
+    Unavailable(Duration),
 }
 
 impl Default for FillSettings {
@@ -37,6 +48,7 @@ impl Default for FillSettings {
             negative_ttl: None,
             queue: 1024,
             concurrency: 4,
+            max_fills: None,
         }
     }
 }
@@ -51,6 +63,8 @@ pub(crate) enum Joined {
     KnownMissing,
     /// The layer is shutting down, or there is no runtime: no new fills.
     Refused,
+    /// As many fills as allowed are running; this key has none.
+    Full,
 }
 
 /// What happened to an async-mode request for a background fill.
@@ -189,6 +203,9 @@ impl Fills {
         let mut map = lock(&self.map);
         if let Some(fill) = map.get(&spec.key) {
             return Joined::Waiter(Reader::join(fill.clone()));
+        }
+        if self.settings.max_fills.is_some_and(|max| map.len() >= max) {
+            return Joined::Full;
         }
         let fill = self.new_fill(&spec);
         let reader = Reader::join(fill.clone());
