@@ -14,6 +14,8 @@
 //! - `--store URL`     `file:///path`, `memory://`, `s3://bucket/prefix` (feature `aws`)
 //! - `--mode MODE`     `sync` (default), `async`, `redirect`, `proxy`
 //! - `--grace SECS`    how long Ctrl-C lets fills in flight finish before aborting them (10)
+//! - `--no-layer`      serve the store without the origin-pull layer (the bare inner
+//!   service, for benchmarks: `benches/README.md`)
 //!
 //! `GET /_origin_pull/status` answers the migration's progress as JSON: requests served
 //! from the store versus pulled, keys and bytes pulled, fills in flight, background queue.
@@ -26,13 +28,15 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tower_origin_pull::config::{Config, OriginConfig, RuleConfig, StoreConfig};
 use tower_origin_pull::{OriginPullLayer, ServeStore};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: mirror [--config FILE] [--listen ADDR] [--origin URL] \
-                     [--store URL] [--mode sync|async|redirect|proxy] [--grace SECS]";
+                     [--store URL] [--mode sync|async|redirect|proxy] [--grace SECS] \
+                     [--no-layer]";
 
 struct Args {
     config: Option<String>,
@@ -41,6 +45,7 @@ struct Args {
     store: Option<String>,
     mode: Option<String>,
     grace: Duration,
+    no_layer: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -51,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         store: None,
         mode: None,
         grace: Duration::from_secs(10),
+        no_layer: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
                 let secs: u64 = value()?.parse().map_err(|e| format!("--grace: {e}"))?;
                 args.grace = Duration::from_secs(secs);
             }
+            "--no-layer" => args.no_layer = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -147,8 +154,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 async move { Json(status(&layer)) }
             }),
         )
-        .fallback_service(serve_store)
-        .layer(layer.clone());
+        .fallback_service(serve_store);
+    // `--no-layer`: the same router without the layer, to measure what the layer costs.
+    let app = if args.no_layer {
+        app
+    } else {
+        app.layer(layer.clone())
+    };
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(
@@ -157,6 +169,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
         rules = config.rules.len(),
         "mirror serving"
     );
+    // Small responses go out at once: without TCP_NODELAY a response whose head and body
+    // are written separately waits for the client's delayed ACK (about 40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
