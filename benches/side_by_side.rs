@@ -348,6 +348,29 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU time (user + system, all threads) the process has used, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses: utime and stime are the
+    // 12th and 13th of them.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 /// Reset the peak RSS (VmHWM) to the current RSS.
 fn reset_peak(pid: u32) {
     let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
@@ -451,9 +474,13 @@ fn sha256_file(path: &Path) -> Res<String> {
 // Load generators
 
 struct Wrk {
+    requests: u64,
     rps: f64,
     mib_s: f64,
+    /// Responses other than 2xx and 3xx.
     errors: u64,
+    /// wrk's socket errors (connect, read, write, timeout), if any, as it printed them.
+    socket_errors: Option<String>,
 }
 
 fn wrk(cpu: Option<usize>, url: &str, secs: u64, conns: usize, script: Option<&Path>) -> Res<Wrk> {
@@ -475,17 +502,25 @@ fn wrk(cpu: Option<usize>, url: &str, secs: u64, conns: usize, script: Option<&P
         .ok_or_else(|| format!("wrk output without Requests/sec:\n{out}"))?;
     let transfer = field("Transfer/sec").unwrap_or("0B");
     let mib_s = parse_size(transfer) / MIB as f64;
-    let mut errors = 0;
-    if let Some(v) = field("Non-2xx or 3xx responses") {
-        errors += v.parse::<u64>().unwrap_or(0);
-    }
-    if let Some(line) = out.lines().find(|l| l.contains("Socket errors")) {
-        errors += line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|n| n.parse::<u64>().ok())
-            .sum::<u64>();
-    }
-    Ok(Wrk { rps, mib_s, errors })
+    let requests = out
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let errors = field("Non-2xx or 3xx responses")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let socket_errors = out
+        .lines()
+        .find(|l| l.contains("Socket errors"))
+        .map(|l| l.trim().to_owned());
+    Ok(Wrk {
+        requests,
+        rps,
+        mib_s,
+        errors,
+        socket_errors,
+    })
 }
 
 fn parse_size(s: &str) -> f64 {
@@ -1133,23 +1168,39 @@ http {{
         let secs = self.opts.m1_secs();
         let mut rps: BTreeMap<(&str, Sut), Vec<f64>> = BTreeMap::new();
         let mut mib: BTreeMap<(&str, Sut), Vec<f64>> = BTreeMap::new();
+        let mut cpus: BTreeMap<(&str, Sut), Vec<f64>> = BTreeMap::new();
         for round in 0..rounds {
             for name in ["4k.bin", "1m.bin"] {
                 // Rotate the order each round so no system always goes first.
                 for i in 0..suts.len() {
                     let sut = suts[(i + round) % suts.len()];
                     let url = self.url(sut, &format!("/hit/{name}"));
+                    let pid = self
+                        .sut_pid(sut)
+                        .ok_or("no PID for the system under test")?;
+                    let cpu0 = cpu_seconds(pid);
                     let w = wrk(self.load_cpu, &url, secs, conns, None)?;
+                    let cpu = cpu_seconds(pid)
+                        .zip(cpu0)
+                        .map_or(f64::NAN, |(b, a)| (b - a) * 1e6 / w.requests.max(1) as f64);
                     if w.errors > 0 {
                         return Err(format!("M1 {}: {} errors", sut.label(), w.errors));
                     }
+                    if let Some(e) = &w.socket_errors {
+                        println!("M1 {} {name}: wrk {e}", sut.label());
+                        self.notes.push(format!(
+                            "M1 round {round}, {name}, {}: wrk reported {e}.",
+                            sut.label()
+                        ));
+                    }
                     println!(
-                        "M1 round {round} {name:>7} {:<38} {:>10.0} req/s {:>8.1} MiB/s",
+                        "M1 round {round} {name:>7} {:<38} {:>10.0} req/s {:>8.1} MiB/s {cpu:>7.1} µs CPU/req",
                         sut.label(),
                         w.rps,
                         w.mib_s
                     );
                     rps.entry((name, sut)).or_default().push(w.rps);
+                    cpus.entry((name, sut)).or_default().push(cpu);
                     mib.entry((name, sut)).or_default().push(w.mib_s);
                 }
             }
@@ -1157,38 +1208,51 @@ http {{
         // The mirror's own view: every one of those requests was a hit.
         let status = self.status_json()?;
         let mut s = format!(
-            "\n### M1 — hit throughput\n\nwrk, 1 thread, {conns} connections, {secs} s per run, {rounds} interleaved rounds (order rotated each round); requests per second, median (min–max). The same objects are on disk for each system before the runs.\n\n| object | system | req/s | MiB/s |\n|---|---|---|---|\n"
+            "\n### M1 — hit throughput\n\nwrk, 1 thread, {conns} connections, {secs} s per run, {rounds} interleaved rounds (order rotated each round); requests per second, median (min–max). The same objects are on disk for each system before the runs. CPU per request = the server's user + system CPU time during the run (`/proc/PID/stat`, all threads; nginx's worker) over the requests wrk completed: unlike throughput, it hardly moves when other work shares the CPU.\n\n| object | system | req/s | MiB/s | CPU µs per request |\n|---|---|---|---|---|\n"
         );
         for name in ["4k.bin", "1m.bin"] {
             for sut in suts {
                 let _ = writeln!(
                     s,
-                    "| {name} | {} | {} | {} |",
+                    "| {name} | {} | {} | {} | {} |",
                     sut.label(),
                     mmm(&rps[&(name, sut)], 0),
-                    mmm(&mib[&(name, sut)], 1)
+                    mmm(&mib[&(name, sut)], 1),
+                    mmm(&cpus[&(name, sut)], 1)
                 );
             }
         }
-        s.push_str("\n| object | per-round ratio layer / bare | median | per-round ratio layer / nginx | median |\n|---|---|---|---|---|\n");
+        s.push_str("\nRatios per round (layer over bare, layer over nginx), then their median. Throughput: req/s ÷ req/s. Efficiency: the other's CPU per request ÷ the layer's (> 1: the layer uses less).\n\n| object | throughput layer / bare | median | efficiency layer / bare | median | throughput layer / nginx | median | efficiency layer / nginx | median |\n|---|---|---|---|---|---|---|---|---|\n");
         let mut worst_ratio: f64 = f64::INFINITY;
         let mut ratios_text = Vec::new();
         for name in ["4k.bin", "1m.bin"] {
-            let layer = &rps[&(name, Sut::Mirror)];
-            let bare = &rps[&(name, Sut::MirrorBare)];
-            let nginx = &rps[&(name, Sut::NginxStore)];
-            let vs_bare: Vec<f64> = layer.iter().zip(bare).map(|(a, b)| a / b).collect();
-            let vs_nginx: Vec<f64> = layer.iter().zip(nginx).map(|(a, b)| a / b).collect();
+            let per_round = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
+                a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect()
+            };
+            let thr = |sut| &rps[&(name, sut)];
+            let cpu = |sut| &cpus[&(name, sut)];
+            let t_bare = per_round(thr(Sut::Mirror), thr(Sut::MirrorBare), |a, b| a / b);
+            let e_bare = per_round(cpu(Sut::Mirror), cpu(Sut::MirrorBare), |a, b| b / a);
+            let t_nginx = per_round(thr(Sut::Mirror), thr(Sut::NginxStore), |a, b| a / b);
+            let e_nginx = per_round(cpu(Sut::Mirror), cpu(Sut::NginxStore), |a, b| b / a);
             let _ = writeln!(
                 s,
-                "| {name} | {} | **{:.3}** | {} | {:.2} |",
-                list(&vs_bare, 3),
-                median(&vs_bare),
-                list(&vs_nginx, 2),
-                median(&vs_nginx)
+                "| {name} | {} | {:.3} | {} | **{:.3}** | {} | {:.2} | {} | {:.2} |",
+                list(&t_bare, 3),
+                median(&t_bare),
+                list(&e_bare, 3),
+                median(&e_bare),
+                list(&t_nginx, 2),
+                median(&t_nginx),
+                list(&e_nginx, 2),
+                median(&e_nginx)
             );
-            worst_ratio = worst_ratio.min(median(&vs_bare));
-            ratios_text.push(format!("{name} {:.3}×", median(&vs_bare)));
+            worst_ratio = worst_ratio.min(median(&e_bare));
+            ratios_text.push(format!(
+                "{name}: efficiency {:.3}×, throughput {:.3}×",
+                median(&e_bare),
+                median(&t_bare)
+            ));
         }
         let hits = status["requests"]["from_store"].as_u64().unwrap_or(0);
         let pulled = status["requests"]["pulled"].as_u64().unwrap_or(0);
@@ -1198,7 +1262,7 @@ http {{
         );
         self.section(&s);
         self.target(
-            "M1 hit throughput, layer / bare ServeStore",
+            "M1 hits, layer / bare ServeStore (per-request CPU; req/s beside it)",
             "≥ 0.98×",
             ratios_text.join(", "),
             Some(worst_ratio >= 0.98),
@@ -1604,6 +1668,7 @@ http {{
         let conns = 8;
         let suts = [Sut::Mirror, Sut::NginxRedirect, Sut::NginxRedirectPlain];
         let mut rps: BTreeMap<Sut, Vec<f64>> = BTreeMap::new();
+        let mut cpus: BTreeMap<Sut, Vec<f64>> = BTreeMap::new();
         let mut keys = 0;
         for round in 0..rounds {
             let script = self.dir.join(format!("wrk/m6-{round}.lua"));
@@ -1617,6 +1682,10 @@ http {{
             keys += M6_KEYS;
             for i in 0..suts.len() {
                 let sut = suts[(i + round) % suts.len()];
+                let pid = self
+                    .sut_pid(sut)
+                    .ok_or("no PID for the system under test")?;
+                let cpu0 = cpu_seconds(pid);
                 let w = wrk(
                     self.load_cpu,
                     &self.url(sut, "/"),
@@ -1624,15 +1693,22 @@ http {{
                     conns,
                     Some(&script),
                 )?;
+                let cpu = cpu_seconds(pid)
+                    .zip(cpu0)
+                    .map_or(f64::NAN, |(b, a)| (b - a) * 1e6 / w.requests.max(1) as f64);
+                cpus.entry(sut).or_default().push(cpu);
                 if w.errors > 0 {
-                    return Err(format!(
-                        "M6 {}: {} non-3xx or socket errors",
-                        sut.label(),
-                        w.errors
+                    return Err(format!("M6 {}: {} non-3xx answers", sut.label(), w.errors));
+                }
+                if let Some(e) = &w.socket_errors {
+                    println!("M6 {}: wrk {e}", sut.label());
+                    self.notes.push(format!(
+                        "M6 round {round}, {}: wrk reported {e}.",
+                        sut.label()
                     ));
                 }
                 println!(
-                    "M6 round {round} {:<36} {:>10.0} redirects/s",
+                    "M6 round {round} {:<36} {:>10.0} redirects/s {cpu:>6.1} µs CPU/req",
                     sut.label(),
                     w.rps
                 );
@@ -1658,11 +1734,17 @@ http {{
         }
         let max_per_key = per_key.values().copied().max().unwrap_or(0);
         let mut s = format!(
-            "\n### M6 — async-mode redirects\n\nwrk, 1 thread, {conns} connections, {secs} s per run, {rounds} interleaved rounds; each round cycles through {M6_KEYS} new keys on the origin's {} kB/s location, so every fill outlasts the run and every request is a miss answered with a `302`. nginx's equivalent checks its disk first (`try_files $uri @origin` + `return 302`); a bare `return 302` is shown too.\n\n| system | redirects/s, median (min–max) |\n|---|---|\n",
+            "\n### M6 — async-mode redirects\n\nwrk, 1 thread, {conns} connections, {secs} s per run, {rounds} interleaved rounds; each round cycles through {M6_KEYS} new keys on the origin's {} kB/s location, so every fill outlasts the run and every request is a miss answered with a `302`. nginx's equivalent checks its disk first (`try_files $uri @origin` + `return 302`); a bare `return 302` is shown too. CPU per request as in M1.\n\n| system | redirects/s, median (min–max) | CPU µs per request |\n|---|---|---|\n",
             CRAWL_RATE / 1000
         );
         for sut in suts {
-            let _ = writeln!(s, "| {} | {} |", sut.label(), mmm(&rps[&sut], 0));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                sut.label(),
+                mmm(&rps[&sut], 0),
+                mmm(&cpus[&sut], 1)
+            );
         }
         let vs: Vec<f64> = rps[&Sut::Mirror]
             .iter()
@@ -1674,6 +1756,17 @@ http {{
             .zip(&rps[&Sut::NginxRedirectPlain])
             .map(|(a, b)| a / b)
             .collect();
+        let eff: Vec<f64> = cpus[&Sut::Mirror]
+            .iter()
+            .zip(&cpus[&Sut::NginxRedirect])
+            .map(|(a, b)| b / a)
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nPer-round efficiency (nginx try_files + 302's CPU per request ÷ the mirror's): {} (median {:.2}).",
+            list(&eff, 2),
+            median(&eff)
+        );
         let _ = writeln!(
             s,
             "\nPer-round ratio mirror / nginx try_files + 302: {} (median **{:.2}**); mirror / bare `return 302`: {} (median {:.2}).\n\nFills: the mirror answered {redirects} async redirects for {keys} distinct keys; it queued {queued} background fills (one per key: {:.2} per key), deduplicated {dedup} requests, dropped {dropped} for a full queue; {in_flight} fills were crawling at the end (background concurrency 4) and were aborted by the shutdown. The origin's log shows at most {max_per_key} request per key ({} keys fetched).\n",
@@ -1690,9 +1783,10 @@ http {{
             "M6 async redirects/s vs nginx 302; fills per key",
             "≥ 0.7×, exactly 1 fill per key",
             format!(
-                "{:.2}× (vs bare return 302: {:.2}×); {:.2} fills per key, ≤ {max_per_key} origin request per key",
+                "{:.2}× (vs bare return 302: {:.2}×; CPU efficiency {:.2}×); {:.2} fills per key, ≤ {max_per_key} origin request per key",
                 median(&vs),
                 median(&vs_plain),
+                median(&eff),
                 queued as f64 / keys as f64
             ),
             Some(median(&vs) >= 0.7 && one_per_key),
