@@ -280,7 +280,7 @@ impl Get<'_> {
         let body = if self.head {
             ServeBody::empty()
         } else {
-            ServeBody::stream(result.into_stream(), length)
+            ServeBody::stream(super::body::result_stream(result), length)
         };
         let mut res = status(code, body);
         *res.headers_mut() = r.headers.clone();
