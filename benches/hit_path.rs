@@ -8,6 +8,10 @@
 //! between `bare` and `layered` is what every hit pays. Both build the same request each
 //! iteration, so request construction is common cost.
 //!
+//! `rules_100_no_match` is rule matching: the inner service answers `404` and the layer
+//! parses the key and tries 100 prefix rules, none of which matches, so it hands the inner
+//! `404` back (no fill); compare with `bare_404`.
+//!
 //! The sample size is fixed: left to itself, divan may settle on one iteration per sample
 //! where reading the clock is slow (some VMs), and then mostly measures the clock.
 
@@ -73,6 +77,32 @@ fn layered(bencher: Bencher<'_, '_>) {
     let layer =
         OriginPullLayer::from_object_store(Arc::new(InMemory::new())).rule(Rule::new(origin));
     bench_calls(bencher, layer.layer(inner()));
+}
+
+/// An inner service that never has the object.
+fn inner_404()
+-> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
+    tower::service_fn(|_req: Request<()>| async {
+        let mut res = Response::new(Full::new(Bytes::from_static(b"no such object")));
+        *res.status_mut() = http::StatusCode::NOT_FOUND;
+        Ok::<_, Infallible>(res)
+    })
+}
+
+#[divan::bench(sample_size = SAMPLE_SIZE)]
+fn bare_404(bencher: Bencher<'_, '_>) {
+    bench_calls(bencher, inner_404());
+}
+
+/// A miss tried against 100 rules (prefixes `p0/` … `p99/`), none matching.
+#[divan::bench(sample_size = SAMPLE_SIZE)]
+fn rules_100_no_match(bencher: Bencher<'_, '_>) {
+    let origin = HttpOrigin::new("http://127.0.0.1:9/").expect("a valid origin URL");
+    let mut layer = OriginPullLayer::from_object_store(Arc::new(InMemory::new()));
+    for i in 0..100 {
+        layer = layer.rule(Rule::new(origin.clone()).prefix(format!("p{i}/")));
+    }
+    bench_calls(bencher, layer.layer(inner_404()));
 }
 
 /// Request path → store key, for a realistic path with an escape.
