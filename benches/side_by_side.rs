@@ -97,7 +97,7 @@ impl Opts {
         if self.quick { 2 } else { 5 }
     }
     fn m7_rounds(&self) -> usize {
-        if self.quick { 3 } else { 7 }
+        if self.quick { 5 } else { 15 }
     }
     fn m7_cache_rounds(&self) -> usize {
         if self.quick { 1 } else { 2 }
@@ -369,6 +369,20 @@ fn clock_ticks() -> f64 {
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// Nanoseconds the process's threads have spent runnable but waiting for a CPU
+/// (`/proc/PID/task/*/schedstat`, second field): what other work on the system under test's
+/// CPU cost it. Threads that ended meanwhile drop out of the sum.
+fn run_wait_ns(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Reset the peak RSS (VmHWM) to the current RSS.
@@ -1276,13 +1290,20 @@ http {{
         let rounds = self.opts.m2_rounds();
         let samples = self.opts.m2_samples();
         let mut ttfb: BTreeMap<Sut, Vec<Vec<f64>>> = BTreeMap::new();
+        let mut waits: BTreeMap<Sut, Vec<f64>> = BTreeMap::new();
         for round in 0..rounds {
             let mut this: BTreeMap<Sut, Vec<f64>> = BTreeMap::new();
             for i in 0..samples {
                 for j in 0..suts.len() {
                     let sut = suts[(i + j) % suts.len()];
                     let path = format!("/fresh/4k.bin/m2-{}-{round}-{i}", sut.short());
+                    let pid = self.sut_pid(sut);
+                    let w0 = pid.map(run_wait_ns);
                     let c = curl(&self.url(sut, &path), None, None)?;
+                    if let (Some(pid), Some(w0)) = (pid, w0) {
+                        let waited = run_wait_ns(pid).saturating_sub(w0);
+                        waits.entry(sut).or_default().push(waited as f64 / 1000.0);
+                    }
                     if c.code != 200 || c.size != 4096 {
                         return Err(format!(
                             "M2 {}: {} with {} bytes",
@@ -1300,7 +1321,7 @@ http {{
         }
         let origin_med: Vec<f64> = ttfb[&Sut::Origin].iter().map(|v| median(v)).collect();
         let mut s = format!(
-            "\n### M2 — cold-pull time to first byte\n\ncurl `%{{time_starttransfer}}` (connection setup included, the same for all), a fresh 4 KiB key per request, {samples} requests per system per round, {rounds} rounds, systems interleaved request by request. Overhead = the round's median minus the origin's median in the same round.\n\n| system | median TTFB, ms (min–max of round medians) | overhead over the origin, ms: per round | median |\n|---|---|---|---|\n"
+            "\n### M2 — cold-pull time to first byte\n\ncurl `%{{time_starttransfer}}` (connection setup included, the same for all), a fresh 4 KiB key per request, {samples} requests per system per round, {rounds} rounds, systems interleaved request by request. Overhead = the round's median minus the origin's median in the same round. Run-queue wait = how long the server's threads were runnable but waiting for CPU 0 during a request (`/proc/PID/task/*/schedstat`): time other work on the machine took from it.\n\n| system | median TTFB, ms (min–max of round medians) | overhead over the origin, ms: per round | median | run-queue wait per request, µs: median / p90 / max |\n|---|---|---|---|---|\n"
         );
         let mut mirror_over = f64::NAN;
         for sut in suts {
@@ -1309,9 +1330,12 @@ http {{
             if sut == Sut::Mirror {
                 mirror_over = median(&over);
             }
+            let wait = waits.get(&sut).map_or("—".to_owned(), |w| {
+                format!("{:.0} / {:.0} / {:.0}", median(w), pct(w, 0.9), pct(w, 1.0))
+            });
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {wait} |",
                 sut.label(),
                 mmm(&meds, 3),
                 if sut == Sut::Origin {
@@ -1582,6 +1606,8 @@ http {{
                     Sut::Mirror => "/_origin_pull/status".to_owned(),
                     _ => "/obj/4k.bin".to_owned(),
                 };
+                let pid = self.sut_pid(sut);
+                let w0 = pid.map(run_wait_ns);
                 let r = rt.block_on(m5_round(
                     client.clone(),
                     self.url(sut, &warm),
@@ -1589,13 +1615,16 @@ http {{
                     size,
                     sut,
                 ))?;
+                let run_wait_ms = pid.zip(w0).map_or(f64::NAN, |(pid, w0)| {
+                    run_wait_ns(pid).saturating_sub(w0) as f64 / 1e6
+                });
                 // The origin logs a request when it ends; give it a moment.
                 std::thread::sleep(Duration::from_millis(300));
                 let log = self.origin_log(&path);
                 let origin_requests = log.len();
                 let origin_bytes: u64 = log.iter().map(|l| l.2).sum();
                 println!(
-                    "M5 round {round} {:<24} origin requests {origin_requests}, bytes {:.2}×, leader first byte {:.1} ms, waiters' lag p50 {:.1} ms, max {:.1} ms",
+                    "M5 round {round} {:<24} origin requests {origin_requests}, bytes {:.2}×, leader first byte {:.1} ms, waiters' lag p50 {:.1} ms, max {:.1} ms, run-queue wait {run_wait_ms:.1} ms",
                     sut.label(),
                     origin_bytes as f64 / size as f64,
                     r.leader_first_byte,
@@ -1605,12 +1634,13 @@ http {{
                 rows.entry(sut).or_default().push(M5Round {
                     origin_requests,
                     origin_bytes_ratio: origin_bytes as f64 / size as f64,
+                    run_wait_ms,
                     ..r
                 });
             }
         }
         let mut s = format!(
-            "\n### M5 — {M5_CLIENTS} concurrent cold GETs\n\nOne 20 MiB key on the origin's {} MB/s location (a fill of about {:.1} s), {M5_CLIENTS} requests started together from one client (hyper; connections opened beforehand), {rounds} round(s). Origin requests and bytes come from the origin's access log. Lag = a waiter's first body byte minus the leader's (the request that made the origin fetch: `x-origin-pull: pulled` / `X-Cache-Status: MISS`).\n\n| system | origin requests | origin bytes / object | leader's first byte, ms | waiters' lag p50 / p99 / max, ms | last request done, s |\n|---|---|---|---|---|---|\n",
+            "\n### M5 — {M5_CLIENTS} concurrent cold GETs\n\nOne 20 MiB key on the origin's {} MB/s location (a fill of about {:.1} s), {M5_CLIENTS} requests started together from one client (hyper; connections opened beforehand), {rounds} round(s). Origin requests and bytes come from the origin's access log. Lag = a waiter's first body byte minus the leader's (the request that made the origin fetch: `x-origin-pull: pulled` / `X-Cache-Status: MISS`).\n\n| system | origin requests | origin bytes / object | leader's first byte, ms | waiters' lag p50 / p99 / max, ms | last request done, s | server's run-queue wait per round, ms |\n|---|---|---|---|---|---|---|\n",
             SLOW_RATE / 1_000_000,
             size as f64 / SLOW_RATE as f64
         );
@@ -1626,7 +1656,7 @@ http {{
             let done: Vec<f64> = rs.iter().map(|r| r.done).collect();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.1} / {:.1} / {:.1} (max of rounds {:.1}) | {} |",
+                "| {} | {} | {} | {} | {:.1} / {:.1} / {:.1} (max of rounds {:.1}) | {} | {} |",
                 sut.label(),
                 list(&reqs, 0),
                 list(&bytes, 2),
@@ -1635,7 +1665,8 @@ http {{
                 median(&p99),
                 median(&max),
                 min_max(&max).1,
-                mmm(&done, 2)
+                mmm(&done, 2),
+                list(&rs.iter().map(|r| r.run_wait_ms).collect::<Vec<_>>(), 1)
             );
             if *sut == Sut::Mirror {
                 met = reqs.iter().all(|&r| r == 1.0)
@@ -1803,12 +1834,19 @@ http {{
         drop(obj);
         let suts = [Sut::Origin, Sut::Mirror, Sut::NginxStore];
         let mut ttfb: BTreeMap<Sut, Vec<f64>> = BTreeMap::new();
+        let mut waits: BTreeMap<Sut, Vec<f64>> = BTreeMap::new();
         let body = self.dir.join("m7.body");
         for round in 0..rounds {
             for i in 0..suts.len() {
                 let sut = suts[(i + round) % suts.len()];
                 let path = format!("/slow/100m.bin/m7-{}-{round}", sut.short());
+                let pid = self.sut_pid(sut);
+                let w0 = pid.map(run_wait_ns);
                 let c = curl(&self.url(sut, &path), Some("-100"), Some(&body))?;
+                if let (Some(pid), Some(w0)) = (pid, w0) {
+                    let waited = run_wait_ns(pid).saturating_sub(w0);
+                    waits.entry(sut).or_default().push(waited as f64 / 1000.0);
+                }
                 let got = fs::read(&body).map_err(|e| e.to_string())?;
                 if c.code != 206 || got != tail {
                     return Err(format!(
@@ -1841,7 +1879,7 @@ http {{
         let background = status["background"]["queued"].as_u64().unwrap_or(0);
         let origin = ttfb[&Sut::Origin].clone();
         let mut s = format!(
-            "\n### M7 — cold Range, last 100 bytes of 100 MiB from a {} MB/s origin\n\n`curl -r -100`, a fresh key per request, {rounds} interleaved rounds; each answer checked against the object's last 100 bytes. The mirror answers from a ranged origin request and queues a whole-object fill in the background ({background} queued in this run); nginx proxy_store passes the Range on and stores nothing; nginx proxy_cache fetches the whole object first ({} round(s) only: each takes the whole fill).\n\n| system | TTFB, ms: median (min–max) | minus the origin's, ms: per round | median |\n|---|---|---|---|\n",
+            "\n### M7 — cold Range, last 100 bytes of 100 MiB from a {} MB/s origin\n\n`curl -r -100`, a fresh key per request, {rounds} interleaved rounds; each answer checked against the object's last 100 bytes. The mirror answers from a ranged origin request and queues a whole-object fill in the background ({background} queued in this run); nginx proxy_store passes the Range on and stores nothing; nginx proxy_cache fetches the whole object first ({} round(s) only: each takes the whole fill). Run-queue wait as in M2.\n\n| system | TTFB, ms: median (min–max) | minus the origin's, ms: per round | median | run-queue wait per request, µs: median / max |\n|---|---|---|---|---|\n",
             SLOW_RATE / 1_000_000,
             self.opts.m7_cache_rounds()
         );
@@ -1852,9 +1890,12 @@ http {{
             if sut == Sut::Mirror {
                 over_mirror = median(&over);
             }
+            let wait = waits.get(&sut).map_or("—".to_owned(), |w| {
+                format!("{:.0} / {:.0}", median(w), pct(w, 1.0))
+            });
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {wait} |",
                 sut.label(),
                 mmm(v, 2),
                 if sut == Sut::Origin {
@@ -2007,6 +2048,8 @@ fn machine_facts(cpus: usize) -> String {
 
 struct M5Round {
     origin_requests: usize,
+    /// How long the server's threads waited for CPU 0 during the round.
+    run_wait_ms: f64,
     origin_bytes_ratio: f64,
     leader_first_byte: f64,
     lags: Vec<f64>,
@@ -2118,6 +2161,7 @@ async fn m5_round(
         .unwrap_or(f64::NAN);
     Ok(M5Round {
         origin_requests: 0,
+        run_wait_ms: 0.0,
         origin_bytes_ratio: 0.0,
         leader_first_byte: leader_first,
         lags,
