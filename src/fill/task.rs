@@ -72,6 +72,8 @@ pub(crate) async fn run(fills: Arc<Fills>, fill: Arc<Fill>, spec: FillSpec) {
             tracing::info!(bytes, ?duration, ?committed, "fill complete");
         }
         FillEvent::NotFound { .. } => tracing::debug!("origin does not have the object"),
+        // A proxied response (nothing to store by design) is not a failed fill.
+        FillEvent::Failed { reason, .. } if !report => tracing::debug!(%reason, "proxied"),
         FillEvent::Failed { reason, .. } => tracing::warn!(%reason, "fill failed; nothing stored"),
         FillEvent::Started { .. } => {}
     }
