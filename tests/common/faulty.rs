@@ -557,24 +557,7 @@ async fn answer(mut socket: TcpStream, shared: Arc<Shared>, origin: String) {
     if let Some(mut gate) = gate {
         let _ = gate.wait_for(|open| *open).await;
     }
-    for step in script {
-        match step {
-            Step::Write(b) => {
-                if socket.write_all(&b).await.is_err() {
-                    return;
-                }
-            }
-            Step::Sleep(d) => tokio::time::sleep(d).await,
-            Step::Reset => {
-                // A zero linger makes the close a RST, which is the point.
-                #[allow(deprecated)]
-                let _ = socket.set_linger(Some(Duration::ZERO));
-                drop(socket);
-                return;
-            }
-        }
-    }
-    let _ = socket.shutdown().await;
+    super::play(socket, script).await;
 }
 
 // ----- backends -----

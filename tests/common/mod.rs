@@ -204,26 +204,7 @@ impl RawOrigin {
                         *count += 1;
                         *count - 1
                     };
-                    let script = scripts[n.min(scripts.len() - 1)].clone();
-                    for step in script {
-                        match step {
-                            Step::Write(b) => {
-                                if socket.write_all(&b).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Step::Sleep(d) => tokio::time::sleep(d).await,
-                            Step::Reset => {
-                                // A zero linger makes the close a RST, which is the point;
-                                // the deprecation is about blocking on a non-zero linger.
-                                #[allow(deprecated)]
-                                let _ = socket.set_linger(Some(Duration::ZERO));
-                                drop(socket);
-                                return;
-                            }
-                        }
-                    }
-                    let _ = socket.shutdown().await;
+                    play(socket, scripts[n.min(scripts.len() - 1)].clone()).await;
                 });
             }
         });
@@ -236,6 +217,29 @@ impl RawOrigin {
     pub fn requests(&self) -> usize {
         *self.requests.lock().unwrap()
     }
+}
+
+/// Play a script on a connection, then close it (with a RST for [`Step::Reset`]).
+pub async fn play(mut socket: tokio::net::TcpStream, script: Vec<Step>) {
+    for step in script {
+        match step {
+            Step::Write(b) => {
+                if socket.write_all(&b).await.is_err() {
+                    return;
+                }
+            }
+            Step::Sleep(d) => tokio::time::sleep(d).await,
+            Step::Reset => {
+                // A zero linger makes the close a RST, which is the point; the deprecation
+                // is about blocking on a non-zero linger.
+                #[allow(deprecated)]
+                let _ = socket.set_linger(Some(Duration::ZERO));
+                drop(socket);
+                return;
+            }
+        }
+    }
+    let _ = socket.shutdown().await;
 }
 
 /// A raw HTTP/1.1 response head with a Content-Length.
