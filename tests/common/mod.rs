@@ -367,6 +367,20 @@ pub async fn stored(store: &dyn ObjectStore, key: &str) -> Option<Bytes> {
     }
 }
 
+/// The attributes the store keeps for `key` (`get_opts` with `head`, since
+/// `ObjectStoreExt::head` drops them).
+pub async fn stored_attributes(store: &dyn ObjectStore, key: &str) -> object_store::Attributes {
+    let options = GetOptions {
+        head: true,
+        ..Default::default()
+    };
+    store
+        .get_opts(&Path::from(key), options)
+        .await
+        .unwrap()
+        .attributes
+}
+
 /// Every object in the store.
 pub async fn listing(store: &dyn ObjectStore) -> Vec<String> {
     store

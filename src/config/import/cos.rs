@@ -42,15 +42,7 @@ fn rule(report: &mut Report, at: String, element: &Element) -> Option<Candidate>
     let mut f = Fields::new(at.clone(), element);
     let mut rule = RuleConfig::default();
 
-    let order = r.text(&mut f, "RulePriority").and_then(|(at, text)| {
-        text.parse::<i64>().map_or_else(
-            |_| {
-                r.skip(at, format!("{text:?} is not a number; ordered last"));
-                None
-            },
-            Some,
-        )
-    });
+    let order = r.order(&mut f, "RulePriority");
     let kind = match r.text(&mut f, "OriginType") {
         Some((_, t)) if t.eq_ignore_ascii_case("Mirror") => Some(Type::Mirror),
         Some((_, t)) if t.eq_ignore_ascii_case("Proxy") => Some(Type::Proxy),

@@ -238,6 +238,19 @@ impl<'r> RuleReport<'r> {
         self.once(one).map(|(at, e)| (at, e.text.clone()))
     }
 
+    /// A rule's priority (COS `RulePriority`, OSS `RuleNumber`); not a number is reported
+    /// and the rule is ordered last.
+    fn order(&mut self, fields: &mut xml::Fields<'_>, name: &str) -> Option<i64> {
+        let (at, text) = self.text(fields, name)?;
+        text.parse::<i64>().map_or_else(
+            |_| {
+                self.skip(at, format!("{text:?} is not a number; ordered last"));
+                None
+            },
+            Some,
+        )
+    }
+
     /// A `true` / `false` child; anything else is reported and treated as absent.
     fn boolean(&mut self, fields: &mut xml::Fields<'_>, name: &str) -> Option<bool> {
         let (at, text) = self.text(fields, name)?;

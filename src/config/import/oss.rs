@@ -66,15 +66,7 @@ fn rule(report: &mut Report, at: String, element: &Element) -> Option<Candidate>
     let mut f = Fields::new(at.clone(), element);
     let mut rule = RuleConfig::default();
 
-    let order = r.text(&mut f, "RuleNumber").and_then(|(at, text)| {
-        text.parse::<i64>().map_or_else(
-            |_| {
-                r.skip(at, format!("{text:?} is not a number; ordered last"));
-                None
-            },
-            Some,
-        )
-    });
+    let order = r.order(&mut f, "RuleNumber");
     let condition = f.one("Condition");
     if let Some((at, e)) = r.once(condition) {
         condition_fields(&mut r, &mut rule, at, e);
