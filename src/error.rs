@@ -143,9 +143,21 @@ pub enum Error {
         limit: u64,
     },
 
-    /// Writing to the store failed; the upload was aborted and nothing is visible.
+    /// Reading from the store failed (looking for an object, reading its bytes, reading a
+    /// tombstone).
+    #[error("store read for key {key} failed: {source}")]
+    StoreRead {
+        /// The store key being read.
+        key: String,
+        /// What the store reported.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Writing to the store failed (an object, or a tombstone); an object's upload was
+    /// aborted and nothing is visible.
     #[error("store write for key {key} failed: {source}")]
-    Store {
+    StoreWrite {
         /// The store key being written.
         key: String,
         /// What the store reported.
@@ -153,7 +165,8 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// The fill stopped before it finished (cancelled by policy, or its task ended early).
+    /// The fill stopped before it finished (cancelled by policy or shutdown, or a reader was
+    /// dropped for not reading).
     #[error("fill of key {key} stopped before it finished: {reason}")]
     FillAborted {
         /// The store key being pulled.
@@ -161,6 +174,46 @@ pub enum Error {
         /// Why it stopped.
         reason: &'static str,
     },
+
+    /// User code or ours panicked while filling the key (an [`Origin`](crate::Origin), its
+    /// body stream, a [`Store`](crate::Store)), or the fill's task was dropped before it
+    /// ended (aborted, runtime shut down). The fill was settled: every reader got this
+    /// error, nothing partial was stored, its slot was released.
+    #[error("fill of key {key} died: {message}")]
+    FillDied {
+        /// The store key being pulled.
+        key: String,
+        /// The panic's message, or how the task went away.
+        message: String,
+    },
+
+    /// The fill got no head from the origin (store re-check, every origin attempt, the
+    /// start of the store write) within the head timeout.
+    #[error("fill of key {key} got no response head within {timeout:?}")]
+    HeadTimeout {
+        /// The store key being pulled.
+        key: String,
+        /// The head timeout that expired.
+        timeout: Duration,
+    },
+
+    /// One step of a fill after its head (the origin's next body chunk, a store write, the
+    /// commit) took longer than the stall timeout.
+    #[error("fill of key {key} stalled for {timeout:?} waiting for {step}")]
+    FillStalled {
+        /// The store key being pulled.
+        key: String,
+        /// What it waited for.
+        step: &'static str,
+        /// The stall timeout that expired.
+        timeout: Duration,
+    },
+
+    /// The error of the fill a response was reading, shared by every reader of that fill
+    /// (a body error of a pulled response downcasts to `Error` and is this variant); see
+    /// [`Error::root`].
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
 
     /// A webhook delivery failed.
     #[error("webhook delivery to {url} failed: {source}")]
@@ -171,13 +224,6 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-
-    /// A fill needs a Tokio runtime to run on and none is current.
-    #[error("no Tokio runtime is running; cannot start the fill of key {key}")]
-    NoRuntime {
-        /// The store key that would have been pulled.
-        key: String,
-    },
 }
 
 impl Error {
@@ -185,26 +231,34 @@ impl Error {
         Self::Config { what: what.into() }
     }
 
-    pub(crate) fn store(key: &str, source: impl Into<BoxError>) -> Self {
-        Self::Store {
+    pub(crate) fn store_read(key: &str, source: impl Into<BoxError>) -> Self {
+        Self::StoreRead {
             key: key.to_owned(),
             source: source.into(),
         }
     }
-}
 
-/// One fill's error, shared by every reader of the fill.
-#[derive(Debug, Clone)]
-pub(crate) struct SharedError(pub(crate) std::sync::Arc<Error>);
-
-impl std::fmt::Display for SharedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+    pub(crate) fn store_write(key: &str, source: impl Into<BoxError>) -> Self {
+        Self::StoreWrite {
+            key: key.to_owned(),
+            source: source.into(),
+        }
     }
-}
 
-impl std::error::Error for SharedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
+    /// The error itself, or for [`Error::Shared`] the fill's error it carries.
+    ///
+    /// ```
+    /// # use tower_origin_pull::Error;
+    /// # fn check(body_error: &(dyn std::error::Error + 'static)) {
+    /// if let Some(e) = body_error.downcast_ref::<Error>() {
+    ///     if let Error::LengthMismatch { .. } = e.root() { /* the origin's body was short */ }
+    /// }
+    /// # }
+    /// ```
+    pub fn root(&self) -> &Error {
+        match self {
+            Self::Shared(inner) => inner.root(),
+            other => other,
+        }
     }
 }

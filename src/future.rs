@@ -5,17 +5,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use futures::future::BoxFuture;
 use http::header::{
     CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, RANGE,
 };
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_range_header::ParsedRanges;
 use pin_project_lite::pin_project;
+use std::time::Duration;
+use tokio::time::Sleep;
 
 use crate::body::ResponseBody;
 use crate::fill::FillSpec;
 use crate::fill::reader::Reader;
-use crate::fill::registry::{FillOverflow, Joined};
+use crate::fill::registry::Joined;
 use crate::fill::shared::HeadView;
 use crate::layer::Config;
 use crate::progress::{Counters, Outcome};
@@ -50,6 +53,11 @@ pin_project! {
         },
         Pulling {
             reader: Option<Reader>,
+            // Waiting for a slot of the fill bound; resolves to the reader (or a refusal).
+            admit: Option<BoxFuture<'static, Joined>>,
+            // Bounds the wait for the fill's head (the fill's head deadline).
+            head_timer: Option<Pin<Box<Sleep>>>,
+            retry_after: Duration,
             inner: Option<Response<B>>,
             key: String,
             outcome: &'static str,
@@ -102,6 +110,9 @@ where
                 }
                 StateProj::Pulling {
                     reader,
+                    admit,
+                    head_timer,
+                    retry_after,
                     inner,
                     key,
                     outcome,
@@ -110,8 +121,48 @@ where
                     range,
                     counters,
                 } => {
+                    if let Some(wait) = admit.as_mut() {
+                        let joined = ready!(wait.as_mut().poll(cx));
+                        *admit = None;
+                        match joined {
+                            Joined::Leader(r) => *reader = Some(r),
+                            Joined::Waiter(r) => {
+                                *reader = Some(r);
+                                *outcome = "coalesced";
+                            }
+                            Joined::Full | Joined::Queued(_) => {
+                                counters.request(Outcome::Failed);
+                                return Poll::Ready(Ok(unavailable(
+                                    *retry_after,
+                                    header_name.as_ref(),
+                                )));
+                            }
+                            Joined::KnownMissing | Joined::Refused => {
+                                if let Some(response) = inner.take() {
+                                    counters.request(Outcome::Missed);
+                                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                                }
+                            }
+                        }
+                    }
                     let view = match reader.as_mut() {
-                        Some(r) => ready!(r.poll_head(cx)),
+                        Some(r) => {
+                            let deadline = r.head_deadline();
+                            let timer = head_timer.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(deadline))
+                            });
+                            match r.poll_head(cx) {
+                                Poll::Ready(view) => view,
+                                Poll::Pending => {
+                                    ready!(timer.as_mut().poll(cx));
+                                    HeadView::Failed(Arc::new(Error::FillAborted {
+                                        key: key.clone(),
+                                        reason: "no response head from the origin within the \
+                                                 head timeout",
+                                    }))
+                                }
+                            }
+                        }
                         None => HeadView::Failed(Arc::new(Error::FillAborted {
                             key: key.clone(),
                             reason: "polled after completion",
@@ -197,9 +248,25 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
         report: store,
         checks: rule.checks.clone(),
     };
-    let pulling = |reader, outcome, inner, range| {
+    let retry_after = c.config.fills.retry_after();
+    let pulling = |joined: Joined, outcome: &'static str, inner: Response<B>, range| {
+        let (reader, admit, outcome) = match joined {
+            Joined::Leader(reader) => (Some(reader), None, outcome),
+            Joined::Waiter(reader) => (Some(reader), None, "coalesced"),
+            Joined::Queued(wait) => (None, Some(wait), outcome),
+            Joined::Full => {
+                return Miss::Answer(
+                    unavailable(retry_after, header_name.as_ref()),
+                    Outcome::Failed,
+                );
+            }
+            Joined::KnownMissing | Joined::Refused => return untouched(inner),
+        };
         Miss::Pull(State::Pulling {
-            reader: Some(reader),
+            reader,
+            admit,
+            head_timer: None,
+            retry_after,
             inner: Some(inner),
             key: key.clone(),
             outcome,
@@ -209,22 +276,16 @@ fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
             counters: c.config.counters.clone(),
         })
     };
-    let proxy = |request: crate::OriginRequest, inner: Response<B>| match fills
-        .start_private(spec(&request, false, false))
-    {
-        Some(reader) => pulling(reader, "proxied", inner, None),
-        None => untouched(inner),
+    let proxy = |request: crate::OriginRequest, inner: Response<B>| {
+        pulling(
+            fills.start_private(spec(&request, false, false)),
+            "proxied",
+            inner,
+            None,
+        )
     };
-    let join = |spec: FillSpec, inner: Response<B>, range| match fills.join_or_start(spec) {
-        Joined::Leader(reader) => pulling(reader, "pulled", inner, range),
-        Joined::Waiter(reader) => pulling(reader, "coalesced", inner, range),
-        Joined::KnownMissing | Joined::Refused => untouched(inner),
-        Joined::Full => match c.config.overflow {
-            FillOverflow::Proxy => proxy(request.clone(), inner),
-            FillOverflow::Unavailable(after) => {
-                Miss::Answer(unavailable(after, header_name.as_ref()), Outcome::Failed)
-            }
-        },
+    let join = |spec: FillSpec, inner: Response<B>, range| {
+        pulling(fills.join_or_start(spec), "pulled", inner, range)
     };
     // A single, well-formed range; several ranges (or a malformed header) are ignored, as
     // RFC 9110 allows, and the whole object is answered.
@@ -358,10 +419,7 @@ fn redirect<B>(
 }
 
 /// `503` with `Retry-After`: too many fills running.
-fn unavailable<B>(
-    after: std::time::Duration,
-    header_name: Option<&HeaderName>,
-) -> Response<ResponseBody<B>> {
+fn unavailable<B>(after: Duration, header_name: Option<&HeaderName>) -> Response<ResponseBody<B>> {
     let mut response = Response::new(ResponseBody::message(
         "503 Service Unavailable: too many objects being pulled; retry later\n".to_owned(),
     ));
@@ -388,6 +446,8 @@ fn bad_gateway<B>(
         Some(Error::OriginStatus { status, .. }) => format!("origin answered {}", status.as_u16()),
         Some(Error::OriginTimeout { .. }) => "origin timed out".to_owned(),
         Some(Error::OriginRequest { .. }) => "origin unreachable".to_owned(),
+        Some(Error::HeadTimeout { .. }) => "origin timed out".to_owned(),
+        Some(Error::FillAborted { reason, .. }) => (*reason).to_owned(),
         Some(Error::Config { .. }) => "origin cannot be redirected to".to_owned(),
         _ => "origin pull failed".to_owned(),
     };

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use tower_layer::Layer;
 
 use crate::events::{Events, FillEvent};
-use crate::fill::registry::{BackgroundStats, FillOverflow, FillSettings, Fills, ShutdownReport};
+use crate::fill::registry::{BackgroundStats, FillSettings, Fills, ShutdownReport};
 use crate::origin::OriginRequest;
 use crate::progress::{Counters, Progress};
 use crate::rule::Rule;
@@ -50,7 +50,6 @@ pub(crate) struct Config {
     pub(crate) rules: Vec<Rule>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) header_name: Option<HeaderName>,
-    pub(crate) overflow: FillOverflow,
     /// Some rule accepts HEAD.
     head: bool,
     /// Some rule reads the request's headers (conditions or header policy).
@@ -90,7 +89,6 @@ impl OriginPullLayer {
                 rules: Vec::new(),
                 store: Arc::new(store),
                 header_name: Some(DEFAULT_HEADER_NAME),
-                overflow: FillOverflow::Proxy,
                 head: false,
                 needs_headers: false,
                 statuses: Vec::new(),
@@ -178,15 +176,52 @@ impl OriginPullLayer {
         self.with_settings(|s| s.negative_ttl = (!ttl.is_zero()).then_some(ttl))
     }
 
-    /// At most `fills` fills (sync, async and `HEAD`) run at once (default: no limit); a miss
-    /// for another key then gets `overflow`. Requests for a key whose fill is running still
-    /// join it. Memory per fill is bounded by [`OriginPullLayer::coalesce_window`], so this
-    /// bounds the memory of all fills together.
+    /// The bound on fills of every kind in flight at once — sync, proxy, `HEAD`, cold
+    /// `Range` proxies, async and Range-background fills, warm-up — counted in one place
+    /// (default [`DEFAULT_MAX_FILLS`](crate::DEFAULT_MAX_FILLS); at least 1).
+    ///
+    /// At most this many requests are in flight at the origins, and the memory of all fills
+    /// together is at most `fills × (coalesce_window + one chunk + the store's write buffer)`
+    /// (the store's buffer: [`BucketStore`]'s multipart threshold, or part size × (1 + parts
+    /// in flight); none for fills that store nothing). At the bound, a request that would
+    /// start a fill waits up to [`fill_queue_timeout`](Self::fill_queue_timeout) for a slot,
+    /// then gets `503` with `Retry-After` ([`retry_after`](Self::retry_after)); a request for
+    /// a key whose fill is running joins it at once; background fills wait in their bounded
+    /// queue, warm-up waits.
     #[must_use]
-    pub fn max_fills(self, fills: usize, overflow: FillOverflow) -> Self {
-        let mut this = self.with_settings(|s| s.max_fills = Some(fills.max(1)));
-        Arc::make_mut(&mut this.config).overflow = overflow;
-        this
+    pub fn max_fills(self, fills: usize) -> Self {
+        self.with_settings(|s| s.max_fills = fills.max(1))
+    }
+
+    /// How long a request that would start a fill waits for a slot of
+    /// [`max_fills`](Self::max_fills) before it is answered `503` (default 1 s).
+    #[must_use]
+    pub fn fill_queue_timeout(self, wait: Duration) -> Self {
+        self.with_settings(|s| s.queue_timeout = wait)
+    }
+
+    /// The `Retry-After` of the `503` that a request gets when no fill slot freed up in
+    /// time (default 1 s; whole seconds, at least 1).
+    #[must_use]
+    pub fn retry_after(self, after: Duration) -> Self {
+        self.with_settings(|s| s.retry_after = after)
+    }
+
+    /// How long a fill may take to get the origin's head (the store re-check, every origin
+    /// attempt, the start of the store write) and how long its readers wait for it; then
+    /// the fill fails and its readers get `502`. Default: the rule's origin's
+    /// [`attempt_budget`](crate::Origin::attempt_budget) plus 10 s for the store.
+    #[must_use]
+    pub fn head_timeout(self, timeout: Duration) -> Self {
+        self.with_settings(|s| s.head_timeout = Some(timeout))
+    }
+
+    /// How long any one step of a fill after the head may take — the next body chunk from
+    /// the origin, a store write, the commit — before the fill fails and its readers' bodies
+    /// end in an error (default 60 s). This bounds origins and stores that hang.
+    #[must_use]
+    pub fn stall_timeout(self, timeout: Duration) -> Self {
+        self.with_settings(|s| s.stall_timeout = timeout)
     }
 
     /// How many async-mode fills may wait to start (default 1024). When the queue is full, a
@@ -197,10 +232,13 @@ impl OriginPullLayer {
         self.with_settings(|s| s.queue = capacity.max(1))
     }
 
-    /// How many async-mode fills run at once (default 4).
+    /// How many slots of [`max_fills`](Self::max_fills) background fills — async mode, the
+    /// full fill behind a cold `Range`, warm-up — may hold at once (default 4, at least 1,
+    /// at most `max_fills`). Live misses can always use the other `max_fills − n` slots, so
+    /// background work never starves live traffic when `n < max_fills`.
     #[must_use]
     pub fn background_concurrency(self, fills: usize) -> Self {
-        self.with_settings(|s| s.concurrency = fills.max(1))
+        self.with_settings(|s| s.background = fills.max(1))
     }
 
     /// Receive an event when a fill starts, completes, finds nothing, or fails.

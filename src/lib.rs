@@ -55,6 +55,7 @@ mod rule;
 mod serve;
 mod service;
 pub mod store;
+mod time;
 pub mod warmup;
 pub mod webhook;
 
@@ -63,7 +64,7 @@ pub use crate::aws::HyperConnector;
 pub use crate::body::ResponseBody;
 pub use crate::error::{BoxError, Error, Problem};
 pub use crate::events::FillEvent;
-pub use crate::fill::registry::{BackgroundStats, FillOverflow, ShutdownReport};
+pub use crate::fill::registry::{BackgroundStats, DEFAULT_MAX_FILLS, ShutdownReport};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullLayer};
 pub use crate::origin::{

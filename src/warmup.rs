@@ -195,7 +195,7 @@ impl Warmup {
             report: true,
             checks: rule.checks.clone(),
         };
-        let Some(fill) = config.fills.ensure(spec) else {
+        let Some(fill) = config.fills.ensure(spec).await else {
             return One::Failed("the layer is shutting down".to_owned());
         };
         fill.wait_ended().await;

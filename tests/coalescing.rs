@@ -654,11 +654,11 @@ async fn a_full_background_queue_still_redirects_and_counts_the_skipped_fills() 
 }
 
 #[tokio::test]
-async fn past_the_fill_limit_misses_are_proxied_or_told_to_retry() {
-    use tower_origin_pull::FillOverflow;
-    for overflow in [
-        FillOverflow::Proxy,
-        FillOverflow::Unavailable(Duration::from_secs(3)),
+async fn past_the_fill_limit_misses_wait_for_a_slot_or_are_told_to_retry() {
+    // queue timeout shorter than the slow fill: 503 + Retry-After; longer: it waits, then pulls.
+    for (wait, expect_wait) in [
+        (Duration::from_millis(100), false),
+        (Duration::from_secs(5), true),
     ] {
         let origin = TestOrigin::start().await;
         slow_object(
@@ -669,7 +669,16 @@ async fn past_the_fill_limit_misses_are_proxied_or_told_to_retry() {
             Duration::from_millis(600),
         );
         origin.object("l/other.txt", "other");
-        let app = app(&origin.url, |r| r, |l| l.max_fills(1, overflow)).await;
+        let app = app(
+            &origin.url,
+            |r| r,
+            |l| {
+                l.max_fills(1)
+                    .fill_queue_timeout(wait)
+                    .retry_after(Duration::from_secs(3))
+            },
+        )
+        .await;
         let c = client();
         let slow = {
             let (c, url) = (c.clone(), app.at("l/slow.bin"));
@@ -683,26 +692,29 @@ async fn past_the_fill_limit_misses_are_proxied_or_told_to_retry() {
             tokio::spawn(async move { get(&c, &url).await })
         };
         let other = get(&c, &app.at("l/other.txt")).await;
-        match overflow {
-            FillOverflow::Proxy => {
-                assert_eq!(other.outcome(), Some("proxied"));
-                assert_eq!(other.body(), b"other");
-            }
-            FillOverflow::Unavailable(_) => {
-                assert_eq!(other.status, StatusCode::SERVICE_UNAVAILABLE);
-                assert_eq!(other.headers["retry-after"], "3");
-            }
+        if expect_wait {
+            assert_eq!(other.outcome(), Some("pulled"), "waited for the slot");
+            assert_eq!(other.body(), b"other");
+        } else {
+            assert_eq!(other.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(other.headers["retry-after"], "3");
+            assert!(
+                stored(&*app.store, "l/other.txt").await.is_none(),
+                "not stored past the limit"
+            );
+            assert_eq!(
+                origin.hits("l/other.txt"),
+                0,
+                "no origin request past the bound"
+            );
         }
-        assert!(
-            stored(&*app.store, "l/other.txt").await.is_none(),
-            "not stored past the limit"
-        );
         assert_eq!(joined.await.unwrap().outcome(), Some("coalesced"));
         assert_eq!(slow.await.unwrap().outcome(), Some("pulled"));
-        // Once the fill is done, the next miss fills normally.
-        assert_eq!(
-            get(&c, &app.at("l/other.txt")).await.outcome(),
-            Some("pulled")
+        assert!(
+            common::eventually(Duration::from_secs(2), || async {
+                app.layer.fills_in_flight() == 0
+            })
+            .await
         );
     }
 }

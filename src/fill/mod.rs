@@ -12,6 +12,7 @@
 //! shared window ([`shared`], 4 MiB by default) plus what the [`Store`] buffers (for
 //! [`BucketStore`](crate::BucketStore): at most 24 MiB with its defaults).
 
+mod guard;
 pub(crate) mod meta;
 pub(crate) mod reader;
 pub(crate) mod registry;
@@ -26,6 +27,7 @@ use crate::rule::{ClientDisconnect, FillChecks};
 use crate::store::Store;
 
 /// Everything a fill needs, decided by the service from the request and the matched rule.
+#[derive(Clone)]
 pub(crate) struct FillSpec {
     pub(crate) key: String,
     pub(crate) rule: Arc<str>,

@@ -16,7 +16,6 @@ use futures::{FutureExt, StreamExt};
 use http_body::{Body, Frame, SizeHint};
 
 use super::shared::{Fill, HeadView, Read};
-use crate::error::SharedError;
 use crate::store::StoredObject;
 use crate::{BoxError, Error};
 
@@ -62,6 +61,11 @@ impl Reader {
             remaining: None,
             state: State::Live,
         }
+    }
+
+    /// When this reader stops waiting for the head.
+    pub(crate) fn head_deadline(&self) -> tokio::time::Instant {
+        self.fill.head_deadline()
     }
 
     pub(crate) fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<HeadView> {
@@ -125,7 +129,7 @@ impl Body for Reader {
                     }
                     Read::Failed(e) => {
                         this.finish();
-                        return Poll::Ready(Some(Err(Box::new(SharedError(e)))));
+                        return Poll::Ready(Some(Err(Box::new(Error::Shared(e)))));
                     }
                     Read::FromStore { offset, total } => {
                         this.fill.leave(this.id);

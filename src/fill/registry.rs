@@ -1,20 +1,28 @@
-//! The in-flight registry: one fill per key, coalescing, remembered 404s, the background
-//! queue of async mode, and shutdown.
+//! The in-flight registry: one fill per key, coalescing, remembered 404s, the bound on fills
+//! of every kind (`max_fills`, with the background share), the background queue of async
+//! mode, and shutdown.
+//!
+//! Every fill, shared or private, live or background, holds a [`Slot`] of the bound from
+//! before its task is spawned until its [`FillGuard`] drops, whatever ends the task.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::{Notify, Semaphore, TryAcquireError, mpsc};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::guard::{FillGuard, Slot};
 use super::reader::Reader;
 use super::shared::Fill;
 use super::{FillSpec, task};
-use crate::events::Events;
+use crate::events::{Events, FillEvent};
 use crate::progress::Counters;
+use crate::time;
 
 /// At most this many keys are remembered as missing at the origin.
 const MAX_NEGATIVE: usize = 100_000;
@@ -26,19 +34,27 @@ pub(crate) struct FillSettings {
     pub(crate) grace: Duration,
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) queue: usize,
-    pub(crate) concurrency: usize,
-    pub(crate) max_fills: Option<usize>,
+    /// Slots of the bound that background fills (async, Range background, warm-up) may use.
+    pub(crate) background: usize,
+    /// The bound on fills of every kind in flight at once.
+    pub(crate) max_fills: usize,
+    /// How long a live miss waits for a slot before `503`.
+    pub(crate) queue_timeout: Duration,
+    /// The `Retry-After` of that `503`.
+    pub(crate) retry_after: Duration,
+    /// How long readers wait for the origin's head; `None`: the origin's attempt budget
+    /// plus [`STORE_MARGIN`].
+    pub(crate) head_timeout: Option<Duration>,
+    /// How long one step of a fill after its head may take (a body chunk, a store write).
+    pub(crate) stall_timeout: Duration,
 }
 
-/// What a sync miss gets when [`OriginPullLayer::max_fills`](crate::OriginPullLayer::max_fills)
-/// fills are already running (a request joining a fill in flight is never refused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FillOverflow {
-    /// Stream the object from the origin without storing it (`x-origin-pull: proxied`).
-    Proxy,
-    /// Answer `503 Service Unavailable` with `Retry-After` (whole seconds, at least 1).
-    Unavailable(Duration),
-}
+/// Added to an origin's attempt budget for the store's part of a fill's head (the re-check
+/// of the store and the start of the write).
+pub(crate) const STORE_MARGIN: Duration = Duration::from_secs(10);
+
+/// The default bound on fills in flight.
+pub const DEFAULT_MAX_FILLS: usize = 64;
 
 impl Default for FillSettings {
     fn default() -> Self {
@@ -47,8 +63,12 @@ impl Default for FillSettings {
             grace: Duration::from_millis(250),
             negative_ttl: None,
             queue: 1024,
-            concurrency: 4,
-            max_fills: None,
+            background: 4,
+            max_fills: DEFAULT_MAX_FILLS,
+            queue_timeout: Duration::from_secs(1),
+            retry_after: Duration::from_secs(1),
+            head_timeout: None,
+            stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -63,8 +83,11 @@ pub(crate) enum Joined {
     KnownMissing,
     /// The layer is shutting down, or there is no runtime: no new fills.
     Refused,
-    /// As many fills as allowed are running; this key has none.
+    /// No slot of the bound freed up within the queue timeout.
     Full,
+    /// Every slot is taken: this resolves once one frees up (then as above), or to `Full`
+    /// after the queue timeout.
+    Queued(BoxFuture<'static, Joined>),
 }
 
 /// What happened to an async-mode request for a background fill.
@@ -117,6 +140,12 @@ pub(crate) struct Fills {
     map: Mutex<HashMap<String, Arc<Fill>>>,
     /// Keys the origin said 404 for, per rule (rules may name different origins).
     negative: Mutex<HashMap<(Arc<str>, String), Instant>>,
+    /// The bound: one permit per fill in flight, of every kind.
+    slots: Arc<Semaphore>,
+    /// The share of the bound background fills may hold.
+    background: Arc<Semaphore>,
+    /// Notified whenever a fill's guard drops (shutdown waits on it).
+    settled: Notify,
     closing: AtomicBool,
     cancelling: AtomicBool,
     cancel: Notify,
@@ -129,14 +158,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Whether a fill is shared through the registry (one per key) or private to its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    Shared,
+    Private,
+}
+
 impl Fills {
     pub(crate) fn new(settings: FillSettings, events: Events, counters: Arc<Counters>) -> Self {
+        let max = settings.max_fills.clamp(1, Semaphore::MAX_PERMITS);
+        let background = settings.background.clamp(1, max);
         Self {
             settings,
             events,
             counters,
             map: Mutex::default(),
             negative: Mutex::default(),
+            slots: Arc::new(Semaphore::new(max)),
+            background: Arc::new(Semaphore::new(background)),
+            settled: Notify::new(),
             closing: AtomicBool::new(false),
             cancelling: AtomicBool::new(false),
             cancel: Notify::new(),
@@ -146,18 +187,42 @@ impl Fills {
         }
     }
 
+    fn max_fills(&self) -> usize {
+        self.settings.max_fills.clamp(1, Semaphore::MAX_PERMITS)
+    }
+
     fn new_fill(&self, spec: &FillSpec) -> Arc<Fill> {
-        let grace = spec.store.as_ref().map(|_| self.settings.grace);
+        let head_timeout = self.head_timeout(spec);
         Arc::new(Fill::new(
             spec.key.clone(),
             spec.store.clone(),
             self.settings.window,
-            grace,
+            self.settings.grace,
             spec.cancel_when_alone(),
+            time::deadline(head_timeout),
         ))
     }
 
-    fn spawn(self: &Arc<Self>, rt: &tokio::runtime::Handle, fill: Arc<Fill>, spec: FillSpec) {
+    /// How long the fill of `spec` may take to get its head.
+    pub(crate) fn head_timeout(&self, spec: &FillSpec) -> Duration {
+        self.settings
+            .head_timeout
+            .unwrap_or_else(|| spec.origin.attempt_budget().saturating_add(STORE_MARGIN))
+    }
+
+    pub(crate) fn stall_timeout(&self) -> Duration {
+        self.settings.stall_timeout
+    }
+
+    /// Spawn the task of a fill that holds `slot`; `shared`: it is in the map.
+    fn spawn(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        fill: Arc<Fill>,
+        spec: FillSpec,
+        slot: Slot,
+        sharing: Sharing,
+    ) {
         let origin = spec
             .origin
             .location(&spec.request)
@@ -170,7 +235,16 @@ impl Fills {
             background = spec.pinned,
             stored = spec.store.is_some(),
         );
-        rt.spawn(task::run(self.clone(), fill, spec).instrument(span));
+        if spec.report {
+            self.events.emit(FillEvent::Started {
+                key: spec.key.clone(),
+                rule: spec.rule.clone(),
+                background: spec.pinned,
+            });
+        }
+        self.counters.fills_in_flight(self.in_flight());
+        let guard = FillGuard::new(self.clone(), fill, &spec, slot, sharing == Sharing::Shared);
+        rt.spawn(task::supervise(guard, spec).instrument(span));
     }
 
     fn known_missing(&self, spec: &FillSpec) -> bool {
@@ -189,83 +263,149 @@ impl Fills {
         }
     }
 
-    /// Attach a reader to the fill of `spec.key`, starting the fill if there is none.
+    /// The fill in flight for `key`, unless it has already failed (a failed fill may linger
+    /// in the map for a moment until its guard drops; a new request starts afresh).
+    fn in_flight_for(&self, key: &str) -> Option<Arc<Fill>> {
+        lock(&self.map)
+            .get(key)
+            .filter(|f| !f.has_failed())
+            .cloned()
+    }
+
+    fn live_slot(&self) -> Result<Option<Slot>, ()> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Some(Slot::live(permit))),
+            Err(TryAcquireError::NoPermits) => Ok(None),
+            Err(TryAcquireError::Closed) => Err(()),
+        }
+    }
+
+    /// Attach a reader to the fill of `spec.key`, starting the fill if there is none and a
+    /// slot of the bound is free (else queue for one).
     pub(crate) fn join_or_start(self: &Arc<Self>, spec: FillSpec) -> Joined {
+        self.admit(spec, Sharing::Shared)
+    }
+
+    /// Start a fill that is not shared with other requests (proxy mode, a `Range` proxied),
+    /// counted against the same bound.
+    pub(crate) fn start_private(self: &Arc<Self>, spec: FillSpec) -> Joined {
+        self.admit(spec, Sharing::Private)
+    }
+
+    fn admit(self: &Arc<Self>, spec: FillSpec, sharing: Sharing) -> Joined {
         if self.closing.load(Ordering::Acquire) {
             return Joined::Refused;
         }
-        if self.known_missing(&spec) {
+        if sharing == Sharing::Shared && self.known_missing(&spec) {
             return Joined::KnownMissing;
+        }
+        if sharing == Sharing::Shared {
+            if let Some(fill) = self.in_flight_for(&spec.key) {
+                return Joined::Waiter(Reader::join(fill.clone()));
+            }
+        }
+        match self.live_slot() {
+            Ok(Some(slot)) => self.start_with(spec, slot, sharing),
+            Ok(None) => Joined::Queued(self.clone().wait_for_slot(spec, sharing).boxed()),
+            Err(()) => Joined::Refused,
+        }
+    }
+
+    /// Wait (at most the queue timeout) for a slot, then start or join.
+    async fn wait_for_slot(self: Arc<Self>, spec: FillSpec, sharing: Sharing) -> Joined {
+        let wait = time::capped(self.settings.queue_timeout);
+        let acquired = tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await;
+        let joined_meanwhile = |this: &Self, spec: &FillSpec| {
+            (sharing == Sharing::Shared)
+                .then(|| this.in_flight_for(&spec.key))
+                .flatten()
+                .map(|fill| Joined::Waiter(Reader::join(fill)))
+        };
+        match acquired {
+            Ok(Ok(permit)) => self.start_with(spec, Slot::live(permit), sharing),
+            Ok(Err(_closed)) => Joined::Refused,
+            Err(_elapsed) => joined_meanwhile(&self, &spec).unwrap_or(Joined::Full),
+        }
+    }
+
+    /// Start the fill with the slot it holds, or join one that started meanwhile.
+    fn start_with(self: &Arc<Self>, spec: FillSpec, slot: Slot, sharing: Sharing) -> Joined {
+        if self.closing.load(Ordering::Acquire) {
+            return Joined::Refused;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return Joined::Refused;
         };
-        let mut map = lock(&self.map);
-        if let Some(fill) = map.get(&spec.key) {
-            return Joined::Waiter(Reader::join(fill.clone()));
-        }
-        if self.settings.max_fills.is_some_and(|max| map.len() >= max) {
-            return Joined::Full;
-        }
         let fill = self.new_fill(&spec);
         let reader = Reader::join(fill.clone());
-        map.insert(spec.key.clone(), fill.clone());
-        self.counters.fills_in_flight(map.len());
-        drop(map);
-        self.spawn(&rt, fill, spec);
+        if sharing == Sharing::Shared {
+            let mut map = lock(&self.map);
+            if let Some(existing) = map.get(&spec.key).filter(|f| !f.has_failed()) {
+                return Joined::Waiter(Reader::join(existing.clone()));
+            }
+            map.insert(spec.key.clone(), fill.clone());
+        }
+        self.spawn(&rt, fill, spec, slot, sharing);
         Joined::Leader(reader)
     }
 
-    /// Start a fill that is not shared with other requests (proxy mode).
-    pub(crate) fn start_private(self: &Arc<Self>, spec: FillSpec) -> Option<Reader> {
-        let rt = tokio::runtime::Handle::try_current().ok()?;
-        if self.closing.load(Ordering::Acquire) {
-            return None;
-        }
-        let fill = self.new_fill(&spec);
-        let reader = Reader::join(fill.clone());
-        self.spawn(&rt, fill, spec);
-        Some(reader)
+    /// A slot for a background fill: one of the background share, then one of the bound.
+    /// `None` when shutting down.
+    async fn background_slot(&self) -> Option<Slot> {
+        let share = self.background.clone().acquire_owned().await.ok()?;
+        let permit = self.slots.clone().acquire_owned().await.ok()?;
+        Some(Slot::background(permit, share))
     }
 
-    /// The fill in flight for `spec.key`, or a new one nobody reads (warm-up): `None` when
-    /// shutting down or outside a runtime.
-    pub(crate) fn ensure(self: &Arc<Self>, spec: FillSpec) -> Option<Arc<Fill>> {
+    /// The fill in flight for `spec.key`, or a new one nobody reads (warm-up), once a
+    /// background slot is free: `None` when shutting down or outside a runtime.
+    pub(crate) async fn ensure(self: &Arc<Self>, spec: FillSpec) -> Option<Arc<Fill>> {
         if self.closing.load(Ordering::Acquire) {
             return None;
         }
-        if let Some(fill) = lock(&self.map).get(&spec.key) {
+        if let Some(fill) = self.in_flight_for(&spec.key) {
             return Some(fill.clone());
         }
-        let key = spec.key.clone();
-        // Lost a race with another starter: join theirs.
-        self.start_detached(spec)
-            .or_else(|| lock(&self.map).get(&key).cloned())
+        let slot = self.background_slot().await?;
+        match self.start_detached(&spec, slot) {
+            Detached::Started(fill) | Detached::InFlight(fill) => Some(fill),
+            Detached::Refused => None,
+        }
     }
 
-    /// Start a fill nobody reads, unless one for the key is in flight.
-    fn start_detached(self: &Arc<Self>, spec: FillSpec) -> Option<Arc<Fill>> {
-        let rt = tokio::runtime::Handle::try_current().ok()?;
+    /// Start a fill nobody reads with `slot`, unless one for the key is in flight.
+    fn start_detached(self: &Arc<Self>, spec: &FillSpec, slot: Slot) -> Detached {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return Detached::Refused;
+        };
         let mut map = lock(&self.map);
-        if map.contains_key(&spec.key) || self.closing.load(Ordering::Acquire) {
-            return None;
+        if let Some(fill) = map.get(&spec.key).filter(|f| !f.has_failed()) {
+            return Detached::InFlight(fill.clone());
         }
-        let fill = self.new_fill(&spec);
+        if self.closing.load(Ordering::Acquire) {
+            return Detached::Refused;
+        }
+        let fill = self.new_fill(spec);
         map.insert(spec.key.clone(), fill.clone());
-        self.counters.fills_in_flight(map.len());
         drop(map);
-        self.spawn(&rt, fill.clone(), spec);
-        Some(fill)
+        self.spawn(&rt, fill.clone(), spec.clone(), slot, Sharing::Shared);
+        Detached::Started(fill)
     }
 
-    /// Called by the fill task when its fill has ended.
-    pub(crate) fn finished(&self, fill: &Arc<Fill>, rule: &Arc<str>, not_found: bool) {
-        let mut map = lock(&self.map);
-        if map.get(&fill.key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
-            map.remove(&fill.key);
-            self.counters.fills_in_flight(map.len());
+    /// Called by a fill's guard when the fill has ended, however it ended.
+    pub(crate) fn finished(
+        &self,
+        fill: &Arc<Fill>,
+        rule: &Arc<str>,
+        shared: bool,
+        not_found: bool,
+    ) {
+        if shared {
+            let mut map = lock(&self.map);
+            if map.get(&fill.key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+                map.remove(&fill.key);
+            }
         }
-        drop(map);
         if let (true, Some(ttl)) = (not_found, self.settings.negative_ttl) {
             let mut negative = lock(&self.negative);
             let now = Instant::now();
@@ -273,9 +413,15 @@ impl Fills {
                 negative.retain(|_, until| *until > now);
             }
             if negative.len() < MAX_NEGATIVE {
-                negative.insert((rule.clone(), fill.key.clone()), now + ttl);
+                negative.insert((rule.clone(), fill.key.clone()), time::after(now, ttl));
             }
         }
+    }
+
+    /// Called by a fill's guard once its slot is released.
+    pub(crate) fn released(&self) {
+        self.counters.fills_in_flight(self.in_flight());
+        self.settled.notify_waiters();
     }
 
     /// Resolves once shutdown cancels the fills in flight.
@@ -335,37 +481,37 @@ impl Fills {
             return Some(tx.clone());
         }
         let rt = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, rx) = mpsc::channel(self.settings.queue.max(1));
+        let (tx, rx) = mpsc::channel(self.settings.queue.clamp(1, MAX_QUEUE));
         rt.spawn(self.clone().dispatch(rx));
         *queue = Some(tx.clone());
         Some(tx)
     }
 
-    /// Run queued fills, at most `concurrency` at a time.
+    /// Run queued fills as background slots free up.
     async fn dispatch(self: Arc<Self>, mut rx: mpsc::Receiver<FillSpec>) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         while let Some(spec) = rx.recv().await {
             let key = spec.key.clone();
-            if self.closing.load(Ordering::Acquire) {
-                lock(&self.queued).remove(&key);
+            let slot = if self.closing.load(Ordering::Acquire) {
+                None
+            } else {
+                self.background_slot().await
+            };
+            let started = match slot {
+                Some(slot) => !matches!(self.start_detached(&spec, slot), Detached::Refused),
+                None => false,
+            };
+            // Removed only now that the fill is in the registry: no gap for a duplicate.
+            lock(&self.queued).remove(&key);
+            if !started {
                 self.queue_counters
                     .dropped_shutdown
                     .fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let fill = self.start_detached(spec);
-            // Removed only now that the fill is in the registry: no gap for a duplicate.
-            lock(&self.queued).remove(&key);
-            if let Some(fill) = fill {
-                tokio::spawn(async move {
-                    fill.wait_ended().await;
-                    drop(permit);
-                });
             }
         }
+    }
+
+    pub(crate) fn retry_after(&self) -> Duration {
+        self.settings.retry_after
     }
 
     pub(crate) fn background_stats(&self) -> BackgroundStats {
@@ -380,9 +526,22 @@ impl Fills {
         }
     }
 
-    /// Fills in flight now.
+    /// Fills in flight now, of every kind (the slots of the bound in use).
     pub(crate) fn in_flight(&self) -> usize {
-        lock(&self.map).len()
+        self.max_fills()
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    async fn all_settled(&self, until: Instant) -> bool {
+        loop {
+            let notified = self.settled.notified();
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return self.in_flight() == 0;
+            }
+        }
     }
 
     // ----- shutdown -----
@@ -394,37 +553,48 @@ impl Fills {
         lock(&self.queue).take();
         let pending = lock(&self.queued).len() as u64;
         lock(&self.queued).clear();
-        let fills: Vec<Arc<Fill>> = lock(&self.map).values().cloned().collect();
-        let deadline = Instant::now() + grace;
+        let running = self.in_flight();
         let mut report = ShutdownReport {
-            dropped_queued: pending
-                .max(self.queue_counters.dropped_shutdown.load(Ordering::Relaxed) - dropped_before),
+            dropped_queued: pending.max(
+                self.queue_counters
+                    .dropped_shutdown
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(dropped_before),
+            ),
             ..ShutdownReport::default()
         };
-        let mut late = Vec::new();
-        for fill in fills {
-            if tokio::time::timeout_at(deadline, fill.wait_ended())
-                .await
-                .is_ok()
-            {
-                report.finished += 1;
-            } else {
-                late.push(fill);
-            }
-        }
-        if !late.is_empty() {
+        if self.all_settled(time::deadline(grace)).await {
+            report.finished = running;
+        } else {
+            let late = self.in_flight();
+            report.finished = running.saturating_sub(late);
+            report.aborted = late;
             self.cancelling.store(true, Ordering::Release);
             self.cancel.notify_waiters();
-            for fill in &late {
+            let fills: Vec<Arc<Fill>> = lock(&self.map).values().cloned().collect();
+            for fill in &fills {
                 fill.cancel();
             }
-            for fill in &late {
-                // A cancelled fill aborts its write and ends promptly; do not hang on one
-                // whose store does not answer.
-                let _ = tokio::time::timeout(Duration::from_secs(10), fill.wait_ended()).await;
-            }
-            report.aborted = late.len();
+            // A cancelled fill aborts its write and ends promptly; do not hang on one whose
+            // store does not answer.
+            self.all_settled(time::deadline(SHUTDOWN_ABORT_WAIT)).await;
         }
+        // Waiters for a slot (live requests, background jobs, warm-up) give up now.
+        self.slots.close();
+        self.background.close();
         report
     }
+}
+
+/// How long shutdown waits for cancelled fills to abort their writes.
+const SHUTDOWN_ABORT_WAIT: Duration = Duration::from_secs(10);
+
+/// The async-mode queue holds at most this many jobs, whatever `background_queue` says
+/// (tokio's channel refuses larger capacities).
+pub(crate) const MAX_QUEUE: usize = 1 << 20;
+
+enum Detached {
+    Started(Arc<Fill>),
+    InFlight(Arc<Fill>),
+    Refused,
 }

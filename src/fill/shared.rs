@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::Error;
 use crate::store::{Committed, Store};
+use crate::time;
 
 /// What the origin said, shared by every reader.
 #[derive(Debug)]
@@ -111,9 +112,12 @@ pub(crate) struct Fill {
     pub(crate) key: String,
     pub(crate) store: Option<Arc<dyn Store>>,
     window: usize,
-    /// How long a full window may hold the fill up; `None`: as long as it takes.
-    grace: Option<Duration>,
+    /// How long a full window may hold the fill up (for a fill that stores nothing: how long
+    /// a reader may go without reading anything while the window is full).
+    grace: Duration,
     cancel_when_alone: bool,
+    /// When readers stop waiting for the head.
+    head_deadline: Instant,
     state: Mutex<State>,
     /// Wakes the fill task when a reader advances or leaves, or on cancellation.
     space: Notify,
@@ -153,8 +157,9 @@ impl State {
         self.chunks.is_empty() || self.retained + len <= window
     }
 
-    /// Demote the live readers that keep `len` more bytes from fitting.
-    fn demote_laggards(&mut self, len: usize, window: usize) {
+    /// Demote the live readers that keep `len` more bytes from fitting; with no store to
+    /// continue from, drop them (their bodies end in an error).
+    fn demote_laggards(&mut self, len: usize, window: usize, evict: bool) {
         let mut retained = self.retained;
         let mut keep_from = self.base();
         for (offset, bytes) in &self.chunks {
@@ -173,6 +178,25 @@ impl State {
             if let Some(w) = slot.waker.take() {
                 w.wake();
             }
+        }
+        if evict {
+            self.readers.retain(|s| s.live);
+        }
+        self.release_if_done();
+    }
+
+    /// Once the fill has ended, drop the bytes no live reader can still read: all of them
+    /// when it failed or when no live reader is left. A request that stopped reading then
+    /// pins no memory of the fill.
+    fn release_if_done(&mut self) {
+        let done = match &self.outcome {
+            None => false,
+            Some(Outcome::Failed(_)) => true,
+            Some(_) => !self.readers.iter().any(|s| s.live),
+        };
+        if done {
+            self.chunks.clear();
+            self.retained = 0;
         }
     }
 
@@ -194,8 +218,9 @@ impl Fill {
         key: String,
         store: Option<Arc<dyn Store>>,
         window: usize,
-        grace: Option<Duration>,
+        grace: Duration,
         cancel_when_alone: bool,
+        head_deadline: Instant,
     ) -> Self {
         Self {
             key,
@@ -203,6 +228,7 @@ impl Fill {
             window,
             grace,
             cancel_when_alone,
+            head_deadline,
             state: Mutex::new(State {
                 head: HeadState::Pending,
                 chunks: VecDeque::new(),
@@ -255,6 +281,7 @@ impl Fill {
         }
         // An outcome already set (the bytes were all delivered) stands.
         st.outcome.get_or_insert(Outcome::Failed(error));
+        st.release_if_done();
         st.wake_readers();
         drop(st);
         self.ended.notify_waiters();
@@ -263,6 +290,7 @@ impl Fill {
     pub(crate) fn complete(&self, committed: Committed) {
         let mut st = self.lock();
         st.outcome = Some(Outcome::Committed(committed));
+        st.release_if_done();
         st.wake_readers();
         drop(st);
         self.ended.notify_waiters();
@@ -271,6 +299,7 @@ impl Fill {
     pub(crate) fn complete_unstored(&self, error: Arc<Error>) {
         let mut st = self.lock();
         st.outcome = Some(Outcome::Unstored(error));
+        st.release_if_done();
         st.wake_readers();
         drop(st);
         self.ended.notify_waiters();
@@ -293,9 +322,16 @@ impl Fill {
     }
 
     /// Append a chunk for the readers, waiting (at most `grace`) for room in the window.
+    ///
+    /// With a store, a reader that keeps the window full for `grace` is demoted (it goes on
+    /// from the store after the commit). Without one, a reader that is merely slow paces the
+    /// fill (plain backpressure), but one that reads nothing at all for `grace` is dropped:
+    /// its body ends in an error, and a fill nobody reads any more stops.
     pub(crate) async fn push(&self, chunk: Bytes) -> Result<(), Abandoned> {
         let len = chunk.len();
+        let evict = self.store.is_none();
         let mut deadline = None;
+        let mut progress = None;
         loop {
             let notified = self.space.notified();
             let wait_until = {
@@ -305,13 +341,20 @@ impl Fill {
                 }
                 st.make_room(len, self.window);
                 if !st.fits(len, self.window) {
-                    if let Some(grace) = self.grace {
-                        let now = Instant::now();
-                        let until = *deadline.get_or_insert(now + grace);
-                        if now >= until {
-                            st.demote_laggards(len, self.window);
-                            st.make_room(len, self.window);
+                    let now = Instant::now();
+                    let slowest = st.min_live_pos();
+                    if evict && progress != Some(slowest) {
+                        // The slowest reader moved: its grace starts again.
+                        progress = Some(slowest);
+                        deadline = None;
+                    }
+                    let until = *deadline.get_or_insert(time::after(now, self.grace));
+                    if now >= until {
+                        st.demote_laggards(len, self.window, evict);
+                        if self.is_abandoned(&st) {
+                            return Err(Abandoned);
                         }
+                        st.make_room(len, self.window);
                     }
                 }
                 if st.fits(len, self.window) {
@@ -333,6 +376,17 @@ impl Fill {
                 None => notified.await,
             }
         }
+    }
+
+    /// When readers stop waiting for the head (the fill's head timeout from its start).
+    pub(crate) fn head_deadline(&self) -> Instant {
+        self.head_deadline
+    }
+
+    /// Whether the fill has ended in failure (a request for the key starts a new one).
+    pub(crate) fn has_failed(&self) -> bool {
+        let st = self.lock();
+        matches!(st.outcome, Some(Outcome::Failed(_))) && !matches!(st.head, HeadState::NotFound)
     }
 
     /// How the fill ended, once it has.
@@ -379,6 +433,7 @@ impl Fill {
     pub(crate) fn leave(&self, id: u64) {
         let mut st = self.lock();
         st.readers.retain(|s| s.id != id);
+        st.release_if_done();
         let wake = st.fill_waiting || self.is_abandoned(&st);
         drop(st);
         if wake {
@@ -418,7 +473,8 @@ impl Fill {
         let Some(slot_index) = st.readers.iter().position(|s| s.id == id) else {
             return Poll::Ready(Read::Failed(Arc::new(Error::FillAborted {
                 key: self.key.clone(),
-                reason: "the reader was not registered",
+                reason: "the reader was dropped: it read nothing for the slow-reader grace \
+                         and the response is not stored",
             })));
         };
         let pos = st.readers[slot_index].pos;

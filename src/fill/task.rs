@@ -1,15 +1,18 @@
 //! The fill task: check the store again → fetch → verify → tee to readers and the store →
 //! commit or abort → tell the readers and the subscribers.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use http::header::ETAG;
 use http::{Method, StatusCode};
 use tokio::time::Instant;
 
+use super::guard::FillGuard;
 use super::registry::Fills;
 use super::shared::{Abandoned, Fill, Head};
 use super::verify::Verifier;
@@ -18,19 +21,33 @@ use crate::Error;
 use crate::events::FillEvent;
 use crate::rule::Oversize;
 use crate::store::{Committed, StoreWrite, StoredObject};
+use crate::time;
 
-pub(crate) async fn run(fills: Arc<Fills>, fill: Arc<Fill>, spec: FillSpec) {
-    let report = spec.report;
-    if report {
-        fills.events.emit(FillEvent::Started {
-            key: spec.key.clone(),
-            rule: spec.rule.clone(),
-            background: spec.pinned,
-        });
+/// The task of one fill: run it under its guard, catching panics, so that however it ends
+/// the guard settles it (see [`FillGuard`]).
+pub(crate) async fn supervise(mut guard: FillGuard, spec: FillSpec) {
+    let fills = guard.fills.clone();
+    let fill = guard.fill.clone();
+    let started = guard.started;
+    let run = std::panic::AssertUnwindSafe(run(&fills, &fill, &spec, started));
+    match run.catch_unwind().await {
+        Ok(event) => guard.ended(event),
+        Err(panic) => guard.panicked(panic_message(panic.as_ref())),
     }
-    let started = Instant::now();
-    let result = pull(&fills, &fill, &spec).await;
-    let event = match result {
+    // The guard drops here: registry entry, slot, counters and the final event.
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// Pull, and say how the fill ended as its final event.
+async fn run(fills: &Fills, fill: &Fill, spec: &FillSpec, started: Instant) -> FillEvent {
+    match pull(fills, fill, spec).await {
         Ok(Pulled::Stored {
             bytes,
             committed,
@@ -61,35 +78,6 @@ pub(crate) async fn run(fills: Arc<Fills>, fill: Arc<Fill>, spec: FillSpec) {
                 reason,
             }
         }
-    };
-    match &event {
-        FillEvent::Completed {
-            bytes,
-            duration,
-            committed,
-            ..
-        } => {
-            tracing::info!(bytes, ?duration, ?committed, "fill complete");
-        }
-        FillEvent::NotFound { .. } => tracing::debug!("origin does not have the object"),
-        // A proxied response (nothing to store by design) is not a failed fill.
-        FillEvent::Failed { reason, .. } if !report => tracing::debug!(%reason, "proxied"),
-        FillEvent::Failed { reason, .. } => tracing::warn!(%reason, "fill failed; nothing stored"),
-        FillEvent::Started { .. } => {}
-    }
-    let not_found = matches!(event, FillEvent::NotFound { .. });
-    if report {
-        match &event {
-            FillEvent::Completed {
-                bytes, duration, ..
-            } => fills.counters.fill_completed(*bytes, *duration),
-            FillEvent::NotFound { .. } => fills.counters.fill_not_found(),
-            _ => fills.counters.fill_failed(),
-        }
-    }
-    fills.finished(&fill, &spec.rule, not_found);
-    if report {
-        fills.events.emit(event);
     }
 }
 
@@ -108,6 +96,46 @@ enum Pulled {
 
 async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Error> {
     let key = spec.key.as_str();
+    let begun = tokio::select! {
+        biased;
+        () = fills.cancelled() => return Err(cancelled(key)),
+        begun = tokio::time::timeout_at(fill.head_deadline(), begin(fill, spec)) => {
+            begun.map_err(|_| Error::HeadTimeout {
+                key: key.to_owned(),
+                timeout: fills.head_timeout(spec),
+            })??
+        }
+    };
+    match begun {
+        Begun::Done(pulled) => Ok(pulled),
+        Begun::Replay(object) => replay_stored(fills, fill, object).await,
+        Begun::Stream(stream) => copy(fills, fill, spec, stream).await,
+    }
+}
+
+/// Where a fill stands once it has its head.
+enum Begun {
+    /// Nothing more to do.
+    Done(Pulled),
+    /// The store has the object already.
+    Replay(StoredObject),
+    /// The origin's body is to be copied.
+    Stream(Stream),
+}
+
+struct Stream {
+    body: BoxStream<'static, Result<Bytes, Error>>,
+    expected: Option<u64>,
+    origin_etag: Option<String>,
+    writer: Option<Box<dyn StoreWrite>>,
+    verifier: Option<Verifier>,
+    unstored: Option<&'static str>,
+}
+
+/// Everything up to the head, bounded by the head timeout: the store re-check, the origin's
+/// head, the checks on it, the start of the store write.
+async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
+    let key = spec.key.as_str();
     let head_request = spec.request.method == Method::HEAD;
     // The object may have landed since the inner service looked (another fill just
     // committed it, another replica wrote it): serve it from the store, fetch nothing.
@@ -118,23 +146,19 @@ async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Err
             false
         }) {
             fill.not_found();
-            return Ok(Pulled::NotFound);
+            return Ok(Begun::Done(Pulled::NotFound));
         }
         match store.read(key, 0).await {
-            Ok(Some(object)) => return replay_stored(fill, object).await,
+            Ok(Some(object)) => return Ok(Begun::Replay(object)),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "store check failed; pulling anyway"),
         }
     }
-    let response = tokio::select! {
-        biased;
-        () = fills.cancelled() => return Err(cancelled(key)),
-        response = spec.origin.fetch(spec.request.clone()) => response?,
-    };
+    let response = spec.origin.fetch(spec.request.clone()).await?;
     let status = response.status;
     if status == StatusCode::NOT_FOUND {
         fill.not_found();
-        return Ok(Pulled::NotFound);
+        return Ok(Begun::Done(Pulled::NotFound));
     }
     let passed_through = spec.checks.pass_through.contains(&status);
     let proxied_range = fill.store.is_none() && status == StatusCode::PARTIAL_CONTENT;
@@ -186,20 +210,51 @@ async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Err
     });
     if head_request {
         fill.complete_unstored(Arc::new(not_stored(key)));
-        return Ok(Pulled::NotStored {
+        return Ok(Begun::Done(Pulled::NotStored {
             reason: "answered a HEAD",
-        });
+        }));
     }
+    Ok(Begun::Stream(Stream {
+        body: response.body,
+        expected,
+        origin_etag,
+        writer,
+        verifier,
+        unstored,
+    }))
+}
+
+/// Copy the origin's body to the readers and the store, then commit or abort.
+async fn copy(
+    fills: &Fills,
+    fill: &Fill,
+    spec: &FillSpec,
+    stream: Stream,
+) -> Result<Pulled, Error> {
+    let key = spec.key.as_str();
+    let Stream {
+        body,
+        expected,
+        origin_etag,
+        writer,
+        verifier,
+        unstored,
+    } = stream;
     let mut tee = Tee {
         key,
         fill,
         fills,
+        bounds: Bounds {
+            key,
+            fills,
+            stall: fills.stall_timeout(),
+        },
         writer,
         verifier,
         limit: spec.checks.max_size,
         unstored,
     };
-    match tee.copy(response.body, expected).await {
+    match tee.copy(body, expected).await {
         Ok((bytes, held)) => {
             let committed = match tee.unstored {
                 None => tee.commit().await.map(Some),
@@ -208,7 +263,7 @@ async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Err
             if let Some(last) = held {
                 // Abandoned now means nobody is left to read it; what was committed stands,
                 // so this is not a failure.
-                let _ = fill.push(last).await;
+                let _ = tee.push(last).await;
             }
             match committed {
                 Ok(Some(committed)) => {
@@ -252,7 +307,7 @@ fn not_stored(key: &str) -> Error {
 }
 
 /// The store has the object already: hand it to the readers, write nothing.
-async fn replay_stored(fill: &Fill, object: StoredObject) -> Result<Pulled, Error> {
+async fn replay_stored(fills: &Fills, fill: &Fill, object: StoredObject) -> Result<Pulled, Error> {
     let size = object.size;
     let etag = object.e_tag.clone();
     fill.set_head(Head {
@@ -260,14 +315,30 @@ async fn replay_stored(fill: &Fill, object: StoredObject) -> Result<Pulled, Erro
         headers: meta::stored_headers(&object),
         content_length: Some(size),
     });
+    let tee = Tee {
+        key: &fill.key,
+        fill,
+        fills,
+        bounds: Bounds {
+            key: &fill.key,
+            fills,
+            stall: fills.stall_timeout(),
+        },
+        writer: None,
+        verifier: None,
+        limit: None,
+        unstored: Some("already stored"),
+    };
     let mut body = object.body;
     let mut received = 0;
-    while let Some(chunk) = body.next().await {
+    while let Some(chunk) = tee
+        .bounds
+        .step("the store's next chunk", body.next())
+        .await?
+    {
         let chunk = chunk?;
         received += chunk.len() as u64;
-        fill.push(chunk)
-            .await
-            .map_err(|Abandoned| cancelled(&fill.key))?;
+        tee.push(chunk).await?;
     }
     if received != size {
         return Err(Error::LengthMismatch {
@@ -291,11 +362,38 @@ fn cancelled(key: &str) -> Error {
     }
 }
 
+/// What bounds each step of a fill after its head: the stall timeout, and shutdown.
+#[derive(Clone, Copy)]
+struct Bounds<'a> {
+    key: &'a str,
+    fills: &'a Fills,
+    /// How long any one step may take.
+    stall: Duration,
+}
+
+impl Bounds<'_> {
+    /// Run one step of the fill, bounded by the stall timeout and cut short by shutdown.
+    async fn step<T>(self, what: &'static str, step: impl Future<Output = T>) -> Result<T, Error> {
+        tokio::select! {
+            biased;
+            () = self.fills.cancelled() => Err(cancelled(self.key)),
+            done = tokio::time::timeout(time::capped(self.stall), step) => {
+                done.map_err(|_| Error::FillStalled {
+                    key: self.key.to_owned(),
+                    step: what,
+                    timeout: self.stall,
+                })
+            }
+        }
+    }
+}
+
 /// Where the origin's bytes go.
 struct Tee<'a> {
     key: &'a str,
     fill: &'a Fill,
     fills: &'a Fills,
+    bounds: Bounds<'a>,
     writer: Option<Box<dyn StoreWrite>>,
     verifier: Option<Verifier>,
     limit: Option<(u64, Oversize)>,
@@ -304,6 +402,19 @@ struct Tee<'a> {
 }
 
 impl Tee<'_> {
+    /// Hand a chunk to the readers (the fill's own wait is bounded by the slow-reader
+    /// grace; shutdown cuts it short).
+    fn push(&self, chunk: Bytes) -> impl Future<Output = Result<(), Error>> + Send + use<'_> {
+        let (fills, fill, key) = (self.fills, self.fill, self.key);
+        async move {
+            tokio::select! {
+                biased;
+                () = fills.cancelled() => Err(cancelled(key)),
+                pushed = fill.push(chunk) => pushed.map_err(|Abandoned| cancelled(key)),
+            }
+        }
+    }
+
     /// Copy the body to the readers and the store. Returns the byte count and, for a body of
     /// known length, its final chunk, held back until the commit: a client that has every
     /// byte may ask again at once and must then get a hit.
@@ -314,13 +425,11 @@ impl Tee<'_> {
     ) -> Result<(u64, Option<Bytes>), Error> {
         let mut received: u64 = 0;
         let mut held = None;
-        loop {
-            let next = tokio::select! {
-                biased;
-                () = self.fills.cancelled() => return Err(cancelled(self.key)),
-                next = body.next() => next,
-            };
-            let Some(chunk) = next else { break };
+        while let Some(chunk) = self
+            .bounds
+            .step("the origin's next chunk", body.next())
+            .await?
+        {
             let chunk = chunk?;
             received += chunk.len() as u64;
             if let Some(expected) = expected.filter(|&n| received > n) {
@@ -352,13 +461,12 @@ impl Tee<'_> {
             if expected == Some(received) {
                 held = Some(chunk.clone());
             } else {
-                self.fill
-                    .push(chunk.clone())
-                    .await
-                    .map_err(|Abandoned| cancelled(self.key))?;
+                self.push(chunk.clone()).await?;
             }
-            if let Some(writer) = self.writer.as_mut() {
-                writer.write(chunk).await?;
+            if let Some(mut writer) = self.writer.take() {
+                let written = self.bounds.step("a store write", writer.write(chunk)).await;
+                self.writer = Some(writer);
+                written??;
             }
         }
         if let Some(expected) = expected.filter(|&n| n != received) {
@@ -376,7 +484,11 @@ impl Tee<'_> {
 
     async fn commit(&mut self) -> Result<Committed, Error> {
         match self.writer.take() {
-            Some(writer) => writer.commit().await,
+            Some(writer) => {
+                self.bounds
+                    .step("the store's commit", writer.commit())
+                    .await?
+            }
             // Nothing to store (proxy mode).
             None => Ok(Committed::Written),
         }
@@ -384,8 +496,11 @@ impl Tee<'_> {
 
     async fn abort(&mut self) {
         if let Some(writer) = self.writer.take() {
-            if let Err(e) = writer.abort().await {
-                tracing::error!(error = %e, "aborting the store write failed");
+            match self.bounds.step("the store's abort", writer.abort()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => {
+                    tracing::error!(error = %e, "aborting the store write failed")
+                }
             }
         }
     }

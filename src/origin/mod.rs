@@ -143,6 +143,16 @@ pub trait Origin: fmt::Debug + Send + Sync + 'static {
         let _ = request;
         None
     }
+
+    /// The longest one [`fetch`](Origin::fetch) may take to resolve, every attempt included
+    /// (connect and first byte, redirects, failover to other hosts, retries and their
+    /// backoff). Readers of a fill wait for the origin's head at most this long (plus a
+    /// margin for the store), unless
+    /// [`OriginPullLayer::head_timeout`](crate::OriginPullLayer::head_timeout) says otherwise.
+    /// The default, for origins that do not know, is 60 s.
+    fn attempt_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
 }
 
 impl<O: Origin + ?Sized> Origin for Arc<O> {
@@ -153,6 +163,10 @@ impl<O: Origin + ?Sized> Origin for Arc<O> {
     fn location(&self, request: &OriginRequest) -> Option<::http::Uri> {
         (**self).location(request)
     }
+
+    fn attempt_budget(&self) -> std::time::Duration {
+        (**self).attempt_budget()
+    }
 }
 
 impl<O: Origin + ?Sized> Origin for Box<O> {
@@ -162,5 +176,9 @@ impl<O: Origin + ?Sized> Origin for Box<O> {
 
     fn location(&self, request: &OriginRequest) -> Option<::http::Uri> {
         (**self).location(request)
+    }
+
+    fn attempt_budget(&self) -> std::time::Duration {
+        (**self).attempt_budget()
     }
 }

@@ -148,7 +148,7 @@ impl BucketStore {
         } else {
             format!("{}/{key}", self.prefix)
         };
-        Path::parse(&full).map_err(|e| Error::store(key, e))
+        Path::parse(&full).map_err(|e| Error::store_read(key, e))
     }
 }
 
@@ -164,7 +164,7 @@ impl Store for BucketStore {
             match self.store.head(&self.tombstone(key)?).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(Error::store(key, e)),
+                Err(e) => Err(Error::store_read(key, e)),
             }
         }
         .boxed()
@@ -173,22 +173,22 @@ impl Store for BucketStore {
     fn set_deleted<'a>(&'a self, key: &'a str, deleted: bool) -> BoxFuture<'a, Result<(), Error>> {
         async move {
             if !self.tombstones {
-                return Err(Error::store(key, "tombstones are off for this store"));
+                return Err(Error::store_write(key, "tombstones are off for this store"));
             }
             let marker = self.tombstone(key)?;
             if deleted {
                 self.store
                     .put(&marker, PutPayload::default())
                     .await
-                    .map_err(|e| Error::store(key, e))?;
+                    .map_err(|e| Error::store_write(key, e))?;
                 match self.store.delete(&self.location(key)?).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(Error::store(key, e)),
+                    Err(e) => Err(Error::store_write(key, e)),
                 }
             } else {
                 match self.store.delete(&marker).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(Error::store(key, e)),
+                    Err(e) => Err(Error::store_write(key, e)),
                 }
             }
         }
@@ -209,7 +209,7 @@ impl Store for BucketStore {
             let result = match self.store.get_opts(&location, options).await {
                 Ok(result) => result,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(Error::store(key, e)),
+                Err(e) => return Err(Error::store_read(key, e)),
             };
             let size = result.meta.size;
             let e_tag = result.meta.e_tag.clone();
@@ -217,7 +217,7 @@ impl Store for BucketStore {
             let owned_key = key.to_owned();
             let body = result
                 .into_stream()
-                .map_err(move |e| Error::store(&owned_key, e))
+                .map_err(move |e| Error::store_read(&owned_key, e))
                 .boxed();
             Ok(Some(StoredObject::new(size, attributes, e_tag, body)))
         }
@@ -324,7 +324,7 @@ impl BucketStore {
 
 impl BucketWrite {
     fn fail(&self, e: object_store::Error) -> Error {
-        Error::store(&self.key, e)
+        Error::store_write(&self.key, e)
     }
 
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), Error> {
@@ -362,7 +362,10 @@ impl BucketWrite {
                 in_flight,
             } = &mut self.state
             else {
-                return Err(Error::store(&self.key, "write after the upload ended"));
+                return Err(Error::store_write(
+                    &self.key,
+                    "write after the upload ended",
+                ));
             };
             let room = part_size - part.content_length();
             if bytes.len() < room {
@@ -373,8 +376,8 @@ impl BucketWrite {
             while in_flight.len() >= max {
                 if let Some(joined) = in_flight.join_next().await {
                     joined
-                        .map_err(|e| Error::store(&self.key, e))?
-                        .map_err(|e| Error::store(&self.key, e))?;
+                        .map_err(|e| Error::store_write(&self.key, e))?
+                        .map_err(|e| Error::store_write(&self.key, e))?;
                 }
             }
             let full = std::mem::take(part).freeze();
@@ -401,8 +404,8 @@ impl BucketWrite {
                     }
                     while let Some(joined) = in_flight.join_next().await {
                         joined
-                            .map_err(|e| Error::store(&self.key, e))?
-                            .map_err(|e| Error::store(&self.key, e))?;
+                            .map_err(|e| Error::store_write(&self.key, e))?
+                            .map_err(|e| Error::store_write(&self.key, e))?;
                     }
                     // Multipart uploads cannot be conditional: look before completing so an
                     // object that appeared meanwhile is not clobbered (best effort).
@@ -414,7 +417,7 @@ impl BucketWrite {
                     upload
                         .complete()
                         .await
-                        .map_err(|e| Error::store(&self.key, e))?;
+                        .map_err(|e| Error::store_write(&self.key, e))?;
                     Ok::<_, Error>(Some(Committed::Written))
                 }
                 .await;
@@ -433,7 +436,10 @@ impl BucketWrite {
                     }
                 }
             }
-            State::Done => Err(Error::store(&self.key, "commit after the upload ended")),
+            State::Done => Err(Error::store_write(
+                &self.key,
+                "commit after the upload ended",
+            )),
         }
     }
 

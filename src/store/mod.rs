@@ -92,7 +92,7 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// that misses for it are not pulled again; `deleted = false` removes the mark.
     fn set_deleted<'a>(&'a self, key: &'a str, deleted: bool) -> BoxFuture<'a, Result<(), Error>> {
         let _ = deleted;
-        Box::pin(futures::future::ready(Err(Error::store(
+        Box::pin(futures::future::ready(Err(Error::store_write(
             key,
             "this store keeps no tombstones",
         ))))
