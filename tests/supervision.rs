@@ -549,3 +549,45 @@ fn a_fill_whose_runtime_shuts_down_releases_its_waiters() {
         assert_eq!(got.body.unwrap(), object, "the next request starts afresh");
     });
 }
+
+/// A proxied response to a client that never reads: after the slow-reader grace the
+/// client is dropped, the fill stops, its origin request ends and its slot comes back.
+#[tokio::test]
+async fn a_proxy_client_that_never_reads_is_dropped_after_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let origin = TestOrigin::start().await;
+    // Far larger than the window plus every socket buffer between here and the client.
+    let object = random_bytes(48 * 1024 * 1024, 13);
+    origin.object("big/never-read.bin", object);
+    origin.object("big/next.bin", "next");
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let layer = OriginPullLayer::from_object_store(store.clone())
+        .max_fills(1)
+        .coalesce_window(256 * 1024)
+        .slow_reader_grace(Duration::from_millis(200))
+        .rule(
+            Rule::new(HttpOrigin::new(&origin.url).unwrap()).mode(tower_origin_pull::Mode::Proxy),
+        );
+    let addr = serve(store_service(store).layer(layer.clone())).await;
+    let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stuck
+        .write_all(b"GET /big/never-read.bin HTTP/1.1\r\nHost: mirror\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            layer.fills_in_flight() == 1
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            layer.fills_in_flight() == 0
+        })
+        .await,
+        "the fill gave up on a client that reads nothing"
+    );
+    let got = get(&client(), &format!("http://{addr}/big/next.bin")).await;
+    assert_eq!(got.body.unwrap(), &b"next"[..], "the slot came back");
+    drop(stuck);
+}
