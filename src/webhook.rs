@@ -20,6 +20,11 @@
 //! deliveries run at once; while they are all busy, events wait in the layer's event channel
 //! and, when that is full, the oldest are lost (counted in [`WebhookStats::lost`]). A receiver
 //! that hangs therefore costs lost notifications, never slower fills.
+//!
+//! A webhook named in a configuration (`[events] webhook = "..."`) is started by
+//! [`OriginPullLayer::from_config`](crate::OriginPullLayer::from_config) itself; build one
+//! here for a layer built in code (or use
+//! [`Config::build`](crate::config::Config::build) to keep its [`WebhookHandle`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +44,7 @@ use crate::Error;
 use crate::events::FillEvent;
 use crate::origin::http::{Connector, make_connector};
 use crate::store::Committed;
+use crate::time::capped;
 
 /// Delivers fill events to an HTTP endpoint; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -71,11 +77,12 @@ struct Counters {
     lost: AtomicU64,
 }
 
-/// A running webhook: its counters, and the task (aborted when the handle is dropped).
+/// A running webhook: its counters, and the task (aborted when the handle is dropped,
+/// unless [`detach`](WebhookHandle::detach)ed).
 #[derive(Debug)]
 pub struct WebhookHandle {
     counters: Arc<Counters>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl WebhookHandle {
@@ -87,29 +94,28 @@ impl WebhookHandle {
             lost: self.counters.lost.load(Ordering::Relaxed),
         }
     }
+
+    /// Let the webhook run without this handle: it delivers until the layer whose events it
+    /// receives (and every service made from it) is dropped, or the runtime shuts down.
+    pub fn detach(mut self) {
+        self.task.take();
+    }
 }
 
 impl Drop for WebhookHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
 impl Webhook {
     /// A webhook posting to `url` (`http://` or `https://`), with at most 8 deliveries in
-    /// flight, 3 attempts each and a 5 s timeout per attempt.
+    /// flight, 3 attempts each and a 5 s timeout per attempt. This builds its HTTP client
+    /// (and TLS setup); nothing is sent until [`spawn`](Self::spawn).
     pub fn new(url: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::config(format!("webhook URL {url:?}: {why}"));
-        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") if cfg!(feature = "rustls") => {}
-            Some("https") => return Err(bad("https needs the `rustls` feature")),
-            _ => return Err(bad("scheme must be http or https")),
-        }
-        if uri.host().is_none() {
-            return Err(bad("no host"));
-        }
+        let uri = Self::check_url(url)?;
         let connector = make_connector(Duration::from_secs(5))?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -125,9 +131,26 @@ impl Webhook {
         })
     }
 
-    /// How many deliveries may be in flight at once (default 8).
+    /// What [`Webhook::new`] checks about `url`, without building a client.
+    pub(crate) fn check_url(url: &str) -> Result<Uri, Error> {
+        let bad = |why: &str| Error::config(format!("webhook URL {url:?}: {why}"));
+        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") if cfg!(feature = "rustls") => {}
+            Some("https") => return Err(bad("https needs the `rustls` feature")),
+            _ => return Err(bad("scheme must be http or https")),
+        }
+        if uri.host().is_none() {
+            return Err(bad("no host"));
+        }
+        Ok(uri)
+    }
+
+    /// How many deliveries may be in flight at once (default 8; at least 1, at most
+    /// Tokio's `Semaphore::MAX_PERMITS`).
     pub fn max_in_flight(mut self, deliveries: usize) -> Self {
-        self.max_in_flight = deliveries.max(1);
+        self.max_in_flight = deliveries.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 
@@ -137,13 +160,15 @@ impl Webhook {
         self
     }
 
-    /// How long one attempt may take (default 5 s).
+    /// How long one attempt may take (default 5 s; any duration works, capped at the crate's
+    /// "far future", about 30 years).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// The first retry's delay; later ones double, with jitter (default 200 ms).
+    /// The first retry's delay; later ones double up to 60 s (or this delay, when longer),
+    /// with jitter (default 200 ms; any duration works, capped like [`timeout`](Self::timeout)).
     pub fn min_backoff(mut self, delay: Duration) -> Self {
         self.min_backoff = delay;
         self
@@ -188,7 +213,10 @@ impl Webhook {
                 });
             }
         });
-        WebhookHandle { counters, task }
+        WebhookHandle {
+            counters,
+            task: Some(task),
+        }
     }
 
     async fn deliver(&self, event: &FillEvent) -> Result<(), Error> {
@@ -200,7 +228,7 @@ impl Webhook {
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(Full::new(body.clone()))
                 .map_err(|e| self.failure(e))?;
-            let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            let response = tokio::time::timeout(capped(self.timeout), self.client.request(request))
                 .await
                 .map_err(|_| self.failure("timed out"))?
                 .map_err(|e| self.failure(e))?;
@@ -210,11 +238,13 @@ impl Webhook {
                 Err(self.failure(format!("answered {}", response.status())))
             }
         };
+        let min = capped(self.min_backoff);
         attempt
             .retry(
                 ExponentialBuilder::default()
-                    .with_min_delay(self.min_backoff)
-                    .with_max_times(self.attempts - 1)
+                    .with_min_delay(min)
+                    .with_max_delay(min.max(Duration::from_secs(60)))
+                    .with_max_times(self.attempts.saturating_sub(1))
                     .with_jitter(),
             )
             .await

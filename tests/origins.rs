@@ -149,6 +149,93 @@ async fn a_failing_primary_fails_over_to_the_standby() {
     assert_eq!(got.body(), b"standby again");
 }
 
+#[tokio::test]
+async fn weights_up_to_u32_max_spread_requests_without_overflow() {
+    let heavy = TestOrigin::start().await;
+    let light = TestOrigin::start().await;
+    for i in 0..40 {
+        heavy.object(&format!("w/{i}"), "heavy");
+        light.object(&format!("w/{i}"), "light");
+    }
+    // `[u32::MAX, 1]`: the sum overflowed a `u32` in the request path.
+    let skewed = app(Rule::new(
+        Origins::new()
+            .primary(http(&heavy.url), u32::MAX)
+            .primary(http(&light.url), 1),
+    ))
+    .await;
+    for i in 0..20 {
+        let got = get(&client(), &skewed.at(&format!("w/{i}"))).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.body(), b"heavy", "a 1 in 2^32 pick, or a wrong sum");
+    }
+    // Two maximal weights share the load.
+    let even = app(Rule::new(
+        Origins::new()
+            .primary(http(&heavy.url), u32::MAX)
+            .primary(http(&light.url), u32::MAX),
+    ))
+    .await;
+    let (mut from_heavy, mut from_light) = (0, 0);
+    for i in 20..40 {
+        let got = get(&client(), &even.at(&format!("w/{i}"))).await;
+        assert_eq!(got.status, StatusCode::OK);
+        match got.body() {
+            b"heavy" => from_heavy += 1,
+            _ => from_light += 1,
+        }
+    }
+    assert!(
+        from_heavy > 0 && from_light > 0,
+        "{from_heavy} / {from_light}"
+    );
+}
+
+#[tokio::test]
+async fn the_longest_timeouts_and_cooldowns_are_far_future_not_a_panic() {
+    let live = TestOrigin::start().await;
+    live.object("t/a", "a");
+    live.object("t/b", "b");
+    live.put(
+        "t/slow",
+        Behaviour::Chunked {
+            chunks: vec![Bytes::from_static(b"one "), Bytes::from_static(b"two")],
+            pause: Duration::from_millis(50),
+        },
+    );
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let forever = |url: &str| {
+        HttpOrigin::builder(url)
+            .connect_timeout(Duration::MAX)
+            .first_byte_timeout(Duration::MAX)
+            .idle_timeout(Duration::MAX)
+            .total_timeout(Duration::MAX)
+            .pool_idle_timeout(Duration::MAX)
+            .follow_redirects(usize::MAX)
+            .build()
+            .unwrap()
+    };
+    let origins = Origins::new()
+        .primary(forever(&format!("http://{dead}/")), 1)
+        .standby(forever(&live.url))
+        .breaker(1, Duration::MAX)
+        .retries(3)
+        .min_backoff(Duration::MAX);
+    assert_eq!(origins.attempt_budget(), Duration::MAX);
+    let app = app(Rule::new(origins)).await;
+    // The dead primary fails (its breaker opens for "ever"), the standby answers.
+    for (key, body) in [("t/a", &b"a"[..]), ("t/b", b"b"), ("t/slow", b"one two")] {
+        let got = tokio::time::timeout(Duration::from_secs(10), get(&client(), &app.at(key)))
+            .await
+            .expect("answered");
+        assert_eq!(got.status, StatusCode::OK, "{key}");
+        assert_eq!(got.body(), body, "{key}");
+    }
+}
+
 /// A primary that accepts connections and never answers.
 async fn hanging_origin() -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

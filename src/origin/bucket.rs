@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -32,7 +33,11 @@ pub struct BucketOrigin {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     public_url: Option<String>,
+    budget: Option<Duration>,
 }
+
+/// The [`Origin::attempt_budget`] of a [`BucketOrigin`] whose client timeout is not known.
+pub(crate) const DEFAULT_BUCKET_BUDGET: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for BucketOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,6 +45,7 @@ impl fmt::Debug for BucketOrigin {
             .field("store", &format_args!("{}", self.store))
             .field("prefix", &self.prefix)
             .field("public_url", &self.public_url)
+            .field("budget", &self.budget)
             .finish()
     }
 }
@@ -51,6 +57,7 @@ impl BucketOrigin {
             store,
             prefix: Path::default(),
             public_url: None,
+            budget: None,
         }
     }
 
@@ -66,6 +73,16 @@ impl BucketOrigin {
     #[must_use]
     pub fn with_public_url(mut self, base: impl Into<String>) -> Self {
         self.public_url = Some(base.into());
+        self
+    }
+
+    /// How long one fetch may take to get the object's head: the store client's request
+    /// timeout (object_store's `timeout` client option), when you know it. Default 60 s.
+    /// Readers of a fill wait for the head this long (see
+    /// [`Origin::attempt_budget`]).
+    #[must_use]
+    pub fn with_attempt_budget(mut self, budget: Duration) -> Self {
+        self.budget = Some(budget);
         self
     }
 
@@ -172,6 +189,11 @@ impl Origin for BucketOrigin {
         .boxed()
     }
 
+    /// The client timeout given to [`BucketOrigin::with_attempt_budget`], else 60 s.
+    fn attempt_budget(&self) -> Duration {
+        self.budget.unwrap_or(DEFAULT_BUCKET_BUDGET)
+    }
+
     fn location(&self, request: &OriginRequest) -> Option<Uri> {
         let base = self.public_url.as_deref()?;
         let separator = if base.ends_with('/') { "" } else { "/" };
@@ -185,5 +207,28 @@ impl Origin for BucketOrigin {
             .collect::<Vec<_>>()
             .join("/");
         format!("{base}{separator}{path}").parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use object_store::memory::InMemory;
+
+    use super::{BucketOrigin, DEFAULT_BUCKET_BUDGET};
+    use crate::Origin;
+
+    #[test]
+    fn the_attempt_budget_is_the_client_timeout_or_a_minute() {
+        let origin = BucketOrigin::new(Arc::new(InMemory::new()));
+        assert_eq!(origin.attempt_budget(), DEFAULT_BUCKET_BUDGET);
+        assert_eq!(DEFAULT_BUCKET_BUDGET, Duration::from_secs(60));
+        let origin = origin.with_attempt_budget(Duration::from_secs(7));
+        assert_eq!(origin.attempt_budget(), Duration::from_secs(7));
+        // Through the forwarding impls too.
+        let shared: Arc<dyn Origin> = Arc::new(origin);
+        assert_eq!(shared.attempt_budget(), Duration::from_secs(7));
     }
 }

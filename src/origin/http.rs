@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::idle::IdleBody;
 use super::{Origin, OriginRequest, OriginResponse};
+use crate::time::{capped, deadline};
 use crate::{BoxError, Error};
 
 #[cfg(feature = "rustls")]
@@ -26,12 +27,13 @@ pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub(crate) type Connector = HttpConnector;
 
 /// The connector every outgoing request of the crate uses: TCP with `TCP_NODELAY` and a
-/// connect timeout, and TLS (rustls, webpki roots, ALPN h2/http1.1) for `https`.
+/// connect timeout (capped at the crate's "far future", so any duration works), and TLS
+/// (rustls, webpki roots, ALPN h2/http1.1) for `https`.
 pub(crate) fn make_connector(connect_timeout: Duration) -> Result<Connector, Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
+    http.set_connect_timeout(Some(capped(connect_timeout)));
     connector(http)
 }
 
@@ -293,15 +295,23 @@ impl HttpOriginBuilder {
         self
     }
 
-    /// Check the URL and build the origin.
-    pub fn build(self) -> Result<HttpOrigin, Error> {
+    /// Check the URL and the settings without building anything (no client, no TLS
+    /// setup): what [`build`](Self::build) would refuse, this refuses.
+    #[cfg_attr(not(feature = "config"), allow(dead_code))]
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        self.target().map(|_| ())
+    }
+
+    /// The scheme, authority and base path of the URL, or why it is unusable.
+    fn target(&self) -> Result<(Scheme, Authority, String), Error> {
         let bad = |why: &str| Error::config(format!("origin URL {:?}: {why}", self.base_url));
         let uri: Uri = self.base_url.parse().map_err(|_| bad("not a URL"))?;
         let scheme = uri.scheme().cloned().ok_or_else(|| bad("no scheme"))?;
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(bad("scheme must be http or https"));
         }
-        if scheme == Scheme::HTTPS && cfg!(not(feature = "rustls")) {
+        let https = scheme == Scheme::HTTPS || self.protocol == Some(Protocol::Https);
+        if https && cfg!(not(feature = "rustls")) {
             return Err(bad("https needs the `rustls` feature"));
         }
         let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
@@ -312,18 +322,21 @@ impl HttpOriginBuilder {
             return Err(bad("a base URL cannot have a query string"));
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
+        Ok((scheme, authority, base_path))
+    }
 
+    /// Check the URL and build the origin (its pooled client and, for `https`, its TLS
+    /// setup). Every duration works, up to `Duration::MAX` (read as "far future").
+    pub fn build(self) -> Result<HttpOrigin, Error> {
+        let (scheme, authority, base_path) = self.target()?;
         let connector = make_connector(self.connect_timeout)?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_idle_timeout(capped(self.pool_idle_timeout))
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .http2_only(self.http2_prior_knowledge)
             .build(connector);
-        if self.protocol == Some(Protocol::Https) && cfg!(not(feature = "rustls")) {
-            return Err(bad("https needs the `rustls` feature"));
-        }
         Ok(HttpOrigin {
             scheme,
             protocol: self.protocol,
@@ -362,7 +375,7 @@ impl Origin for HttpOrigin {
         let uri = self.url_with_scheme(scheme, &request.path, request.query.as_deref());
         let this = self.clone();
         async move {
-            let deadline = this.total_timeout.map(|t| Instant::now() + t);
+            let deadline = this.total_timeout.map(deadline);
             let mut uri = uri?;
             let mut hops = 0;
             loop {
@@ -388,7 +401,7 @@ impl Origin for HttpOrigin {
                 if let Some(deadline) = deadline {
                     wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                 }
-                let response = tokio::time::timeout(wait, this.client.request(req))
+                let response = tokio::time::timeout(capped(wait), this.client.request(req))
                     .await
                     .map_err(|_| Error::OriginTimeout {
                         url: url.clone(),
@@ -441,6 +454,18 @@ impl Origin for HttpOrigin {
         self.url_with_scheme(scheme, &request.path, request.query.as_deref())
             .ok()
     }
+
+    /// One first-byte timeout per request of the redirect chain (the first and every hop
+    /// followed), capped by the total timeout when one is set; saturating at
+    /// `Duration::MAX`.
+    fn attempt_budget(&self) -> Duration {
+        let requests = u32::try_from(self.max_redirects.saturating_add(1)).unwrap_or(u32::MAX);
+        let chain = self.first_byte_timeout.saturating_mul(requests);
+        match self.total_timeout {
+            Some(total) => chain.min(total),
+            None => chain,
+        }
+    }
 }
 
 fn is_redirect(status: StatusCode) -> bool {
@@ -467,7 +492,67 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::HttpOrigin;
+    use crate::Origin;
+
+    #[test]
+    fn the_attempt_budget_is_one_first_byte_timeout_per_request_of_the_chain() {
+        let secs = Duration::from_secs;
+        let o = HttpOrigin::new("http://h/").unwrap();
+        // 30 s first byte, 3 redirects: 4 requests.
+        assert_eq!(o.attempt_budget(), secs(120));
+        let o = HttpOrigin::builder("http://h/")
+            .first_byte_timeout(secs(2))
+            .follow_redirects(0)
+            .build()
+            .unwrap();
+        assert_eq!(o.attempt_budget(), secs(2));
+        // The total timeout caps the chain...
+        let o = HttpOrigin::builder("http://h/")
+            .first_byte_timeout(secs(10))
+            .total_timeout(secs(15))
+            .build()
+            .unwrap();
+        assert_eq!(o.attempt_budget(), secs(15));
+        // ...but never lengthens it.
+        let o = HttpOrigin::builder("http://h/")
+            .first_byte_timeout(secs(1))
+            .follow_redirects(1)
+            .total_timeout(secs(3600))
+            .build()
+            .unwrap();
+        assert_eq!(o.attempt_budget(), secs(2));
+        // Saturating, whatever the settings.
+        let o = HttpOrigin::builder("http://h/")
+            .first_byte_timeout(Duration::MAX)
+            .follow_redirects(usize::MAX)
+            .build()
+            .unwrap();
+        assert_eq!(o.attempt_budget(), Duration::MAX);
+        let o = HttpOrigin::builder("http://h/")
+            .first_byte_timeout(secs(1))
+            .follow_redirects(usize::MAX)
+            .build()
+            .unwrap();
+        assert_eq!(o.attempt_budget(), secs(u64::from(u32::MAX)));
+    }
+
+    #[test]
+    fn checking_refuses_what_building_refuses() {
+        for url in [
+            "",
+            "h",
+            "ftp://h/",
+            "http://u:p@h/",
+            "http://h/?q=1",
+            "http://h/",
+        ] {
+            let b = HttpOrigin::builder(url);
+            assert_eq!(b.check().is_ok(), b.build().is_ok(), "{url}");
+        }
+    }
 
     #[test]
     fn urls_stay_on_the_configured_host() {

@@ -1,5 +1,6 @@
 //! The origin's body as a stream of chunks, failing when no byte arrives for the idle timeout
-//! or when the overall deadline passes.
+//! or when the overall deadline passes. Any idle timeout works, up to `Duration::MAX`
+//! (read as "far future").
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::Error;
+use crate::time::{capped, deadline};
 
 pin_project! {
     /// The origin's body as a stream of chunks that fails when no byte arrives for `idle`.
@@ -40,7 +42,7 @@ impl IdleBody {
     ) -> Self {
         Self {
             body,
-            sleep: tokio::time::sleep(idle),
+            sleep: tokio::time::sleep(capped(idle)),
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
             idle,
             url,
@@ -61,7 +63,7 @@ impl Stream for IdleBody {
         loop {
             match this.body.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    this.sleep.as_mut().reset(Instant::now() + *this.idle);
+                    this.sleep.as_mut().reset(deadline(*this.idle));
                     if let Ok(data) = frame.into_data() {
                         if data.is_empty() {
                             continue;
