@@ -55,6 +55,7 @@ mod rule;
 mod serve;
 mod service;
 pub mod store;
+pub mod sweep;
 mod time;
 pub mod warmup;
 pub mod webhook;
