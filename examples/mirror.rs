@@ -21,6 +21,11 @@
 //! from the store versus pulled, keys and bytes pulled, fills in flight, background queue.
 //! Logs go to stderr (`RUST_LOG=debug` for more). On Ctrl-C the server stops accepting,
 //! fills in flight get `--grace` to finish, the rest are aborted: nothing partial is left.
+//!
+//! At start, for a `file://` store, staging files that a killed process left behind (older
+//! than `store.staging_max_age`, one day by default; see `tower_origin_pull::sweep`) are
+//! removed and the result logged. The webhook of `[events]`, if any, is started with the
+//! layer (`Config::build`); its counters are logged at shutdown.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,7 +36,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use tower_layer::Layer;
 use tower_origin_pull::config::{Config, OriginConfig, RuleConfig, StoreConfig};
-use tower_origin_pull::{OriginPullLayer, ServeStore};
+use tower_origin_pull::{OriginPullLayer, ServeStore, sweep};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -139,9 +144,16 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), BoxError> {
     let config = config(&args)?;
+    // Validate before anything is opened or created.
+    let problems = config.validate();
+    if !problems.is_empty() {
+        return Err(tower_origin_pull::Error::InvalidConfig { problems }.into());
+    }
     let store = config.store.open()?;
-    let layer = OriginPullLayer::from_config_with(&config, store.clone())?;
-    let _webhook = config.webhook()?.map(|w| w.spawn(layer.subscribe()));
+    sweep_staging(&config.store).await?;
+    // Builds the layer and starts the webhook of `[events]`, if any (once: not again here).
+    let built = config.build(Some(store.clone()))?;
+    let (layer, webhook) = (built.layer, built.webhook);
     let mut serve_store = ServeStore::new(store);
     if let Some(prefix) = config.store.key_prefix() {
         serve_store = serve_store.with_prefix(prefix);
@@ -190,7 +202,42 @@ async fn run(args: Args) -> Result<(), BoxError> {
         dropped_queued = report.dropped_queued,
         "fills settled; nothing partial left in the store"
     );
+    if let Some(webhook) = webhook {
+        let stats = webhook.stats();
+        tracing::info!(
+            delivered = stats.delivered,
+            failed = stats.failed,
+            lost = stats.lost,
+            "webhook"
+        );
+    }
     Ok(())
+}
+
+/// Remove the staging files a killed mirror left in a `file://` store, and say so.
+async fn sweep_staging(store: &StoreConfig) -> Result<(), BoxError> {
+    let Some((root, age)) = store.staging_sweep()? else {
+        return Ok(());
+    };
+    let report = sweep::sweep_staging(&root, age).await?;
+    tracing::info!(
+        root = %root.display(),
+        older_than = %humantime_like(age),
+        removed = report.removed,
+        bytes = report.bytes,
+        kept_young = report.kept_young,
+        errors = report.errors,
+        "swept abandoned staging files"
+    );
+    for error in &report.error_samples {
+        tracing::warn!(%error, "staging sweep");
+    }
+    Ok(())
+}
+
+/// `age` as whole seconds, for the log.
+fn humantime_like(age: Duration) -> String {
+    format!("{}s", age.as_secs())
 }
 
 fn status(layer: &OriginPullLayer) -> serde_json::Value {

@@ -12,9 +12,15 @@
 //! - `ServeStore` with arbitrary `Range` / `If-*` headers: never panics; every answer is one
 //!   of 200/206/304/412/416 with bytes that match it; single ranges agree with a model.
 //! - `HttpOrigin::new` never panics, and an origin it accepts keeps every URL on its host.
+//! - Every numeric configuration field, at its maximum (durations up to `Duration::MAX`,
+//!   sizes up to `u64::MAX`, counts up to `usize::MAX`, weights up to `u32::MAX`), at its
+//!   documented limit and at random values: validation refuses it at the field's location,
+//!   or `OriginPullLayer::from_config` builds a layer that serves a real pull (with
+//!   failover, a breaker that opens, a remembered `404` and a webhook delivering events).
 //!
-//! 256 cases each (128 for the one that makes HTTP requests), or `PROPTEST_CASES`; the fuzz
-//! targets under `fuzz/` run the same properties for as long as one likes.
+//! 256 cases each (128 for the one that makes HTTP requests, 32 for the configuration
+//! fields that serve real pulls), or `PROPTEST_CASES`; the fuzz targets under `fuzz/` run
+//! the same properties for as long as one likes.
 
 mod common;
 
@@ -692,5 +698,314 @@ proptest! {
         let rt = runtime();
         let _inside = rt.enter();
         let _ = OriginPullLayer::from_config_with(&config, Arc::new(InMemory::new()));
+    }
+}
+
+// ----- every numeric configuration field, up to its maximum -----
+
+/// Where a numeric setting lives in the document.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Section {
+    Top,
+    Store,
+    Rule,
+    Origin,
+    Events,
+}
+
+/// What kind of number a setting is, which decides its maximum and its random values.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Any duration (`"0s"` included).
+    Duration,
+    /// A duration after which something fails (`"0s"` is refused).
+    Timeout,
+    /// A size in bytes.
+    Size,
+    /// A `usize` count.
+    Count,
+    /// A `u32` count.
+    Count32,
+    /// `weights`: a `u32` per host.
+    Weights,
+}
+
+/// Every numeric field of `config::Config` and its nested structs.
+const FIELDS: &[(Section, &str, Kind)] = &[
+    (Section::Top, "coalesce_window", Kind::Size),
+    (Section::Top, "slow_reader_grace", Kind::Duration),
+    (Section::Top, "remember_not_found", Kind::Duration),
+    (Section::Top, "background_queue", Kind::Count),
+    (Section::Top, "background_concurrency", Kind::Count),
+    (Section::Top, "max_fills", Kind::Count),
+    (Section::Top, "fill_queue_timeout", Kind::Duration),
+    (Section::Top, "retry_after", Kind::Duration),
+    (Section::Top, "head_timeout", Kind::Timeout),
+    (Section::Top, "stall_timeout", Kind::Timeout),
+    (Section::Store, "multipart_threshold", Kind::Size),
+    (Section::Store, "part_size", Kind::Size),
+    (Section::Store, "max_concurrent_parts", Kind::Count),
+    (Section::Store, "staging_max_age", Kind::Duration),
+    (Section::Rule, "max_object_size", Kind::Size),
+    (Section::Origin, "weights", Kind::Weights),
+    (Section::Origin, "connect_timeout", Kind::Timeout),
+    (Section::Origin, "first_byte_timeout", Kind::Timeout),
+    (Section::Origin, "idle_timeout", Kind::Timeout),
+    (Section::Origin, "total_timeout", Kind::Timeout),
+    (Section::Origin, "follow_redirects", Kind::Count),
+    (Section::Origin, "breaker_failures", Kind::Count32),
+    (Section::Origin, "breaker_cooldown", Kind::Duration),
+    (Section::Origin, "retries", Kind::Count),
+    (Section::Events, "max_in_flight", Kind::Count),
+    (Section::Events, "attempts", Kind::Count),
+];
+
+/// The largest value of each kind the document can hold.
+fn maximum(kind: Kind) -> serde_json::Value {
+    use serde_json::json;
+    match kind {
+        Kind::Duration | Kind::Timeout => json!("18446744073709551615s 999999999ns"),
+        Kind::Size => json!("18446744073709551615"),
+        Kind::Count => json!(usize::MAX),
+        Kind::Count32 => json!(u32::MAX),
+        Kind::Weights => json!([u32::MAX, u32::MAX]),
+    }
+}
+
+/// Random values of each kind: small, plausible and huge. Timeouts and sizes stay where a
+/// pull can succeed in a test (a timeout of a second or more, a part of a KiB or more).
+fn value(kind: Kind) -> BoxedStrategy<serde_json::Value> {
+    use serde_json::json;
+    let secs = |lo: u64| {
+        prop_oneof![
+            (lo..=3600u64).prop_map(|s| json!(format!("{s}s"))),
+            (lo..=u64::MAX).prop_map(|s| json!(format!("{s}s"))),
+        ]
+    };
+    match kind {
+        Kind::Duration => prop_oneof![
+            (0..=2000u64).prop_map(|ms| json!(format!("{ms}ms"))),
+            secs(0),
+        ]
+        .boxed(),
+        Kind::Timeout => prop_oneof![1 => Just(json!("0s")), 8 => secs(2)].boxed(),
+        Kind::Size => prop_oneof![
+            (1024..=(1u64 << 30)).prop_map(|b| json!(b.to_string())),
+            (1024..=u64::MAX).prop_map(|b| json!(b.to_string())),
+        ]
+        .boxed(),
+        Kind::Count => prop_oneof![
+            (0..=200usize).prop_map(|n| json!(n)),
+            (0..=2_000_000usize).prop_map(|n| json!(n)),
+            any::<usize>().prop_map(|n| json!(n)),
+        ]
+        .boxed(),
+        Kind::Count32 => any::<u32>().prop_map(|n| json!(n)).boxed(),
+        Kind::Weights => (any::<u32>(), any::<u32>())
+            .prop_map(|(a, b)| json!([a, b]))
+            .boxed(),
+    }
+}
+
+/// Where validation must report a refusal of the field.
+fn location(section: Section, name: &str) -> String {
+    match section {
+        Section::Top => name.to_owned(),
+        Section::Store => format!("store.{name}"),
+        Section::Rule => format!("rules[0].{name}"),
+        Section::Origin => format!("rules[0].origin.{name}"),
+        Section::Events => format!("events.{name}"),
+    }
+}
+
+/// A port nothing listens on (connections to it are refused at once).
+async fn dead_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A webhook receiver that counts the events it gets.
+async fn event_sink() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = axum::Router::new().fallback(move || {
+        let seen = seen.clone();
+        async move {
+            seen.fetch_add(1, Ordering::Relaxed);
+            StatusCode::NO_CONTENT
+        }
+    });
+    let addr = common::serve(app).await;
+    (format!("http://{addr}/events"), count)
+}
+
+/// One setting: where, which, what.
+type Setting = (Section, &'static str, serde_json::Value);
+
+/// The configuration with these settings: validation refuses it at the settings'
+/// locations, or `OriginPullLayer::from_config` builds a layer that pulls a real object from
+/// a real origin (after failing over from a dead primary, which opens its breaker), answers
+/// a missing key `404`, and whose webhook delivers events.
+async fn builds_and_serves_or_is_refused(settings: &[Setting]) -> Result<(), TestCaseError> {
+    use std::sync::atomic::Ordering;
+    let origin = common::TestOrigin::start().await;
+    let object = common::random_bytes(20 * 1024, 7);
+    origin.object("obj.bin", object.clone());
+    let dead = format!("http://127.0.0.1:{}/", dead_port().await);
+    let (sink, events) = event_sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = serde_json::json!({
+        "store": { "url": format!("file://{}", dir.path().display()) },
+        "rules": [{
+            "name": "r",
+            "origin": { "hosts": [dead], "standby": [origin.url], "breaker_failures": 1 },
+        }],
+        "events": { "webhook": sink },
+    });
+    let mut what = Vec::new();
+    for (section, name, value) in settings {
+        let slot = match section {
+            Section::Top => &mut doc,
+            Section::Store => &mut doc["store"],
+            Section::Rule => &mut doc["rules"][0],
+            Section::Origin => &mut doc["rules"][0]["origin"],
+            Section::Events => &mut doc["events"],
+        };
+        if *name == "weights" {
+            // Two healthy primaries, so the weighted pick sums both weights.
+            slot["hosts"] = serde_json::json!([origin.url, origin.url]);
+            slot.as_object_mut().unwrap().remove("standby");
+        }
+        slot[*name] = value.clone();
+        what.push(format!("{name} = {value}"));
+    }
+    let what = what.join(", ");
+    let config = tower_origin_pull::config::Config::from_json(&doc.to_string())
+        .map_err(|e| TestCaseError::fail(format!("{what}: {e}")))?;
+    let problems = config.validate();
+    if !problems.is_empty() {
+        let at: Vec<String> = settings.iter().map(|(s, n, _)| location(*s, n)).collect();
+        prop_assert!(
+            problems.iter().all(|p| at.contains(&p.at)),
+            "{what}: expected problems at {at:?} only, got {problems:?}"
+        );
+        prop_assert!(
+            OriginPullLayer::from_config(&config).is_err(),
+            "{what}: validation refused it, from_config did not"
+        );
+        return Ok(());
+    }
+    let layer = OriginPullLayer::from_config(&config)
+        .map_err(|e| TestCaseError::fail(format!("{what}: valid but not built: {e}")))?;
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let addr = common::serve(common::store_service(store).layer(layer)).await;
+    let client = common::client();
+    let served = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let missing = common::get(&client, &format!("http://{addr}/missing.bin")).await;
+        let first = common::get(&client, &format!("http://{addr}/obj.bin")).await;
+        let second = common::get(&client, &format!("http://{addr}/obj.bin")).await;
+        (missing, first, second)
+    })
+    .await;
+    let Ok((missing, first, second)) = served else {
+        return Err(TestCaseError::fail(format!("{what}: the requests hung")));
+    };
+    prop_assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", what);
+    for got in [&first, &second] {
+        prop_assert_eq!(got.status, StatusCode::OK, "{}", what);
+        prop_assert_eq!(got.body.as_deref().ok(), Some(&object[..]), "{}", what);
+    }
+    let delivered = common::eventually(std::time::Duration::from_secs(5), || async {
+        events.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    prop_assert!(delivered, "{}: the configured webhook got no event", what);
+    Ok(())
+}
+
+/// The largest value a count accepts (its documented limit), where it has one.
+fn largest_accepted(name: &str) -> Option<serde_json::Value> {
+    use tower_origin_pull::config::limits;
+    let n = match name {
+        "background_queue" => limits::BACKGROUND_QUEUE,
+        "background_concurrency" => tower_origin_pull::DEFAULT_MAX_FILLS,
+        "max_fills" => limits::MAX_FILLS,
+        "max_concurrent_parts" => limits::CONCURRENT_PARTS,
+        "follow_redirects" => limits::REDIRECTS,
+        "retries" => limits::RETRIES,
+        "max_in_flight" => limits::WEBHOOK_IN_FLIGHT,
+        "attempts" => limits::WEBHOOK_ATTEMPTS,
+        _ => return None,
+    };
+    Some(serde_json::json!(n))
+}
+
+/// Each field at its maximum, one after the other (the maxima are where the overflows
+/// were), and each count at its documented limit and one past it.
+#[test]
+fn every_numeric_field_at_its_maximum_builds_and_serves_or_is_refused_there() {
+    let rt = runtime();
+    let check = |settings: &[Setting]| {
+        rt.block_on(builds_and_serves_or_is_refused(settings))
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    for &(section, name, kind) in FIELDS {
+        check(&[(section, name, maximum(kind))]);
+        if let Some(limit) = largest_accepted(name) {
+            let problems = |value: &serde_json::Value| {
+                let mut doc = serde_json::json!({
+                    "store": { "url": "memory://" },
+                    "rules": [{ "origin": { "hosts": ["http://h/"] } }],
+                    "events": {},
+                });
+                let slot = match section {
+                    Section::Top => &mut doc,
+                    Section::Store => &mut doc["store"],
+                    Section::Rule => &mut doc["rules"][0],
+                    Section::Origin => &mut doc["rules"][0]["origin"],
+                    Section::Events => &mut doc["events"],
+                };
+                slot[name] = value.clone();
+                tower_origin_pull::config::Config::from_json(&doc.to_string())
+                    .unwrap()
+                    .validate()
+            };
+            assert!(problems(&limit).is_empty(), "{name} = {limit}");
+            let past = serde_json::json!(limit.as_u64().unwrap() + 1);
+            let refused = problems(&past);
+            assert_eq!(refused.len(), 1, "{name} = {past}: {refused:?}");
+            assert_eq!(refused[0].at, location(section, name));
+            check(&[(section, name, limit)]);
+        }
+    }
+    // The weights of the issue: the first GETs through them used to panic.
+    check(&[(Section::Origin, "weights", serde_json::json!([u32::MAX, 1]))]);
+    // Background fills may take every slot of the largest bound.
+    let most = serde_json::json!(tower_origin_pull::config::limits::MAX_FILLS);
+    check(&[
+        (Section::Top, "max_fills", most.clone()),
+        (Section::Top, "background_concurrency", most),
+    ]);
+}
+
+fn field_and_value() -> impl Strategy<Value = Setting> {
+    (0..FIELDS.len()).prop_flat_map(|i| {
+        let (section, name, kind) = FIELDS[i];
+        value(kind).prop_map(move |v| (section, name, v))
+    })
+}
+
+proptest! {
+    // Each case serves real requests: few cases, still every kind of value over the runs.
+    #![proptest_config(config(32))]
+
+    /// Random values of every numeric field: built and serving, or refused at the field.
+    #[test]
+    fn numeric_fields_at_random_values_build_and_serve_or_are_refused_there(
+        setting in field_and_value(),
+    ) {
+        runtime().block_on(builds_and_serves_or_is_refused(&[setting]))?;
     }
 }

@@ -1,5 +1,9 @@
-//! Config → layer: every value is checked, every problem collected with its location.
+//! Config → layer, in two passes over the same code: a check pass that only looks at the
+//! values (no store opened, no directory created, no client built) and collects every
+//! problem with its location, and — only when that found nothing — a build pass that opens
+//! and builds.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +13,7 @@ use http::header::HeaderName;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
+use super::limits;
 use super::{Config, HeaderPolicyConfig, OriginConfig, RewriteConfig, RuleConfig, StoreConfig};
 use crate::error::Problem;
 use crate::origin::{BucketOrigin, HttpOrigin, Origin, Origins, Protocol};
@@ -16,11 +21,15 @@ use crate::rule::{
     Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, Mode, Oversize,
     QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
 };
-use crate::{BucketStore, FillOverflow, OriginPullLayer, Webhook};
+use crate::{BucketStore, DEFAULT_MAX_FILLS, OriginPullLayer, Webhook};
 
-/// Collects problems while building.
+/// Collects problems; in the build pass, also opens and builds.
 struct Check {
     problems: Vec<Problem>,
+    /// `false`: only check (the validation pass); `true`: open stores, build clients.
+    build: bool,
+    /// A store is given in code: `store.url` is not opened, so it need not be valid.
+    store_given: bool,
 }
 
 impl Check {
@@ -31,6 +40,8 @@ impl Check {
         });
     }
 
+    /// Any duration humantime reads, up to `Duration::MAX`: the layer saturates the long
+    /// ones to "far future".
     fn duration(&mut self, at: &str, value: &Option<String>) -> Option<Duration> {
         let text = value.as_deref()?;
         match humantime::parse_duration(text) {
@@ -45,6 +56,19 @@ impl Check {
         }
     }
 
+    /// A duration after which something fails: zero would fail every request.
+    fn timeout(&mut self, at: &str, value: &Option<String>) -> Option<Duration> {
+        let d = self.duration(at, value)?;
+        if d.is_zero() {
+            self.problem(
+                at,
+                "a zero timeout would fail every request; give a duration",
+            );
+            return None;
+        }
+        Some(d)
+    }
+
     fn size(&mut self, at: &str, value: &Option<String>) -> Option<u64> {
         let text = value.as_deref()?;
         match bytesize::ByteSize::from_str(text) {
@@ -57,6 +81,37 @@ impl Check {
                 None
             }
         }
+    }
+
+    /// A size held in memory: at most the platform's `usize`.
+    fn memory_size(&mut self, at: &str, value: &Option<String>) -> Option<usize> {
+        let size = self.size(at, value)?;
+        match usize::try_from(size) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.problem(
+                    at,
+                    format!("{size} bytes is more than this platform can address"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A count within `min ..= max`.
+    fn count<T: Copy + PartialOrd + std::fmt::Display>(
+        &mut self,
+        at: &str,
+        value: Option<T>,
+        min: T,
+        max: T,
+    ) -> Option<T> {
+        let n = value?;
+        if n < min || n > max {
+            self.problem(at, format!("{n} is not within {min} ..= {max}"));
+            return None;
+        }
+        Some(n)
     }
 
     fn one_of<T: Copy>(
@@ -85,36 +140,117 @@ impl Check {
             }
         }
     }
+
+    /// The durations among object_store client options: readable, and at most
+    /// [`limits::CLIENT_OPTION_DURATION`] (object_store and its connector add them to
+    /// instants).
+    fn client_options(&mut self, at: &str, options: &BTreeMap<String, String>) {
+        for (key, value) in options {
+            if !CLIENT_DURATIONS.contains(&key.as_str()) {
+                continue;
+            }
+            let at = format!("{at}.{key}");
+            match humantime::parse_duration(value) {
+                Ok(d) if d > limits::CLIENT_OPTION_DURATION => self.problem(
+                    at,
+                    format!("{value:?} is longer than the limit of 365 days"),
+                ),
+                Ok(_) => {}
+                Err(e) => self.problem(
+                    at,
+                    format!("{value:?} is not a duration ({e}); write \"30s\", \"250ms\""),
+                ),
+            }
+        }
+    }
 }
 
-/// Open a store from its URL.
-pub(crate) fn open_store(
-    url: &str,
-    options: &std::collections::BTreeMap<String, String>,
-) -> Result<Arc<dyn ObjectStore>, String> {
+/// object_store's client options that are durations.
+const CLIENT_DURATIONS: &[&str] = &[
+    "timeout",
+    "connect_timeout",
+    "read_timeout",
+    "pool_idle_timeout",
+    "http2_keep_alive_interval",
+    "http2_keep_alive_timeout",
+];
+
+/// `store.staging_max_age`: `None` for `"off"`, the default (one day) when not given.
+pub(super) fn staging_age(text: Option<&str>) -> Result<Option<Duration>, String> {
+    match text {
+        None => Ok(Some(crate::sweep::DEFAULT_STAGING_MAX_AGE)),
+        Some("off") => Ok(None),
+        Some(text) => match humantime::parse_duration(text) {
+            Ok(d) if d < limits::STAGING_MIN_AGE => Err(format!(
+                "{text:?} could remove the staging files of writes still running; give at \
+                 least \"1m\" (a day is the default), or \"off\""
+            )),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(format!(
+                "{text:?} is neither \"off\" nor a duration ({e}); write \"1d\", \"12h\""
+            )),
+        },
+    }
+}
+
+/// Check a store URL without opening anything.
+pub(crate) fn check_store_url(url: &str, options: &BTreeMap<String, String>) -> Result<(), String> {
     if url == "memory://" || url == "memory:///" {
-        return Ok(Arc::new(object_store::memory::InMemory::new()));
+        return Ok(());
     }
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
             return Err("a file URL needs an absolute path: file:///var/data".to_owned());
         }
-        std::fs::create_dir_all(path).map_err(|e| format!("cannot create {path}: {e}"))?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
-            .map_err(|e| e.to_string())?;
-        return Ok(Arc::new(fs));
+        return Ok(());
     }
     if url.starts_with("s3://") {
-        return open_s3(url, options);
+        return check_s3(url, options);
     }
     Err("not a store URL: use file:///path, memory:// or s3://bucket/prefix".to_owned())
 }
 
-#[cfg(feature = "aws")]
-fn open_s3(
+/// Open a store from its URL; `create`: create a `file://` directory that is missing.
+pub(crate) fn open_store(
     url: &str,
-    options: &std::collections::BTreeMap<String, String>,
+    options: &BTreeMap<String, String>,
+    create: bool,
 ) -> Result<Arc<dyn ObjectStore>, String> {
+    check_store_url(url, options)?;
+    if url == "memory://" || url == "memory:///" {
+        return Ok(Arc::new(object_store::memory::InMemory::new()));
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        if create {
+            std::fs::create_dir_all(path).map_err(|e| format!("cannot create {path}: {e}"))?;
+        }
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
+            .map_err(|e| format!("{path}: {e}"))?;
+        return Ok(Arc::new(fs));
+    }
+    open_s3(url, options)
+}
+
+#[cfg(feature = "aws")]
+fn check_s3(url: &str, options: &BTreeMap<String, String>) -> Result<(), String> {
+    use object_store::aws::AmazonS3ConfigKey;
+    let rest = url.trim_start_matches("s3://");
+    if rest.split('/').next().is_none_or(str::is_empty) {
+        return Err("an s3 URL names a bucket: s3://bucket/prefix".to_owned());
+    }
+    for key in options.keys() {
+        AmazonS3ConfigKey::from_str(key).map_err(|e| format!("option {key:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+fn check_s3(_url: &str, _options: &BTreeMap<String, String>) -> Result<(), String> {
+    Err("s3:// stores need the `aws` feature".to_owned())
+}
+
+#[cfg(feature = "aws")]
+fn open_s3(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>, String> {
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
     let mut builder = AmazonS3Builder::from_env()
         .with_url(url)
@@ -132,13 +268,13 @@ fn open_s3(
 #[cfg(not(feature = "aws"))]
 fn open_s3(
     _url: &str,
-    _options: &std::collections::BTreeMap<String, String>,
+    _options: &BTreeMap<String, String>,
 ) -> Result<Arc<dyn ObjectStore>, String> {
     Err("s3:// stores need the `aws` feature".to_owned())
 }
 
 /// The prefix inside an `s3://bucket/prefix` URL (the bucket itself is the store).
-fn url_prefix(url: &str) -> Option<String> {
+pub(super) fn url_prefix(url: &str) -> Option<String> {
     let rest = url.strip_prefix("s3://")?;
     let (_, prefix) = rest.split_once('/')?;
     let prefix = prefix.trim_matches('/');
@@ -150,15 +286,43 @@ fn store(
     config: &StoreConfig,
     given: Option<Arc<dyn ObjectStore>>,
 ) -> Option<BucketStore> {
-    let opened = match given.map_or_else(|| open_store(&config.url, &config.options), Ok) {
-        Ok(s) => Some(s),
+    let url_ok = match check_store_url(&config.url, &config.options) {
+        Ok(()) => true,
         Err(e) => {
-            c.problem("store.url", e);
-            None
+            // A store given in code replaces the URL's: its URL need not open.
+            if given.is_none() && !c.store_given {
+                c.problem("store.url", e);
+            }
+            false
         }
     };
-    let threshold = c.size("store.multipart_threshold", &config.multipart_threshold);
-    let part = c.size("store.part_size", &config.part_size);
+    c.client_options("store.options", &config.options);
+    let threshold = c.memory_size("store.multipart_threshold", &config.multipart_threshold);
+    let part = c.memory_size("store.part_size", &config.part_size);
+    if config.url.starts_with("s3://") {
+        if threshold.is_some_and(|t| t as u64 > limits::S3_MAX_PART) {
+            c.problem(
+                "store.multipart_threshold",
+                "S3 takes at most 5 GiB in one PUT; give at most \"5GiB\"",
+            );
+        }
+        if part.is_some_and(|p| p as u64 > limits::S3_MAX_PART || (p as u64) < limits::S3_MIN_PART)
+        {
+            c.problem(
+                "store.part_size",
+                "S3 parts are 5 MiB to 5 GiB; give a size within \"5MiB\" ..= \"5GiB\"",
+            );
+        }
+    }
+    let parts = c.count(
+        "store.max_concurrent_parts",
+        config.max_concurrent_parts,
+        1,
+        limits::CONCURRENT_PARTS,
+    );
+    if let Err(e) = staging_age(config.staging_max_age.as_deref()) {
+        c.problem("store.staging_max_age", e);
+    }
     let prefix = config.prefix.clone().or_else(|| url_prefix(&config.url));
     let prefix = match prefix.as_deref().map(Path::parse) {
         Some(Err(e)) => {
@@ -168,17 +332,31 @@ fn store(
         Some(Ok(p)) => Some(p),
         None => None,
     };
-    let mut bucket = BucketStore::new(opened?);
+    if !c.build {
+        return None;
+    }
+    let opened = match given {
+        Some(store) => store,
+        None if url_ok => match open_store(&config.url, &config.options, true) {
+            Ok(store) => store,
+            Err(e) => {
+                c.problem("store.url", e);
+                return None;
+            }
+        },
+        None => return None,
+    };
+    let mut bucket = BucketStore::new(opened);
     if let Some(p) = prefix {
         bucket = bucket.with_prefix(p);
     }
     if let Some(t) = threshold {
-        bucket = bucket.with_multipart_threshold(t as usize);
+        bucket = bucket.with_multipart_threshold(t);
     }
     if let Some(p) = part {
-        bucket = bucket.with_part_size(p as usize);
+        bucket = bucket.with_part_size(p);
     }
-    if let Some(n) = config.max_concurrent_parts {
+    if let Some(n) = parts {
         bucket = bucket.with_max_concurrent_parts(n);
     }
     if let Some(yes) = config.tombstones {
@@ -187,43 +365,78 @@ fn store(
     Some(bucket)
 }
 
-fn http_origin(c: &mut Check, at: &str, url: &str, o: &OriginConfig) -> Option<HttpOrigin> {
+/// An origin's settings shared by its hosts, read once.
+struct HostSettings {
+    connect: Option<Duration>,
+    first_byte: Option<Duration>,
+    idle: Option<Duration>,
+    total: Option<Duration>,
+    redirects: Option<usize>,
+    protocol: Option<Protocol>,
+}
+
+impl HostSettings {
+    fn read(c: &mut Check, at: &str, o: &OriginConfig) -> Self {
+        let protocols = [
+            ("http", Protocol::Http),
+            ("https", Protocol::Https),
+            ("same", Protocol::SameAsRequest),
+        ];
+        Self {
+            connect: c.timeout(&format!("{at}.connect_timeout"), &o.connect_timeout),
+            first_byte: c.timeout(&format!("{at}.first_byte_timeout"), &o.first_byte_timeout),
+            idle: c.timeout(&format!("{at}.idle_timeout"), &o.idle_timeout),
+            total: c.timeout(&format!("{at}.total_timeout"), &o.total_timeout),
+            redirects: c.count(
+                &format!("{at}.follow_redirects"),
+                o.follow_redirects,
+                0,
+                limits::REDIRECTS,
+            ),
+            protocol: c.one_of(&format!("{at}.protocol"), &o.protocol, &protocols),
+        }
+    }
+}
+
+fn http_origin(
+    c: &mut Check,
+    at: &str,
+    url: &str,
+    o: &OriginConfig,
+    settings: &HostSettings,
+) -> Option<HttpOrigin> {
     let mut b = HttpOrigin::builder(url);
-    if let Some(d) = c.duration(&format!("{at}.connect_timeout"), &o.connect_timeout) {
+    if let Some(d) = settings.connect {
         b = b.connect_timeout(d);
     }
-    if let Some(d) = c.duration(&format!("{at}.first_byte_timeout"), &o.first_byte_timeout) {
+    if let Some(d) = settings.first_byte {
         b = b.first_byte_timeout(d);
     }
-    if let Some(d) = c.duration(&format!("{at}.idle_timeout"), &o.idle_timeout) {
+    if let Some(d) = settings.idle {
         b = b.idle_timeout(d);
     }
-    if let Some(d) = c.duration(&format!("{at}.total_timeout"), &o.total_timeout) {
+    if let Some(d) = settings.total {
         b = b.total_timeout(d);
     }
-    if let Some(n) = o.follow_redirects {
+    if let Some(n) = settings.redirects {
         b = b.follow_redirects(n);
     }
     for host in &o.allow_redirect_to {
         b = b.allow_redirect_to(host.clone());
     }
-    let protocols = [
-        ("http", Protocol::Http),
-        ("https", Protocol::Https),
-        ("same", Protocol::SameAsRequest),
-    ];
-    if let Some(p) = c.one_of(&format!("{at}.protocol"), &o.protocol, &protocols) {
+    if let Some(p) = settings.protocol {
         b = b.protocol(p);
     }
-    match b.build() {
-        Ok(origin) => Some(origin),
+    // The check pass builds no client (nor TLS setup).
+    let built = if c.build {
+        b.build().map(Some)
+    } else {
+        b.check().map(|()| None)
+    };
+    match built {
+        Ok(origin) => origin,
         Err(e) => {
-            c.problem(
-                at,
-                e.to_string()
-                    .trim_start_matches("invalid configuration: ")
-                    .to_owned(),
-            );
+            c.problem(at, strip(e));
             None
         }
     }
@@ -234,11 +447,28 @@ fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> 
         if !o.hosts.is_empty() || !o.standby.is_empty() {
             c.problem(at, "give either `bucket` or `hosts`, not both");
         }
-        return match open_store(bucket, &o.bucket_options) {
+        let options_at = format!("{at}.bucket_options");
+        c.client_options(&options_at, &o.bucket_options);
+        let budget = o
+            .bucket_options
+            .get("timeout")
+            .and_then(|t| humantime::parse_duration(t).ok());
+        if let Err(e) = check_store_url(bucket, &o.bucket_options) {
+            c.problem(format!("{at}.bucket"), e);
+            return None;
+        }
+        if !c.build {
+            return None;
+        }
+        // An origin bucket is read, never created.
+        return match open_store(bucket, &o.bucket_options, false) {
             Ok(store) => {
                 let mut origin = BucketOrigin::new(store);
                 if let Some(prefix) = url_prefix(bucket) {
                     origin = origin.with_prefix(Path::from(prefix));
+                }
+                if let Some(budget) = budget {
+                    origin = origin.with_attempt_budget(budget);
                 }
                 Some(Arc::new(origin))
             }
@@ -262,17 +492,19 @@ fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> 
         );
     }
     let cooldown = c.duration(&format!("{at}.breaker_cooldown"), &o.breaker_cooldown);
+    let retries = c.count(&format!("{at}.retries"), o.retries, 0, limits::RETRIES);
+    let settings = HostSettings::read(c, at, o);
     let primaries: Vec<Option<HttpOrigin>> = o
         .hosts
         .iter()
         .enumerate()
-        .map(|(i, url)| http_origin(c, &format!("{at}.hosts[{i}]"), url, o))
+        .map(|(i, url)| http_origin(c, &format!("{at}.hosts[{i}]"), url, o, &settings))
         .collect();
     let standbys: Vec<Option<HttpOrigin>> = o
         .standby
         .iter()
         .enumerate()
-        .map(|(i, url)| http_origin(c, &format!("{at}.standby[{i}]"), url, o))
+        .map(|(i, url)| http_origin(c, &format!("{at}.standby[{i}]"), url, o, &settings))
         .collect();
     let fail_over: Vec<StatusCode> = o
         .fail_over_on
@@ -304,7 +536,7 @@ fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> 
             cooldown.unwrap_or(Duration::from_secs(30)),
         );
     }
-    if let Some(n) = o.retries {
+    if let Some(n) = retries {
         set = set.retries(n);
     }
     Some(Arc::new(set))
@@ -644,19 +876,56 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
     Some(rule)
 }
 
+/// Every problem in `config`; nothing is opened or built. `store_given`: the store is given
+/// in code, so `store.url` is not checked.
+pub(super) fn validate(config: &Config, store_given: bool) -> Vec<Problem> {
+    let mut c = Check {
+        problems: Vec::new(),
+        build: false,
+        store_given,
+    };
+    let _ = assemble(&mut c, config, None);
+    c.problems
+}
+
+/// Validate `config`, then (only when it is valid) open its store (unless `given`) and build
+/// the layer and the webhook it names (not started).
 pub(super) fn build(
     config: &Config,
     given: Option<Arc<dyn ObjectStore>>,
-) -> Result<OriginPullLayer, Vec<Problem>> {
+) -> Result<(OriginPullLayer, Option<Webhook>), Vec<Problem>> {
+    let problems = validate(config, given.is_some());
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let mut c = Check {
         problems: Vec::new(),
+        build: true,
+        store_given: given.is_some(),
     };
-    let store = store(&mut c, &config.store, given);
+    match assemble(&mut c, config, given) {
+        _ if !c.problems.is_empty() => Err(c.problems),
+        Some(built) => Ok(built),
+        None => Err(vec![Problem {
+            at: String::new(),
+            message: "the configuration could not be built".to_owned(),
+        }]),
+    }
+}
+
+/// One pass over the whole configuration: `None` in the check pass, or when something could
+/// not be built (a problem says why).
+fn assemble(
+    c: &mut Check,
+    config: &Config,
+    given: Option<Arc<dyn ObjectStore>>,
+) -> Option<(OriginPullLayer, Option<Webhook>)> {
+    let store = store(c, &config.store, given);
     let rules: Vec<Option<Rule>> = config
         .rules
         .iter()
         .enumerate()
-        .map(|(i, r)| rule(&mut c, &format!("rules[{i}]"), r))
+        .map(|(i, r)| rule(c, &format!("rules[{i}]"), r))
         .collect();
     if config.rules.is_empty() {
         c.problem("rules", "no rules: the layer would pull nothing");
@@ -672,28 +941,50 @@ pub(super) fn build(
             }
         }
     }
-    let window = c.size("coalesce_window", &config.coalesce_window);
+    let window = c.memory_size("coalesce_window", &config.coalesce_window);
     let grace = c.duration("slow_reader_grace", &config.slow_reader_grace);
     let negative = c.duration("remember_not_found", &config.remember_not_found);
-    let retry_after = c
-        .duration("retry_after", &config.retry_after)
-        .unwrap_or(Duration::from_secs(5));
-    let overflow = c.one_of(
-        "fill_overflow",
-        &config.fill_overflow,
-        &[
-            ("proxy", FillOverflow::Proxy),
-            ("unavailable", FillOverflow::Unavailable(retry_after)),
-        ],
-    );
-    if config.max_fills.is_none()
-        && (config.fill_overflow.is_some() || config.retry_after.is_some())
-    {
+    if config.fill_overflow.is_some() {
         c.problem(
             "fill_overflow",
-            "`fill_overflow` and `retry_after` need `max_fills`",
+            "removed in 0.2: past `max_fills` a miss waits `fill_queue_timeout`, then gets `503` \
+             with `Retry-After` (`retry_after`); delete this line",
         );
     }
+    let retry_after = c.duration("retry_after", &config.retry_after);
+    let queue_timeout = c.duration("fill_queue_timeout", &config.fill_queue_timeout);
+    let head_timeout = c.timeout("head_timeout", &config.head_timeout);
+    let stall_timeout = c.timeout("stall_timeout", &config.stall_timeout);
+    let max_fills = c.count("max_fills", config.max_fills, 1, limits::MAX_FILLS);
+    let background = c.count(
+        "background_concurrency",
+        config.background_concurrency,
+        1,
+        usize::MAX,
+    );
+    if let Some(n) = background {
+        let bound = config.max_fills.unwrap_or(DEFAULT_MAX_FILLS);
+        if n > bound {
+            let of = if config.max_fills.is_some() {
+                "`max_fills`"
+            } else {
+                "the default `max_fills`"
+            };
+            c.problem(
+                "background_concurrency",
+                format!(
+                    "{n} is more than {of} ({bound}): background fills take their slots from \
+                     that bound; give at most {bound} (less leaves room for live misses)"
+                ),
+            );
+        }
+    }
+    let queue = c.count(
+        "background_queue",
+        config.background_queue,
+        1,
+        limits::BACKGROUND_QUEUE,
+    );
     let header = match config.header_name.as_deref() {
         None => Some(None),
         Some("") => Some(Some(None)).flatten(),
@@ -705,25 +996,40 @@ pub(super) fn build(
             }
         },
     };
+    let mut webhook = None;
     if let Some(events) = &config.events {
+        c.count(
+            "events.max_in_flight",
+            events.max_in_flight,
+            1,
+            limits::WEBHOOK_IN_FLIGHT,
+        );
+        c.count(
+            "events.attempts",
+            events.attempts,
+            1,
+            limits::WEBHOOK_ATTEMPTS,
+        );
         if let Some(url) = &events.webhook {
-            if let Err(e) = Webhook::new(url) {
+            if let Err(e) = Webhook::check_url(url) {
                 c.problem("events.webhook", strip(e));
+            } else if c.build {
+                match config.webhook() {
+                    Ok(w) => webhook = w,
+                    Err(e) => c.problem("events.webhook", strip(e)),
+                }
             }
         }
     }
-    if !c.problems.is_empty() {
-        return Err(c.problems);
+    if !c.build || !c.problems.is_empty() {
+        return None;
     }
     let (Some(store), Some(rules)) = (store, rules.into_iter().collect::<Option<Vec<_>>>()) else {
-        return Err(vec![Problem {
-            at: String::new(),
-            message: "the configuration could not be built".to_owned(),
-        }]);
+        return None;
     };
     let mut layer = OriginPullLayer::new(store).rules(rules);
     if let Some(w) = window {
-        layer = layer.coalesce_window(w as usize);
+        layer = layer.coalesce_window(w);
     }
     if let Some(g) = grace {
         layer = layer.slow_reader_grace(g);
@@ -731,27 +1037,39 @@ pub(super) fn build(
     if let Some(n) = negative {
         layer = layer.remember_not_found(n);
     }
-    if let Some(q) = config.background_queue {
+    if let Some(q) = queue {
         layer = layer.background_queue(q);
     }
-    if let Some(n) = config.background_concurrency {
+    if let Some(n) = max_fills {
+        layer = layer.max_fills(n);
+    }
+    if let Some(n) = background {
         layer = layer.background_concurrency(n);
     }
-    if let Some(n) = config.max_fills {
-        layer = layer.max_fills(n, overflow.unwrap_or(FillOverflow::Proxy));
+    if let Some(d) = queue_timeout {
+        layer = layer.fill_queue_timeout(d);
+    }
+    if let Some(r) = retry_after {
+        layer = layer.retry_after(r);
+    }
+    if let Some(d) = head_timeout {
+        layer = layer.head_timeout(d);
+    }
+    if let Some(d) = stall_timeout {
+        layer = layer.stall_timeout(d);
     }
     match header {
         Some(Some(name)) => layer = layer.header_name(name),
         Some(None) if config.header_name.is_some() => layer = layer.without_header(),
         _ => {}
     }
-    Ok(layer)
+    Some((layer, webhook))
 }
 
 impl StoreConfig {
     /// Open the store the URL names (creating a `file://` directory if needed).
     pub fn open(&self) -> Result<Arc<dyn ObjectStore>, crate::Error> {
-        open_store(&self.url, &self.options)
+        open_store(&self.url, &self.options, true)
             .map_err(|e| crate::Error::config(format!("store.url: {e}")))
     }
 
@@ -762,10 +1080,36 @@ impl StoreConfig {
             .or_else(|| url_prefix(&self.url))
             .and_then(|p| Path::parse(p).ok())
     }
+
+    /// The directory of a `file://` store.
+    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+        let path = self.url.strip_prefix("file://")?;
+        path.starts_with('/').then(|| path.into())
+    }
+
+    /// What to sweep at start (see [`sweep`](crate::sweep)): the directory of a `file://`
+    /// store and [`staging_max_age`](Self::staging_max_age) (one day when not given), or
+    /// `None` for other stores and `staging_max_age = "off"`.
+    ///
+    /// ```no_run
+    /// # async fn run(config: tower_origin_pull::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+    /// if let Some((root, age)) = config.store.staging_sweep()? {
+    ///     let report = tower_origin_pull::sweep::sweep_staging(&root, age).await?;
+    ///     println!("removed {} abandoned staging files", report.removed);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn staging_sweep(&self) -> Result<Option<(std::path::PathBuf, Duration)>, crate::Error> {
+        let age = staging_age(self.staging_max_age.as_deref())
+            .map_err(|e| crate::Error::config(format!("store.staging_max_age: {e}")))?;
+        Ok(age.and_then(|age| self.local_root().map(|root| (root, age))))
+    }
 }
 
 impl Config {
-    /// The webhook the configuration names, ready to [`spawn`](Webhook::spawn).
+    /// The webhook the configuration names, built (its HTTP client too) and ready to
+    /// [`spawn`](Webhook::spawn). [`OriginPullLayer::from_config`] and [`Config::build`]
+    /// already start it: use this only to deliver the events of a layer built otherwise.
     pub fn webhook(&self) -> Result<Option<Webhook>, crate::Error> {
         let Some(events) = &self.events else {
             return Ok(None);

@@ -23,59 +23,173 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Durations are written as `"250ms"`, `"30s"`, `"5m"`; sizes as `"64MiB"`, `"1GB"` or a
-//! number of bytes. Unknown fields are errors. [`Config::validate`] (and `from_config`)
+//! Durations are written as `"250ms"`, `"30s"`, `"5m"`, `"1d"`; sizes as `"64MiB"`, `"1GB"`
+//! or a number of bytes. Unknown fields are errors. [`Config::validate`] (and `from_config`)
 //! report every problem at once, each with where it is (`rules[2].origin.hosts[0]: not a
 //! URL`); a document that does not parse (bad syntax, a wrong type, an unknown field) is
 //! reported at its first problem, with its location.
+//!
+//! ## Validation, building, starting
+//!
+//! [`Config::validate`] only checks: it opens no store, creates no directory, builds no
+//! HTTP client or TLS setup and starts nothing, so it can run anywhere (a CI check of a
+//! config file). [`OriginPullLayer::from_config`](crate::OriginPullLayer::from_config)
+//! validates first, and only a valid configuration is then built: the store opened (a
+//! `file://` directory created if missing), the origins' clients built, and the webhook of
+//! `[events]` started on the current Tokio runtime (without one, a configuration with a
+//! webhook is refused at `events.webhook`). [`Config::build`] does the same and hands back
+//! the webhook's handle.
+//!
+//! ## Limits
+//!
+//! No value the configuration accepts makes the layer panic: every duration works up to
+//! the largest humantime can write (`"18446744073709551615s"`; longer than about 30 years
+//! reads as "far future"), every size up to the platform's `usize` (on 64-bit:
+//! `18446744073709551615` bytes), and a count or size is refused with its location when
+//! it is outside these limits ([`limits`] holds the constants):
+//!
+//! | field | accepted |
+//! |---|---|
+//! | `max_fills` | 1 ..= 1,000,000 |
+//! | `background_concurrency` | 1 ..= `max_fills` (64 when `max_fills` is not given) |
+//! | `background_queue` | 1 ..= 1,000,000 |
+//! | `coalesce_window` | 0 ..= `usize::MAX` bytes |
+//! | `slow_reader_grace`, `remember_not_found`, `fill_queue_timeout`, `retry_after` | any duration (`"0s"`: none) |
+//! | `head_timeout`, `stall_timeout` | any duration but `"0s"` |
+//! | `store.multipart_threshold`, `store.part_size` | 1 ..= `usize::MAX` bytes; on `s3://` at most 5 GiB, and a part size of at least 5 MiB |
+//! | `store.max_concurrent_parts` | 1 ..= 10,000 |
+//! | `store.staging_max_age` | `"off"`, or at least `"1m"` |
+//! | `store.options`, `origin.bucket_options` durations (`timeout`, ...) | at most `"365d"` |
+//! | `rules[].max_object_size` | any size |
+//! | `origin.weights[]` | any `u32` (0 reads as 1) |
+//! | `origin.connect_timeout`, `first_byte_timeout`, `idle_timeout`, `total_timeout` | any duration but `"0s"` |
+//! | `origin.follow_redirects` | 0 ..= 100 |
+//! | `origin.retries` | 0 ..= 100 |
+//! | `origin.breaker_failures` | any `u32` (0 reads as 1) |
+//! | `origin.breaker_cooldown` | any duration |
+//! | `events.max_in_flight` | 1 ..= 10,000 |
+//! | `events.attempts` | 1 ..= 100 |
+//!
+//! ## Migrating from 0.1: `fill_overflow`
+//!
+//! `fill_overflow` is gone: [`max_fills`](Config::max_fills) now bounds fills of every kind,
+//! so a miss past it can no longer be proxied (that would be one more fill). It waits up to
+//! `fill_queue_timeout` for a slot, then gets `503` with `Retry-After` (`retry_after`). A
+//! configuration that still sets `fill_overflow` is refused with this explanation: delete
+//! the line (for `fill_overflow = "unavailable"` with `fill_queue_timeout = "0s"` you get
+//! the old behaviour).
 
 mod build;
 pub mod import;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 pub use crate::error::Problem;
+use crate::webhook::WebhookHandle;
+
+/// The limits validation enforces on counts and sizes (see the [module docs](self)).
+pub mod limits {
+    use std::time::Duration;
+
+    /// The largest `max_fills`.
+    pub const MAX_FILLS: usize = 1_000_000;
+    /// The largest `background_queue`.
+    pub const BACKGROUND_QUEUE: usize = 1_000_000;
+    /// The largest `store.max_concurrent_parts` (S3's parts per upload).
+    pub const CONCURRENT_PARTS: usize = 10_000;
+    /// The largest `store.part_size` and `store.multipart_threshold` of an `s3://` store
+    /// (S3's largest part and single `PUT`).
+    pub const S3_MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+    /// The smallest `store.part_size` of an `s3://` store (S3's smallest part but the last).
+    pub const S3_MIN_PART: u64 = 5 * 1024 * 1024;
+    /// The shortest `store.staging_max_age` (`"off"` turns the sweep off).
+    pub const STAGING_MIN_AGE: Duration = Duration::from_secs(60);
+    /// The longest duration among `store.options` and `origin.bucket_options`.
+    pub const CLIENT_OPTION_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+    /// The largest `origin.follow_redirects`.
+    pub const REDIRECTS: usize = 100;
+    /// The largest `origin.retries`.
+    pub const RETRIES: usize = 100;
+    /// The largest `events.max_in_flight`.
+    pub const WEBHOOK_IN_FLIGHT: usize = 10_000;
+    /// The largest `events.attempts`.
+    pub const WEBHOOK_ATTEMPTS: usize = 100;
+}
 
 /// The whole configuration of an [`OriginPullLayer`](crate::OriginPullLayer).
+///
+/// Every field but `store` is optional; the [module docs](self) list each number's limits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
     /// Where pulled objects are written.
     pub store: StoreConfig,
-    /// The rules, tried in order.
+    /// The rules, tried in order; at least one.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
     /// The response header that says what happened (default `x-origin-pull`; `""` for none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_name: Option<String>,
-    /// See [`OriginPullLayer::coalesce_window`](crate::OriginPullLayer::coalesce_window).
+    /// Bytes of a fill kept in memory for the readers that join it late (default `"4MiB"`;
+    /// `0` up to the platform's `usize`). See
+    /// [`OriginPullLayer::coalesce_window`](crate::OriginPullLayer::coalesce_window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesce_window: Option<String>,
-    /// See [`OriginPullLayer::slow_reader_grace`](crate::OriginPullLayer::slow_reader_grace).
+    /// How long a reader that keeps the window full may hold its fill up before it is
+    /// demoted (default `"250ms"`; any duration). See
+    /// [`OriginPullLayer::slow_reader_grace`](crate::OriginPullLayer::slow_reader_grace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_reader_grace: Option<String>,
-    /// See [`OriginPullLayer::remember_not_found`](crate::OriginPullLayer::remember_not_found).
+    /// How long an origin's `404` is remembered (default: not at all; `"0s"`: not at all;
+    /// any duration). See
+    /// [`OriginPullLayer::remember_not_found`](crate::OriginPullLayer::remember_not_found).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remember_not_found: Option<String>,
-    /// See [`OriginPullLayer::background_queue`](crate::OriginPullLayer::background_queue).
+    /// Background fills (async mode, cold `Range` background fills) that may wait to start
+    /// (default 1024; 1 ..= 1,000,000). See
+    /// [`OriginPullLayer::background_queue`](crate::OriginPullLayer::background_queue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background_queue: Option<usize>,
-    /// See [`OriginPullLayer::background_concurrency`](crate::OriginPullLayer::background_concurrency).
+    /// The share of `max_fills` that background and warm-up fills may hold at once
+    /// (default 4; 1 ..= `max_fills`, which is 64 when not given). See
+    /// [`OriginPullLayer::background_concurrency`](crate::OriginPullLayer::background_concurrency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background_concurrency: Option<usize>,
-    /// See [`OriginPullLayer::max_fills`](crate::OriginPullLayer::max_fills).
+    /// The bound on fills of every kind in flight at once (default
+    /// [`DEFAULT_MAX_FILLS`](crate::DEFAULT_MAX_FILLS) = 64; 1 ..= 1,000,000). See
+    /// [`OriginPullLayer::max_fills`](crate::OriginPullLayer::max_fills).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_fills: Option<usize>,
-    /// Past `max_fills`: `proxy` (default) or `unavailable` (`503` + `Retry-After`).
+    /// How long a miss that would start a fill waits for a slot of `max_fills` before it is
+    /// answered `503` (default `"1s"`; `"0s"`: no wait; any duration). See
+    /// [`OriginPullLayer::fill_queue_timeout`](crate::OriginPullLayer::fill_queue_timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fill_overflow: Option<String>,
-    /// The `Retry-After` of `fill_overflow = "unavailable"` (default `"5s"`).
+    pub fill_queue_timeout: Option<String>,
+    /// The `Retry-After` of that `503` (default `"1s"`; sent in whole seconds, at least 1;
+    /// any duration). See [`OriginPullLayer::retry_after`](crate::OriginPullLayer::retry_after).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<String>,
+    /// How long a fill may take to get the origin's head, and its readers wait for it
+    /// (default: the rule's origin's attempt budget plus 10 s; any duration but `"0s"`). See
+    /// [`OriginPullLayer::head_timeout`](crate::OriginPullLayer::head_timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_timeout: Option<String>,
+    /// How long one step of a fill after the head (a body chunk, a store write, the commit)
+    /// may take (default `"60s"`; any duration but `"0s"`). See
+    /// [`OriginPullLayer::stall_timeout`](crate::OriginPullLayer::stall_timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_timeout: Option<String>,
+    /// Removed in 0.2, kept only so that a file setting it gets a clear error rather than
+    /// "unknown field": any value is refused with a migration note (see the
+    /// [module docs](self#migrating-from-01-fill_overflow)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_overflow: Option<String>,
     /// Where fill events go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsConfig>,
@@ -87,25 +201,38 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StoreConfig {
-    /// The store's URL.
+    /// The store's URL. A `file://` directory is created when the layer is built (never by
+    /// validation).
     pub url: String,
     /// Keys are stored below this prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// Objects of at least this size are written as multipart uploads (default `"8MiB"`).
+    /// Objects of at least this size are written as multipart uploads (default `"8MiB"`;
+    /// 1 byte ..= the platform's `usize`, at most 5 GiB on `s3://`). Smaller objects are
+    /// buffered whole in memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multipart_threshold: Option<String>,
-    /// Multipart part size (default `"8MiB"`).
+    /// Multipart part size (default `"8MiB"`; 1 byte ..= the platform's `usize`, 5 MiB ..=
+    /// 5 GiB on `s3://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_size: Option<String>,
-    /// Parts uploading at once (default 2).
+    /// Parts uploading at once (default 2; 1 ..= 10,000). A write buffers at most
+    /// `part_size` × (1 + this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_parts: Option<usize>,
     /// Keep tombstones, so deleted keys are not pulled back (default `false`; see
     /// [`BucketStore::with_tombstones`](crate::BucketStore::with_tombstones)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tombstones: Option<bool>,
+    /// For a `file://` store: staging files (`<key>#<n>`) last written longer ago than this
+    /// are abandoned writes of a process that died, and a sweep of
+    /// [`StoreConfig::staging_sweep`] (run by the mirror example at start) removes them (default `"1d"`; `"off"`, or at least
+    /// `"1m"`). See [`sweep`](crate::sweep) for why age keeps live writes safe. Ignored for
+    /// other stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_max_age: Option<String>,
     /// object_store options for the backend (`region`, `endpoint`, `allow_http`, ...).
+    /// Durations among them (`timeout`, `connect_timeout`, ...) may be at most `"365d"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
 }
@@ -115,13 +242,14 @@ pub struct StoreConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EventsConfig {
-    /// POST every event as JSON to this URL (see [`Webhook`](crate::Webhook)).
+    /// POST every event as JSON to this URL (see [`Webhook`](crate::Webhook)). The layer
+    /// built from the configuration starts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
-    /// Deliveries in flight at once (default 8).
+    /// Deliveries in flight at once (default 8; 1 ..= 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<usize>,
-    /// Attempts per event (default 3).
+    /// Attempts per event (default 3; 1 ..= 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<usize>,
 }
@@ -187,7 +315,7 @@ pub struct RuleConfig {
     /// `content-md5` (default), `etag-md5`, `sha256:<header>`; `[]` for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksums: Option<Vec<String>>,
-    /// Larger objects are not stored.
+    /// Larger objects are not stored (any size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_object_size: Option<String>,
     /// `proxy` (default) or `refuse`, for objects over `max_object_size`.
@@ -276,6 +404,9 @@ pub struct HeaderPolicyConfig {
 }
 
 /// An origin: HTTP hosts (primaries, weights, standbys) or a bucket.
+///
+/// The timeouts apply to every host. Problems with them are reported once, at
+/// `rules[i].origin.<field>`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -283,34 +414,37 @@ pub struct OriginConfig {
     /// Primary hosts, as base URLs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
-    /// Relative weights of `hosts` (default all 1).
+    /// Relative weights of `hosts` (default all 1; one per host; any `u32`, 0 reads as 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weights: Vec<u32>,
     /// Standby hosts, asked when every primary failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub standby: Vec<String>,
-    /// A bucket URL (`file:///`, `memory://`, `s3://`) instead of hosts.
+    /// A bucket URL (`file:///`, `memory://`, `s3://`) instead of hosts. A `file://` bucket
+    /// must exist when the layer is built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
-    /// object_store options for `bucket`.
+    /// object_store options for `bucket`. Durations among them may be at most `"365d"`;
+    /// `timeout` is also the bucket's attempt budget (default 60 s).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bucket_options: BTreeMap<String, String>,
     /// `http`, `https` or `same` (as the request); default: each URL's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    /// Connect timeout (default `"5s"`).
+    /// Connect timeout (default `"5s"`; any duration but `"0s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<String>,
-    /// Time to the response head (default `"30s"`).
+    /// Time to the response head, connecting included (default `"30s"`; any duration but
+    /// `"0s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_byte_timeout: Option<String>,
-    /// Longest pause in the body (default `"30s"`).
+    /// Longest pause in the body (default `"30s"`; any duration but `"0s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
-    /// Cap on the whole fetch (default none).
+    /// Cap on the whole fetch, head and body (default none; any duration but `"0s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_timeout: Option<String>,
-    /// Redirect hops followed (default 3).
+    /// Redirect hops followed (default 3; 0 ..= 100; 0 makes a redirect a failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_redirects: Option<usize>,
     /// Other hosts redirects may lead to.
@@ -319,13 +453,14 @@ pub struct OriginConfig {
     /// Statuses that fail over besides 5xx.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fail_over_on: Vec<u16>,
-    /// Consecutive failures that open a host's breaker (default 3).
+    /// Consecutive failures that open a host's breaker (default 3; any `u32`, 0 reads as 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker_failures: Option<u32>,
-    /// How long an open breaker skips the host (default `"30s"`).
+    /// How long an open breaker skips the host (default `"30s"`; any duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker_cooldown: Option<String>,
-    /// Retries of the whole walk before the first byte (default 0).
+    /// Retries of the whole walk before the first byte (default 0; 0 ..= 100), 100 ms
+    /// apart and doubling up to 60 s, with jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<usize>,
 }
@@ -360,27 +495,91 @@ impl Config {
     }
 
     /// Every problem in the configuration, each with its location; empty when it is usable.
+    ///
+    /// Only checks: no store is opened, no directory created, no HTTP client or TLS setup
+    /// built, nothing started.
     pub fn validate(&self) -> Vec<Problem> {
-        match build::build(self, None) {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems,
-        }
+        build::validate(self, false)
     }
+
+    /// Validate, then build the layer and start the webhook of `[events]` on the current
+    /// Tokio runtime, handing back its handle (to read its counters; dropping the handle
+    /// stops the webhook, [`WebhookHandle::detach`] lets it run).
+    ///
+    /// `store`: write into this store (opened with [`StoreConfig::open`], say, to share it
+    /// with the service that reads it) instead of opening `store.url`; the other store
+    /// settings still apply. Without it, `store.url` is opened (a `file://` directory is
+    /// created if missing).
+    ///
+    /// A configuration with a webhook is refused (at `events.webhook`) outside a Tokio
+    /// runtime, rather than built with its events silently going nowhere.
+    pub fn build(&self, store: Option<Arc<dyn ObjectStore>>) -> Result<Built, Error> {
+        let invalid = |problems| Error::InvalidConfig { problems };
+        let problems = build::validate(self, store.is_some());
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+        let wants_webhook = self.events.as_ref().is_some_and(|e| e.webhook.is_some());
+        let runtime = tokio::runtime::Handle::try_current();
+        if wants_webhook && runtime.is_err() {
+            return Err(invalid(vec![Problem {
+                at: "events.webhook".to_owned(),
+                message: "a webhook runs on a Tokio runtime, and there is none here: build \
+                          the layer inside one (or drop `events.webhook` and spawn \
+                          `Config::webhook()` yourself)"
+                    .to_owned(),
+            }]));
+        }
+        let (layer, webhook) = build::build(self, store).map_err(invalid)?;
+        let webhook = match (webhook, runtime) {
+            (Some(webhook), Ok(runtime)) => {
+                let _inside = runtime.enter();
+                Some(webhook.spawn(layer.subscribe()))
+            }
+            _ => None,
+        };
+        Ok(Built { layer, webhook })
+    }
+}
+
+/// What [`Config::build`] made: the layer, and the webhook it started.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Built {
+    /// The layer.
+    pub layer: crate::OriginPullLayer,
+    /// The running webhook of `[events]`, if the configuration names one. Dropping it stops
+    /// the deliveries.
+    pub webhook: Option<WebhookHandle>,
 }
 
 impl crate::OriginPullLayer {
     /// Build the layer a [`Config`] describes, or report every problem in it at once.
+    ///
+    /// The configuration is validated first ([`Config::validate`]); only a valid one opens
+    /// its store (creating a `file://` directory if missing) and builds its clients. The
+    /// webhook of `[events]`, if any, is started on the current Tokio runtime and runs until
+    /// the layer and every service made from it are dropped; outside a runtime such a
+    /// configuration is refused at `events.webhook`. Use [`Config::build`] to keep the
+    /// webhook's handle.
     pub fn from_config(config: &Config) -> Result<Self, Error> {
-        build::build(config, None).map_err(|problems| Error::InvalidConfig { problems })
+        config.build(None).map(Built::detach)
     }
 
     /// [`OriginPullLayer::from_config`](crate::OriginPullLayer::from_config), writing into `store` (opened with
     /// [`StoreConfig::open`], say, to share it with the service that reads it) instead of
     /// opening `config.store.url` again; the other store settings still apply.
-    pub fn from_config_with(
-        config: &Config,
-        store: std::sync::Arc<dyn object_store::ObjectStore>,
-    ) -> Result<Self, Error> {
-        build::build(config, Some(store)).map_err(|problems| Error::InvalidConfig { problems })
+    pub fn from_config_with(config: &Config, store: Arc<dyn ObjectStore>) -> Result<Self, Error> {
+        config.build(Some(store)).map(Built::detach)
+    }
+}
+
+impl Built {
+    /// The layer, with the webhook (if any) left running on its own.
+    fn detach(self) -> crate::OriginPullLayer {
+        if let Some(webhook) = self.webhook {
+            webhook.detach();
+        }
+        self.layer
     }
 }
