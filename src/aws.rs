@@ -41,7 +41,7 @@ use object_store::client::{
 };
 use object_store::{ClientConfigKey, ClientOptions};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 #[cfg(feature = "rustls")]
 type Connector = hyper_rustls::HttpsConnector<TcpConnector>;
@@ -79,14 +79,14 @@ impl HttpConnector for HyperConnector {
         let mut tcp = TcpConnector::new();
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
-        tcp.set_connect_timeout(settings.connect_timeout);
+        tcp.set_connect_timeout(settings.connect_timeout.map(crate::time::capped));
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .http2_only(settings.http2_only);
         if let Some(idle) = settings.pool_idle_timeout {
-            builder.pool_idle_timeout(idle);
+            builder.pool_idle_timeout(crate::time::capped(idle));
         }
         if let Some(max) = settings.pool_max_idle_per_host {
             builder.pool_max_idle_per_host(max);
@@ -213,9 +213,11 @@ impl HttpService for HyperService {
         }
         let sent = self.client.request(req);
         let response = match self.settings.timeout {
-            Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| {
-                HttpError::new(HttpErrorKind::Timeout, Refused("no response in time"))
-            })?,
+            Some(limit) => tokio::time::timeout(crate::time::capped(limit), sent)
+                .await
+                .map_err(|_| {
+                    HttpError::new(HttpErrorKind::Timeout, Refused("no response in time"))
+                })?,
             None => sent.await,
         }
         .map_err(|e| {
@@ -230,7 +232,10 @@ impl HttpService for HyperService {
         let body = ReadBody {
             body,
             idle: self.settings.read_timeout,
-            sleep: self.settings.read_timeout.map(tokio::time::sleep),
+            sleep: self
+                .settings
+                .read_timeout
+                .map(|d| tokio::time::sleep(crate::time::capped(d))),
         };
         Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
     }
@@ -300,7 +305,7 @@ impl Body for ReadBody {
         match this.body.as_mut().poll_frame(cx) {
             Poll::Ready(frame) => {
                 if let (Some(sleep), Some(idle)) = (this.sleep.as_mut().as_pin_mut(), *this.idle) {
-                    sleep.reset(Instant::now() + idle);
+                    sleep.reset(crate::time::deadline(idle));
                 }
                 Poll::Ready(frame.map(|f| {
                     f.map_err(|e| {
