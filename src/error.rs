@@ -165,6 +165,17 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The store cannot hold an object at this key (on a local disk: a key that is a
+    /// directory of other keys, or under a key that is a file; a name the store reserves).
+    /// The fill streams the object to its readers without storing it.
+    #[error("the store cannot hold key {key}: {reason}")]
+    Unstorable {
+        /// The store key.
+        key: String,
+        /// Why not.
+        reason: String,
+    },
+
     /// The fill stopped before it finished (cancelled by policy or shutdown, or a reader was
     /// dropped for not reading).
     #[error("fill of key {key} stopped before it finished: {reason}")]

@@ -196,10 +196,16 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
     let (writer, verifier) = match (&fill.store, unstored) {
         (Some(store), None) => {
             let verifier = Verifier::new(key, &spec.checks.checksums, &response.headers)?;
-            let writer = store
-                .begin(key, meta::attributes(&response.headers))
-                .await?;
-            (Some(writer), Some(verifier))
+            match store.begin(key, meta::attributes(&response.headers)).await {
+                Ok(writer) => (Some(writer), Some(verifier)),
+                // The store cannot hold this key: the readers still get the object.
+                Err(Error::Unstorable { reason, .. }) => {
+                    tracing::info!(%reason, "not stored: the store cannot hold the key");
+                    unstored = Some("the store cannot hold the key");
+                    (None, None)
+                }
+                Err(e) => return Err(e),
+            }
         }
         _ => (None, None),
     };
