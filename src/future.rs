@@ -1,4 +1,5 @@
-//! [`ResponseFuture`]: waits for the inner response, and on a miss for the rule's action.
+//! [`ResponseFuture`]: waits for the inner response; on a miss, carries out the
+//! [`Action`](crate::engine::Action) the engine decided.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,24 +7,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures::future::BoxFuture;
-use http::header::{
-    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, RANGE,
-};
-use http::{HeaderMap, Method, Response, StatusCode, Uri};
-use http_range_header::ParsedRanges;
+use http::header::HeaderValue;
+use http::{HeaderMap, Method, Response, Uri};
 use pin_project_lite::pin_project;
-use std::time::Duration;
 use tokio::time::Sleep;
 
 use crate::body::ResponseBody;
-use crate::fill::FillSpec;
+use crate::engine::{Action, Engine, Miss, Pull};
 use crate::fill::reader::Reader;
 use crate::fill::registry::Joined;
 use crate::fill::shared::HeadView;
-use crate::layer::Config;
-use crate::progress::{Counters, Outcome};
-use crate::rule::{HeadMiss, Mode, RangeMiss, Rule};
-use crate::{Error, key};
+use crate::progress::Outcome;
+use crate::{Error, respond};
 
 /// What a request leaves behind for a possible pull.
 pub(crate) struct Captured {
@@ -32,7 +27,7 @@ pub(crate) struct Captured {
     /// The request's headers, only when some rule reads them.
     pub(crate) headers: Option<HeaderMap>,
     pub(crate) range: Option<HeaderValue>,
-    pub(crate) config: Arc<Config>,
+    pub(crate) engine: Arc<Engine>,
 }
 
 pin_project! {
@@ -52,20 +47,7 @@ pin_project! {
             captured: Option<Captured>,
         },
         Pulling {
-            reader: Option<Reader>,
-            // Waiting for a slot of the fill bound; resolves to the reader (or a refusal).
-            admit: Option<BoxFuture<'static, Joined>>,
-            // Bounds the wait for the fill's head (the fill's head deadline).
-            head_timer: Option<Pin<Box<Sleep>>>,
-            retry_after: Duration,
-            inner: Option<Response<B>>,
-            key: String,
-            outcome: &'static str,
-            header_name: Option<HeaderName>,
-            head_only: bool,
-            // Serve only this range of the whole object (RangeMiss::FillThenServe).
-            range: Option<ParsedRanges>,
-            counters: Arc<Counters>,
+            pulling: Box<Pulling<B>>,
         },
     }
 }
@@ -87,378 +69,228 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
-            let next = match state.as_mut().project() {
+            let pulling = match state.as_mut().project() {
                 StateProj::Inner { future, captured } => {
                     let response = ready!(future.poll(cx))?;
-                    match captured.take() {
-                        Some(c) if c.config.triggers_on(response.status()) => {
-                            let counters = c.config.counters.clone();
-                            match on_miss(c, response) {
-                                Miss::Pull(pulling) => pulling,
-                                Miss::Answer(response, outcome) => {
-                                    counters.request(outcome);
-                                    return Poll::Ready(Ok(response));
-                                }
-                            }
-                        }
-                        Some(c) => {
-                            c.config.counters.request(Outcome::Hit);
-                            return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                        }
-                        None => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
+                    let Some(c) = captured.take() else {
+                        return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    };
+                    if !c.engine.triggers_on(response.status()) {
+                        c.engine
+                            .counters
+                            .request(Outcome::of_inner(response.status()));
+                        return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    }
+                    match start(c, response) {
+                        Step::Done(answer) => return Poll::Ready(Ok(answer)),
+                        Step::Pull(pulling) => pulling,
                     }
                 }
-                StateProj::Pulling {
-                    reader,
-                    admit,
-                    head_timer,
-                    retry_after,
-                    inner,
-                    key,
-                    outcome,
-                    header_name,
-                    head_only,
-                    range,
-                    counters,
-                } => {
-                    if let Some(wait) = admit.as_mut() {
-                        let joined = ready!(wait.as_mut().poll(cx));
-                        *admit = None;
-                        match joined {
-                            Joined::Leader(r) => *reader = Some(r),
-                            Joined::Waiter(r) => {
-                                *reader = Some(r);
-                                *outcome = "coalesced";
-                            }
-                            Joined::Full | Joined::Queued(_) => {
-                                counters.request(Outcome::Failed);
-                                return Poll::Ready(Ok(unavailable(
-                                    *retry_after,
-                                    header_name.as_ref(),
-                                )));
-                            }
-                            Joined::KnownMissing | Joined::Refused => {
-                                if let Some(response) = inner.take() {
-                                    counters.request(Outcome::Missed);
-                                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                                }
-                            }
-                        }
-                    }
-                    let view = match reader.as_mut() {
-                        Some(r) => {
-                            let deadline = r.head_deadline();
-                            let timer = head_timer.get_or_insert_with(|| {
-                                Box::pin(tokio::time::sleep_until(deadline))
-                            });
-                            match r.poll_head(cx) {
-                                Poll::Ready(view) => view,
-                                Poll::Pending => {
-                                    ready!(timer.as_mut().poll(cx));
-                                    HeadView::Failed(Arc::new(Error::FillAborted {
-                                        key: key.clone(),
-                                        reason: "no response head from the origin within the \
-                                                 head timeout",
-                                    }))
-                                }
-                            }
-                        }
-                        None => HeadView::Failed(Arc::new(Error::FillAborted {
-                            key: key.clone(),
-                            reason: "polled after completion",
-                        })),
-                    };
-                    let response = match view {
-                        // The origin does not have it either: the inner response, untouched.
-                        HeadView::NotFound => match inner.take() {
-                            Some(response) => {
-                                counters.request(Outcome::Missed);
-                                return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                            }
-                            None => bad_gateway(key, None, header_name.as_ref()),
-                        },
-                        HeadView::Failed(e) => bad_gateway(key, Some(&e), header_name.as_ref()),
-                        HeadView::Ready(head) => {
-                            let mut response = match (range.take(), head.content_length) {
-                                (Some(range), Some(len)) if !*head_only => {
-                                    ranged(range, len, reader.take(), &head.headers)
-                                }
-                                _ => {
-                                    let body = match reader.take() {
-                                        Some(r) if !*head_only => ResponseBody::pulled(r),
-                                        _ => ResponseBody::empty(),
-                                    };
-                                    let mut response = Response::new(body);
-                                    *response.status_mut() = head.status;
-                                    *response.headers_mut() = head.headers.clone();
-                                    response
-                                }
-                            };
-                            tag(&mut response, header_name.as_ref(), outcome);
-                            response
-                        }
-                    };
-                    counters.request(if response.status() == StatusCode::BAD_GATEWAY {
-                        Outcome::Failed
-                    } else {
-                        Outcome::from_tag(outcome)
-                    });
-                    return Poll::Ready(Ok(response));
-                }
+                StateProj::Pulling { pulling } => return pulling.poll(cx).map(Ok),
             };
-            state.set(next);
+            state.set(State::Pulling { pulling });
         }
     }
 }
 
-enum Miss<F, B> {
-    Pull(State<F, B>),
-    Answer(Response<ResponseBody<B>>, Outcome),
+enum Step<B> {
+    Done(Response<ResponseBody<B>>),
+    Pull(Box<Pulling<B>>),
 }
 
-/// Decide what a triggering response becomes.
-fn on_miss<F, B>(c: Captured, response: Response<B>) -> Miss<F, B> {
-    let untouched =
-        |response: Response<B>| Miss::Answer(response.map(ResponseBody::inner), Outcome::Missed);
-    let Some(key) = key::parse(c.uri.path()) else {
-        return untouched(response);
-    };
-    let plan = c.config.plan(
-        &key,
-        &c.method,
-        response.status(),
-        &c.uri,
-        c.headers.as_ref(),
+/// Carry out the engine's decision for a response that triggers a rule.
+fn start<B>(c: Captured, inner: Response<B>) -> Step<B> {
+    let engine = c.engine.clone();
+    let action = crate::engine::decide(
+        &engine,
+        Miss {
+            uri: &c.uri,
+            method: &c.method,
+            status: inner.status(),
+            headers: c.headers.as_ref(),
+            range: c.range.as_ref(),
+        },
     );
-    let Some((rule, request)) = plan else {
-        return untouched(response);
-    };
-    tracing::debug!(%key, rule = %rule.label(), mode = ?rule.mode, method = %c.method, "miss matched a rule");
-    let header_name = c.config.header_name.clone();
-    let head_only = c.method == Method::HEAD;
-    let fills = &c.config.fills;
-    let spec = |request: &crate::OriginRequest, store: bool, pinned: bool| FillSpec {
-        key: key.clone(),
-        rule: rule.label(),
-        origin: rule.origin.clone(),
-        request: request.clone(),
-        store: store.then(|| c.config.store.clone()),
-        on_disconnect: rule.on_disconnect,
-        pinned,
-        report: store,
-        checks: rule.checks.clone(),
-    };
-    let retry_after = c.config.fills.retry_after();
-    let pulling = |joined: Joined, outcome: &'static str, inner: Response<B>, range| {
-        let (reader, admit, outcome) = match joined {
-            Joined::Leader(reader) => (Some(reader), None, outcome),
-            Joined::Waiter(reader) => (Some(reader), None, "coalesced"),
-            Joined::Queued(wait) => (None, Some(wait), outcome),
-            Joined::Full => {
-                return Miss::Answer(
-                    unavailable(retry_after, header_name.as_ref()),
-                    Outcome::Failed,
-                );
-            }
-            Joined::KnownMissing | Joined::Refused => return untouched(inner),
-        };
-        Miss::Pull(State::Pulling {
-            reader,
-            admit,
-            head_timer: None,
-            retry_after,
-            inner: Some(inner),
-            key: key.clone(),
-            outcome,
-            header_name: header_name.clone(),
-            head_only,
-            range,
-            counters: c.config.counters.clone(),
-        })
-    };
-    let proxy = |request: crate::OriginRequest, inner: Response<B>| {
-        pulling(
-            fills.start_private(spec(&request, false, false)),
-            "proxied",
-            inner,
-            None,
-        )
-    };
-    let join = |spec: FillSpec, inner: Response<B>, range| {
-        pulling(fills.join_or_start(spec), "pulled", inner, range)
-    };
-    // A single, well-formed range; several ranges (or a malformed header) are ignored, as
-    // RFC 9110 allows, and the whole object is answered.
-    let range = c
-        .range
-        .as_ref()
-        .filter(|_| !head_only)
-        .and_then(|v| http_range_header::parse_range_header(v.to_str().ok()?).ok())
-        .filter(|r| r.ranges.len() == 1);
-    let with_range = |mut request: crate::OriginRequest| {
-        if let Some(value) = c.range.clone() {
-            request.headers.insert(RANGE, value);
+    let finish = |answer| Step::Done(finish(&engine, answer));
+    match action {
+        Action::Untouched => finish(Answer::Inner(inner, Outcome::Missed)),
+        Action::CannotRedirect { rule } => {
+            let e = Error::config(format!(
+                "rule {rule}: its origin has no URL to redirect clients to"
+            ));
+            tracing::error!(uri = %c.uri, error = %e, "cannot redirect");
+            finish(Answer::Made(
+                respond::bad_gateway(c.uri.path(), Some(&e)),
+                Outcome::Failed,
+            ))
         }
-        request
-    };
-    match rule.mode {
-        Mode::Sync if head_only => match rule.head_miss {
-            HeadMiss::OriginHead => proxy(request.with_method(Method::HEAD), response),
-            _ => join(spec(&request, true, true), response, None),
-        },
-        Mode::Sync => match (range, rule.range_miss) {
-            (None, _) => join(spec(&request, true, false), response, None),
-            (Some(range), RangeMiss::FillThenServe) => {
-                join(spec(&request, true, true), response, Some(range))
+        Action::Redirect(redirect) => {
+            if let Some(spec) = redirect.background {
+                let key = spec.key.clone();
+                let enqueued = engine.fills.enqueue(spec);
+                tracing::debug!(%key, ?enqueued, "async fill");
             }
-            (Some(_), RangeMiss::ProxyRange) => proxy(with_range(request), response),
-            (Some(_), _) => {
-                let enqueued = fills.enqueue(spec(&request, true, true));
-                tracing::debug!(%key, rule = %rule.label(), ?enqueued, "range miss: background fill");
-                proxy(with_range(request), response)
-            }
-        },
-        Mode::Proxy if head_only => proxy(request.with_method(Method::HEAD), response),
-        Mode::Proxy => proxy(with_range(request), response),
-        Mode::Redirect => {
-            let answer = redirect(rule, &request, &key, header_name.as_ref(), "redirect");
-            let outcome = if answer.status().is_redirection() {
-                Outcome::Redirect
-            } else {
-                Outcome::Failed
-            };
-            Miss::Answer(answer, outcome)
+            finish(Answer::Made(
+                respond::redirect(redirect.status, redirect.location),
+                redirect.outcome,
+            ))
         }
-        Mode::Async => {
-            let answer = redirect(rule, &request, &key, header_name.as_ref(), "async");
-            let outcome = if answer.status().is_redirection() {
-                let enqueued = fills.enqueue(spec(&request, true, true));
-                tracing::debug!(%key, rule = %rule.label(), ?enqueued, "async fill");
-                Outcome::Async
-            } else {
-                Outcome::Failed
-            };
-            Miss::Answer(answer, outcome)
+        Action::Fill(mut pull) => {
+            tracing::debug!(key = %pull.spec.key, rule = %pull.spec.rule, "miss: fill");
+            let spec = pull.spec.clone();
+            pull.background = None;
+            attach(&engine, engine.fills.join_or_start(spec), pull, inner)
+        }
+        Action::Proxy(mut pull) => {
+            tracing::debug!(key = %pull.spec.key, rule = %pull.spec.rule, "miss: proxy");
+            if let Some(spec) = pull.background.take() {
+                let key = spec.key.clone();
+                let enqueued = engine.fills.enqueue(spec);
+                tracing::debug!(%key, ?enqueued, "range miss: background fill");
+            }
+            let spec = pull.spec.clone();
+            attach(&engine, engine.fills.start_private(spec), pull, inner)
         }
     }
 }
 
-/// A `206` for `range` of an object of `len` bytes streamed by `reader`, or a `416`.
-fn ranged<B>(
-    range: ParsedRanges,
-    len: u64,
-    reader: Option<Reader>,
-    headers: &HeaderMap,
-) -> Response<ResponseBody<B>> {
-    let mut response;
-    match (
-        range.validate(len).ok().and_then(|r| r.into_iter().next()),
-        reader,
-    ) {
-        (Some(r), Some(reader)) if len > 0 => {
-            let (start, end) = (*r.start(), *r.end());
-            response = Response::new(ResponseBody::range(reader, start, end - start + 1));
-            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-            *response.headers_mut() = headers.clone();
-            let h = response.headers_mut();
-            h.insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-                h.insert(CONTENT_RANGE, v);
-            }
+/// A request attached to a fill (or waiting for a slot to start one).
+fn attach<B>(engine: &Arc<Engine>, joined: Joined, pull: Pull, inner: Response<B>) -> Step<B> {
+    let mut pulling = Box::new(Pulling {
+        engine: engine.clone(),
+        key: pull.spec.key,
+        reader: None,
+        admit: None,
+        head_timer: None,
+        inner: Some(inner),
+        range: pull.range,
+        head_only: pull.head_only,
+        outcome: pull.outcome,
+    });
+    match pulling.admitted(joined) {
+        Some(answer) => Step::Done(finish(engine, answer)),
+        None => Step::Pull(pulling),
+    }
+}
+
+/// An answer, before it is counted and tagged.
+enum Answer<B> {
+    /// The inner response, untouched.
+    Inner(Response<B>, Outcome),
+    /// A response the layer made.
+    Made(Response<ResponseBody<B>>, Outcome),
+}
+
+/// Count the answer and tag a made one with its outcome: the one place both happen.
+fn finish<B>(engine: &Engine, answer: Answer<B>) -> Response<ResponseBody<B>> {
+    match answer {
+        Answer::Inner(response, outcome) => {
+            engine.counters.request(outcome);
+            response.map(ResponseBody::inner)
         }
-        _ => {
-            // Unsatisfiable: the fill goes on (it is pinned), the client gets a 416.
-            response = Response::new(ResponseBody::empty());
-            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                response.headers_mut().insert(CONTENT_RANGE, v);
-            }
+        Answer::Made(mut response, outcome) => {
+            engine.counters.request(outcome);
+            respond::tag(&mut response, engine.header_name.as_ref(), outcome);
             response
-                .headers_mut()
-                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
     }
-    response
 }
 
-fn tag<B>(response: &mut Response<B>, name: Option<&HeaderName>, outcome: &'static str) {
-    if let Some(name) = name {
-        response
-            .headers_mut()
-            .insert(name.clone(), HeaderValue::from_static(outcome));
+/// A request waiting on a fill: for a slot of the bound, then for the fill's head.
+struct Pulling<B> {
+    engine: Arc<Engine>,
+    key: String,
+    reader: Option<Reader>,
+    /// Waiting for a slot of the fill bound; resolves to the reader (or a refusal).
+    admit: Option<BoxFuture<'static, Joined>>,
+    /// Bounds the wait for the fill's head (the fill's head deadline).
+    head_timer: Option<Pin<Box<Sleep>>>,
+    inner: Option<Response<B>>,
+    range: Option<HeaderValue>,
+    head_only: bool,
+    outcome: Outcome,
+}
+
+impl<B> Pulling<B> {
+    /// Take what the registry said; `Some` when that already answers the request.
+    fn admitted(&mut self, joined: Joined) -> Option<Answer<B>> {
+        match joined {
+            Joined::Leader(reader) => self.reader = Some(reader),
+            Joined::Waiter(reader) => {
+                self.reader = Some(reader);
+                self.outcome = Outcome::Coalesced;
+            }
+            Joined::Queued(wait) => self.admit = Some(wait),
+            Joined::Full => {
+                let after = self.engine.fills.retry_after();
+                return Some(Answer::Made(
+                    respond::unavailable(after),
+                    Outcome::Unavailable,
+                ));
+            }
+            Joined::KnownMissing | Joined::Refused => return Some(self.untouched()),
+        }
+        None
     }
-}
 
-fn redirect<B>(
-    rule: &Rule,
-    request: &crate::OriginRequest,
-    key: &str,
-    header_name: Option<&HeaderName>,
-    outcome: &'static str,
-) -> Response<ResponseBody<B>> {
-    let location = rule
-        .origin
-        .location(request)
-        .and_then(|uri| HeaderValue::from_str(&uri.to_string()).ok());
-    let Some(location) = location else {
-        let e = Error::config(format!(
-            "rule {}: its origin has no URL to redirect clients to",
-            rule.label()
-        ));
-        tracing::error!(%key, error = %e, "cannot redirect");
-        return bad_gateway(key, Some(&e), header_name);
-    };
-    let mut response = Response::new(ResponseBody::empty());
-    *response.status_mut() = rule.redirect_status.status();
-    response.headers_mut().insert(LOCATION, location);
-    response
-        .headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-    tag(&mut response, header_name, outcome);
-    response
-}
+    fn untouched(&mut self) -> Answer<B> {
+        match self.inner.take() {
+            Some(response) => Answer::Inner(response, Outcome::Missed),
+            None => Answer::Made(respond::bad_gateway(&self.key, None), Outcome::Failed),
+        }
+    }
 
-/// `503` with `Retry-After`: too many fills running.
-fn unavailable<B>(after: Duration, header_name: Option<&HeaderName>) -> Response<ResponseBody<B>> {
-    let mut response = Response::new(ResponseBody::message(
-        "503 Service Unavailable: too many objects being pulled; retry later\n".to_owned(),
-    ));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
-        http::header::RETRY_AFTER,
-        HeaderValue::from(after.as_secs().max(1)),
-    );
-    tag(&mut response, header_name, "failed");
-    response
-}
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Response<ResponseBody<B>>> {
+        let answer = ready!(self.poll_answer(cx));
+        Poll::Ready(finish(&self.engine, answer))
+    }
 
-fn bad_gateway<B>(
-    key: &str,
-    error: Option<&Error>,
-    header_name: Option<&HeaderName>,
-) -> Response<ResponseBody<B>> {
-    let reason = match error {
-        Some(Error::OriginStatus { status, .. }) => format!("origin answered {}", status.as_u16()),
-        Some(Error::OriginTimeout { .. }) => "origin timed out".to_owned(),
-        Some(Error::OriginRequest { .. }) => "origin unreachable".to_owned(),
-        Some(Error::HeadTimeout { .. }) => "origin timed out".to_owned(),
-        Some(Error::FillAborted { reason, .. }) => (*reason).to_owned(),
-        Some(Error::Config { .. }) => "origin cannot be redirected to".to_owned(),
-        _ => "origin pull failed".to_owned(),
-    };
-    let mut response = Response::new(ResponseBody::message(format!(
-        "502 Bad Gateway: could not pull {key}: {reason}\n"
-    )));
-    *response.status_mut() = StatusCode::BAD_GATEWAY;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    tag(&mut response, header_name, "failed");
-    response
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<Answer<B>> {
+        if let Some(wait) = self.admit.as_mut() {
+            let joined = ready!(wait.as_mut().poll(cx));
+            self.admit = None;
+            let joined = match joined {
+                // A queued wait resolves to a decision, never to another wait.
+                Joined::Queued(_) => Joined::Full,
+                joined => joined,
+            };
+            if let Some(answer) = self.admitted(joined) {
+                return Poll::Ready(answer);
+            }
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return Poll::Ready(self.untouched());
+        };
+        let deadline = reader.head_deadline();
+        let timer = self
+            .head_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let view = match reader.poll_head(cx) {
+            Poll::Ready(view) => view,
+            Poll::Pending => {
+                ready!(timer.as_mut().poll(cx));
+                HeadView::Failed(Arc::new(Error::FillAborted {
+                    key: self.key.clone(),
+                    reason: "no response head from the origin within the head timeout",
+                }))
+            }
+        };
+        Poll::Ready(match view {
+            // The origin does not have it either: the inner response, untouched.
+            HeadView::NotFound => self.untouched(),
+            HeadView::Failed(e) => {
+                Answer::Made(respond::bad_gateway(&self.key, Some(&e)), Outcome::Failed)
+            }
+            HeadView::Ready(head) => {
+                let (response, outcome) = respond::pulled(
+                    &head,
+                    self.reader.take(),
+                    self.range.as_ref(),
+                    self.head_only,
+                    self.outcome,
+                );
+                Answer::Made(response, outcome)
+            }
+        })
+    }
 }

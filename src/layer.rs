@@ -1,19 +1,16 @@
-//! [`OriginPullLayer`]: the middleware's configuration.
+//! [`OriginPullLayer`] and its [`OriginPullBuilder`]: the middleware's configuration,
+//! built once into the live engine that every clone of the layer shares.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use http::{Method, StatusCode};
-use tokio::sync::broadcast;
 use tower_layer::Layer;
 
-use crate::events::{Events, FillEvent};
-use crate::fill::registry::{BackgroundStats, FillSettings, Fills, ShutdownReport};
-use crate::origin::OriginRequest;
-use crate::progress::{Counters, Progress};
+use crate::engine::Engine;
+use crate::fill::registry::FillSettings;
+use crate::handle::OriginPullHandle;
 use crate::rule::Rule;
 use crate::service::OriginPull;
 use crate::store::{BucketStore, Store};
@@ -21,124 +18,82 @@ use crate::store::{BucketStore, Store};
 /// The default name of the header telling the client what happened (`pulled`, ...).
 pub const DEFAULT_HEADER_NAME: HeaderName = HeaderName::from_static("x-origin-pull");
 
-/// Applies [`OriginPull`] to a service: misses matching a [`Rule`] are pulled from the rule's
-/// origin, streamed to the client and written into the [`Store`].
+/// Configures an [`OriginPullLayer`]: rules, store, fill settings. [`build`] makes the
+/// layer and its live state (fill registry and bound, counters, events) once; every clone of
+/// the built layer, and every service it makes, shares that state.
 ///
-/// ```
-/// use std::sync::Arc;
-/// use axum::{Router, routing::get};
-/// use object_store::memory::InMemory;
-/// use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule};
-///
-/// # fn main() -> Result<(), tower_origin_pull::Error> {
-/// let store = Arc::new(InMemory::new());
-/// let app: Router = Router::new()
-///     .route("/health", get(|| async { "ok" }))
-///     .layer(
-///         OriginPullLayer::from_object_store(store)
-///             .rule(Rule::new(HttpOrigin::new("http://127.0.0.1:9000/")?).prefix("img/")),
-///     );
-/// # Ok(()) }
-/// ```
+/// [`build`]: OriginPullBuilder::build
 #[derive(Clone)]
-pub struct OriginPullLayer {
-    pub(crate) config: Arc<Config>,
-}
-
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) rules: Vec<Rule>,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) header_name: Option<HeaderName>,
-    /// Some rule accepts HEAD.
-    head: bool,
-    /// Some rule reads the request's headers (conditions or header policy).
-    pub(crate) needs_headers: bool,
-    /// The union of the rules' trigger statuses.
-    statuses: Vec<StatusCode>,
+#[must_use]
+pub struct OriginPullBuilder {
+    rules: Vec<Rule>,
+    store: Arc<dyn Store>,
+    header_name: Option<HeaderName>,
+    trust_forwarded_proto: bool,
     settings: FillSettings,
-    events: Events,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) fills: Arc<Fills>,
 }
 
-impl fmt::Debug for OriginPullLayer {
+impl fmt::Debug for OriginPullBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OriginPullLayer")
-            .field("rules", &self.config.rules)
-            .field("store", &self.config.store)
-            .field("header_name", &self.config.header_name)
-            .field("settings", &self.config.settings)
+        f.debug_struct("OriginPullBuilder")
+            .field("rules", &self.rules)
+            .field("store", &self.store)
+            .field("header_name", &self.header_name)
+            .field("trust_forwarded_proto", &self.trust_forwarded_proto)
+            .field("settings", &self.settings)
             .finish()
     }
 }
 
-impl OriginPullLayer {
-    /// A layer writing pulled objects into `store`, with no rules yet (so it pulls nothing).
+impl OriginPullBuilder {
+    /// A builder writing pulled objects into `store`, with no rules yet (so the layer pulls
+    /// nothing).
     pub fn new(store: impl Store) -> Self {
-        let settings = FillSettings::default();
-        let events = Events::new();
-        let counters = Arc::new(Counters::default());
-        let fills = Arc::new(Fills::new(
-            settings.clone(),
-            events.clone(),
-            counters.clone(),
-        ));
         Self {
-            config: Arc::new(Config {
-                rules: Vec::new(),
-                store: Arc::new(store),
-                header_name: Some(DEFAULT_HEADER_NAME),
-                head: false,
-                needs_headers: false,
-                statuses: Vec::new(),
-                settings,
-                events,
-                counters,
-                fills,
-            }),
+            rules: Vec::new(),
+            store: Arc::new(store),
+            header_name: Some(DEFAULT_HEADER_NAME),
+            trust_forwarded_proto: false,
+            settings: FillSettings::default(),
         }
     }
 
+    /// A builder writing into an `object_store` backend through a default [`BucketStore`].
+    pub fn from_object_store(store: Arc<dyn object_store::ObjectStore>) -> Self {
+        Self::new(BucketStore::new(store))
+    }
+
     fn with_settings(mut self, change: impl FnOnce(&mut FillSettings)) -> Self {
-        let config = Arc::make_mut(&mut self.config);
-        change(&mut config.settings);
-        config.fills = Arc::new(Fills::new(
-            config.settings.clone(),
-            config.events.clone(),
-            config.counters.clone(),
-        ));
+        change(&mut self.settings);
         self
     }
 
-    /// A layer writing into an `object_store` backend through a default [`BucketStore`].
-    pub fn from_object_store(store: Arc<dyn object_store::ObjectStore>) -> Self {
-        Self::new(BucketStore::new(store))
+    /// Let the client's scheme choose the origin's for [`Protocol::Same`] origins: an
+    /// absolute-form request target, HTTP/2's `:scheme`, `X-Forwarded-Proto` (default
+    /// `false`: the origin's configured scheme is used). Turn it on only behind a proxy that
+    /// sets `X-Forwarded-Proto` itself; an `https` origin is never downgraded either way.
+    ///
+    /// [`Protocol::Same`]: crate::Protocol::Same
+    pub fn trust_forwarded_proto(mut self, trust: bool) -> Self {
+        self.trust_forwarded_proto = trust;
+        self
     }
 
     /// Append a rule; rules are tried in the order they were added, the first match wins.
     /// An unnamed rule is named `rule#N` after its position (from 0).
     #[must_use]
     pub fn rule(mut self, rule: Rule) -> Self {
-        let config = Arc::make_mut(&mut self.config);
-        let position = config.rules.len();
+        let position = self.rules.len();
         let rule = if rule.name.is_none() {
             rule.named(format!("rule#{position}"))
         } else {
             rule
         };
-        config.head |= rule.accepts(&Method::HEAD);
-        config.needs_headers |= rule.reads_request_headers();
-        for status in rule.statuses() {
-            if !config.statuses.contains(status) {
-                config.statuses.push(*status);
-            }
-        }
-        config.rules.push(rule);
+        self.rules.push(rule);
         self
     }
 
-    /// Append several rules in order; see [`OriginPullLayer::rule`].
+    /// Append several rules in order; see [`OriginPullBuilder::rule`].
     #[must_use]
     pub fn rules(self, rules: impl IntoIterator<Item = Rule>) -> Self {
         rules.into_iter().fold(self, Self::rule)
@@ -147,7 +102,7 @@ impl OriginPullLayer {
     /// Name the response header that says what happened (default [`DEFAULT_HEADER_NAME`]).
     #[must_use]
     pub fn header_name(mut self, name: HeaderName) -> Self {
-        Arc::make_mut(&mut self.config).header_name = Some(name);
+        self.header_name = Some(name);
         self
     }
 
@@ -226,7 +181,7 @@ impl OriginPullLayer {
 
     /// How many async-mode fills may wait to start (default 1024). When the queue is full, a
     /// request is still redirected but its fill is skipped (and counted in
-    /// [`OriginPullLayer::background_stats`]).
+    /// [`OriginPullHandle::background_stats`]).
     #[must_use]
     pub fn background_queue(self, capacity: usize) -> Self {
         self.with_settings(|s| s.queue = capacity.max(1))
@@ -241,100 +196,246 @@ impl OriginPullLayer {
         self.with_settings(|s| s.background = fills.max(1))
     }
 
-    /// Receive an event when a fill starts, completes, finds nothing, or fails.
-    ///
-    /// Sending never waits for a subscriber: one that falls more than
-    /// [`EVENT_CAPACITY`](crate::events::EVENT_CAPACITY) events behind loses the oldest.
-    pub fn subscribe(&self) -> broadcast::Receiver<FillEvent> {
-        self.config.events.subscribe()
-    }
-
-    /// How much was served from the store versus pulled, since the layer was built (shared
-    /// by every clone of the layer and every service it made).
-    pub fn progress(&self) -> Progress {
-        self.config.counters.snapshot(self.config.fills.in_flight())
-    }
-
-    /// Delete `key` from the store and leave a tombstone so that misses for it are not
-    /// pulled back from the origin (the store must keep tombstones, see
-    /// [`BucketStore::with_tombstones`]).
-    pub async fn delete(&self, key: &str) -> Result<(), crate::Error> {
-        self.config.store.set_deleted(key, true).await
-    }
-
-    /// Remove `key`'s tombstone: misses for it are pulled again.
-    pub async fn undelete(&self, key: &str) -> Result<(), crate::Error> {
-        self.config.store.set_deleted(key, false).await
-    }
-
-    /// Counters of the async-mode background queue.
-    pub fn background_stats(&self) -> BackgroundStats {
-        self.config.fills.background_stats()
-    }
-
-    /// Fills in flight right now (sync and background).
-    pub fn fills_in_flight(&self) -> usize {
-        self.config.fills.in_flight()
-    }
-
-    /// Stop starting fills, give the ones in flight `grace` to finish, then cancel the rest
-    /// (their writes are aborted: nothing partial is left in the store). Queued async-mode
-    /// fills that have not started are dropped. Requests arriving afterwards get the inner
-    /// service's response untouched.
-    pub fn shutdown(
-        &self,
-        grace: Duration,
-    ) -> impl Future<Output = ShutdownReport> + Send + 'static {
-        let fills = self.config.fills.clone();
-        async move { fills.shutdown(grace).await }
-    }
-
     /// Do not add the header that says what happened.
     #[must_use]
     pub fn without_header(mut self) -> Self {
-        Arc::make_mut(&mut self.config).header_name = None;
+        self.header_name = None;
         self
+    }
+
+    /// Build the layer and its live state.
+    pub fn build(self) -> OriginPullLayer {
+        OriginPullLayer {
+            engine: Arc::new(Engine::new(
+                self.rules.clone(),
+                self.store.clone(),
+                self.header_name.clone(),
+                self.trust_forwarded_proto,
+                self.settings.clone(),
+            )),
+            builder: self,
+        }
     }
 }
 
-impl Config {
-    /// Whether a request with this method may ever be pulled (checked before the inner
-    /// service runs, so other requests cost nothing).
-    #[inline]
-    pub(crate) fn wants(&self, method: &Method) -> bool {
-        (method == Method::GET || (self.head && method == Method::HEAD)) && !self.rules.is_empty()
+/// Applies [`OriginPull`] to a service: misses matching a [`Rule`] are pulled from the rule's
+/// origin, streamed to the client and written into the [`Store`].
+///
+/// Built once by an [`OriginPullBuilder`]; cheap to clone, and every clone (and every
+/// service it makes) shares one live state: one fill per key across all of them, one bound,
+/// one set of counters and events. The live operations (shutdown, progress, events,
+/// deletes, warm-up) are on its [`OriginPullHandle`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::{Router, routing::get};
+/// use object_store::memory::InMemory;
+/// use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule};
+///
+/// # fn main() -> Result<(), tower_origin_pull::Error> {
+/// let store = Arc::new(InMemory::new());
+/// let layer = OriginPullBuilder::from_object_store(store)
+///     .rule(Rule::new(HttpOrigin::new("http://127.0.0.1:9000/")?).prefix("img/"))
+///     .build();
+/// let handle = layer.handle(); // shutdown, progress, events, ...
+/// let app: Router = Router::new()
+///     .route("/health", get(|| async { "ok" }))
+///     .layer(layer);
+/// # let _ = handle;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OriginPullLayer {
+    pub(crate) engine: Arc<Engine>,
+    builder: OriginPullBuilder,
+}
+
+impl fmt::Debug for OriginPullLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OriginPullLayer")
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl OriginPullLayer {
+    /// A builder writing pulled objects into `store`; see [`OriginPullBuilder`].
+    pub fn builder(store: impl Store) -> OriginPullBuilder {
+        OriginPullBuilder::new(store)
     }
 
-    /// Whether an inner response with this status may be pulled.
-    #[inline]
-    pub(crate) fn triggers_on(&self, status: StatusCode) -> bool {
-        self.statuses.contains(&status)
+    /// Deprecated: use [`OriginPullBuilder::from_object_store`].
+    #[doc(hidden)]
+    pub fn from_object_store(store: Arc<dyn object_store::ObjectStore>) -> Self {
+        OriginPullBuilder::from_object_store(store).build()
     }
 
-    /// The first rule matching, and the origin request it makes.
-    pub(crate) fn plan(
+    /// The handle to the live state this layer shares with all its clones.
+    pub fn handle(&self) -> OriginPullHandle {
+        OriginPullHandle::new(self.engine.clone())
+    }
+
+    /// Deprecated: use [`OriginPullHandle::subscribe`].
+    #[doc(hidden)]
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::FillEvent> {
+        self.handle().subscribe()
+    }
+
+    /// Deprecated: use [`OriginPullHandle::progress`].
+    #[doc(hidden)]
+    pub fn progress(&self) -> crate::Progress {
+        self.handle().progress()
+    }
+
+    /// Deprecated: use [`OriginPullHandle::delete`].
+    #[doc(hidden)]
+    pub async fn delete(&self, key: &str) -> Result<(), crate::Error> {
+        self.handle().delete(key).await
+    }
+
+    /// Deprecated: use [`OriginPullHandle::undelete`].
+    #[doc(hidden)]
+    pub async fn undelete(&self, key: &str) -> Result<(), crate::Error> {
+        self.handle().undelete(key).await
+    }
+
+    /// Deprecated: use [`OriginPullHandle::background_stats`].
+    #[doc(hidden)]
+    pub fn background_stats(&self) -> crate::BackgroundStats {
+        self.handle().background_stats()
+    }
+
+    /// Deprecated: use [`OriginPullHandle::fills_in_flight`].
+    #[doc(hidden)]
+    pub fn fills_in_flight(&self) -> usize {
+        self.handle().fills_in_flight()
+    }
+
+    /// Deprecated: use [`OriginPullHandle::shutdown`].
+    #[doc(hidden)]
+    pub fn shutdown(
         &self,
-        key: &str,
-        method: &Method,
-        status: StatusCode,
-        uri: &http::Uri,
-        headers: Option<&http::HeaderMap>,
-    ) -> Option<(&Rule, OriginRequest)> {
-        let rule = self
-            .rules
-            .iter()
-            .find(|r| r.matches(key, method, status, headers))?;
-        let client_scheme = uri.scheme().cloned().or_else(|| {
-            let proto = headers?.get("x-forwarded-proto")?.to_str().ok()?;
-            proto
-                .eq_ignore_ascii_case("https")
-                .then_some(http::uri::Scheme::HTTPS)
-        });
-        let mut request = OriginRequest::new(rule.rewrite.apply(key))
-            .with_query(rule.query.apply(uri.query()))
-            .with_headers(rule.headers.apply(headers));
-        request.client_scheme = client_scheme;
-        Some((rule, request))
+        grace: Duration,
+    ) -> impl std::future::Future<Output = crate::ShutdownReport> + Send + use<> {
+        self.handle().shutdown(grace)
+    }
+
+    /// Deprecated: use [`OriginPullLayer::builder`].
+    #[doc(hidden)]
+    pub fn new(store: impl Store) -> Self {
+        OriginPullBuilder::new(store).build()
+    }
+
+    /// See [`OriginPullBuilder::rule`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn rule(self, rule: Rule) -> Self {
+        let builder = self.builder.rule(rule);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::rules`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn rules(self, rules: impl IntoIterator<Item = Rule>) -> Self {
+        let builder = self.builder.rules(rules);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::header_name`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn header_name(self, name: HeaderName) -> Self {
+        let builder = self.builder.header_name(name);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::coalesce_window`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn coalesce_window(self, bytes: usize) -> Self {
+        let builder = self.builder.coalesce_window(bytes);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::slow_reader_grace`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn slow_reader_grace(self, grace: Duration) -> Self {
+        let builder = self.builder.slow_reader_grace(grace);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::remember_not_found`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn remember_not_found(self, ttl: Duration) -> Self {
+        let builder = self.builder.remember_not_found(ttl);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::max_fills`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn max_fills(self, fills: usize) -> Self {
+        let builder = self.builder.max_fills(fills);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::fill_queue_timeout`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn fill_queue_timeout(self, wait: Duration) -> Self {
+        let builder = self.builder.fill_queue_timeout(wait);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::retry_after`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn retry_after(self, after: Duration) -> Self {
+        let builder = self.builder.retry_after(after);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::head_timeout`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn head_timeout(self, timeout: Duration) -> Self {
+        let builder = self.builder.head_timeout(timeout);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::stall_timeout`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn stall_timeout(self, timeout: Duration) -> Self {
+        let builder = self.builder.stall_timeout(timeout);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::background_queue`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn background_queue(self, capacity: usize) -> Self {
+        let builder = self.builder.background_queue(capacity);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::background_concurrency`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn background_concurrency(self, fills: usize) -> Self {
+        let builder = self.builder.background_concurrency(fills);
+        builder.build()
+    }
+
+    /// See [`OriginPullBuilder::without_header`]. Rebuilds the live state: prefer the builder.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn without_header(self) -> Self {
+        let builder = self.builder.without_header();
+        builder.build()
     }
 }
 

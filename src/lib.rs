@@ -41,16 +41,19 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod body;
+mod engine;
 #[cfg(feature = "config")]
 pub mod config;
 mod error;
 pub mod events;
 mod fill;
 mod future;
+mod handle;
 pub mod key;
 mod layer;
 pub mod origin;
 pub mod progress;
+mod respond;
 mod rule;
 mod serve;
 mod service;
@@ -67,12 +70,13 @@ pub use crate::error::{BoxError, Error, Problem};
 pub use crate::events::FillEvent;
 pub use crate::fill::registry::{BackgroundStats, DEFAULT_MAX_FILLS, ShutdownReport};
 pub use crate::future::ResponseFuture;
-pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullLayer};
+pub use crate::handle::OriginPullHandle;
+pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullBuilder, OriginPullLayer};
 pub use crate::origin::{
     BucketOrigin, HttpOrigin, HttpOriginBuilder, Origin, OriginRequest, OriginResponse, Origins,
     Protocol,
 };
-pub use crate::progress::Progress;
+pub use crate::progress::{Outcome, Progress};
 pub use crate::rule::{
     Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, Mode, Oversize,
     QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,

@@ -6,7 +6,7 @@
 //!
 //! | metric | kind | labels | meaning |
 //! |---|---|---|---|
-//! | `origin_pull_requests_total` | counter | `outcome` = `hit` / `pulled` / `coalesced` / `async` / `redirect` / `proxied` / `failed` / `missed` | requests by what happened (`missed`: a miss nobody pulled — no rule, origin `404`, unclean key) |
+//! | `origin_pull_requests_total` | counter | `outcome` = [`Outcome::as_str`]: `hit` / `inner-error` / `pulled` / `coalesced` / `proxied` / `passed-through` / `async` / `redirect` / `failed` / `unavailable` / `missed` | requests by what happened (`missed`: a miss nobody pulled — no rule, origin `404`, unclean key) |
 //! | `origin_pull_origin_bytes_total` | counter | — | bytes of objects stored by fills |
 //! | `origin_pull_fills_total` | counter | `result` = `completed` / `failed` / `not_found` | fills by how they ended |
 //! | `origin_pull_fill_duration_seconds` | histogram | — | from a fill's start to its commit |
@@ -15,43 +15,77 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// What happened to one request, as counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
+/// What happened to one request the layer saw: the value of its `x-origin-pull` header
+/// (where it has one), the progress counter it adds to, and its metric label — one type
+/// from the decision to the counter, never a string parsed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The inner service answered with a status no rule triggers on that is not an error
+    /// (`2xx`, `3xx`: served from the store).
     Hit,
+    /// The inner service answered a `4xx`/`5xx` that no rule triggers on (a bad request, a
+    /// store failure): not served from the store, not pulled.
+    InnerError,
+    /// A miss that started a fill.
     Pulled,
+    /// A miss that joined a fill in flight.
     Coalesced,
-    Async,
-    Redirect,
+    /// A miss streamed from the origin without storing (proxy mode, a cold `Range`, a
+    /// `HEAD` answered by the origin).
     Proxied,
+    /// A miss answered with the origin's own non-`200` answer, as a rule passes it through
+    /// (its `pass_through` statuses, a `416` for a client's range).
+    PassedThrough,
+    /// A miss answered with an async-mode redirect (the fill runs in the background).
+    Async,
+    /// A miss answered with a redirect-mode redirect.
+    Redirect,
+    /// A miss the layer answered `502` (the origin failed, or could not be redirected to).
     Failed,
+    /// A miss answered `503` because every fill slot was taken.
+    Unavailable,
+    /// A miss nobody pulled: no rule, an unclean key, the origin's `404`, a tombstone, a
+    /// remembered `404`, shutdown. The inner response stands.
     Missed,
 }
 
 impl Outcome {
-    pub(crate) fn from_tag(tag: &str) -> Self {
-        match tag {
-            "pulled" => Self::Pulled,
-            "coalesced" => Self::Coalesced,
-            "async" => Self::Async,
-            "redirect" => Self::Redirect,
-            "proxied" => Self::Proxied,
-            _ => Self::Failed,
+    /// The label: the `x-origin-pull` header value and the metric's `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::InnerError => "inner-error",
+            Self::Pulled => "pulled",
+            Self::Coalesced => "coalesced",
+            Self::Proxied => "proxied",
+            Self::PassedThrough => "passed-through",
+            Self::Async => "async",
+            Self::Redirect => "redirect",
+            Self::Failed => "failed",
+            Self::Unavailable => "unavailable",
+            Self::Missed => "missed",
         }
     }
 
-    #[cfg(feature = "metrics")]
-    fn label(self) -> &'static str {
-        match self {
-            Self::Hit => "hit",
-            Self::Pulled => "pulled",
-            Self::Coalesced => "coalesced",
-            Self::Async => "async",
-            Self::Redirect => "redirect",
-            Self::Proxied => "proxied",
-            Self::Failed => "failed",
-            Self::Missed => "missed",
+    /// The header value saying what happened.
+    pub(crate) fn header_value(self) -> http::HeaderValue {
+        http::HeaderValue::from_static(self.as_str())
+    }
+
+    /// The outcome of an inner response that no rule triggers on.
+    pub(crate) fn of_inner(status: http::StatusCode) -> Self {
+        if status.is_client_error() || status.is_server_error() {
+            Self::InnerError
+        } else {
+            Self::Hit
         }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -59,8 +93,11 @@ impl Outcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Progress {
-    /// Requests the inner service answered without a miss (hits, `304`s, ...).
+    /// Requests the inner service answered without a miss and without an error (hits,
+    /// `304`s, ...).
     pub hits: u64,
+    /// Requests the inner service answered `4xx`/`5xx` that no rule triggers on.
+    pub inner_errors: u64,
     /// Misses that started a fill.
     pub pulled: u64,
     /// Misses that joined a fill in flight.
@@ -71,8 +108,12 @@ pub struct Progress {
     pub redirects: u64,
     /// Misses streamed from the origin without storing.
     pub proxied: u64,
+    /// Misses answered with the origin's own non-`200` answer, passed through by a rule.
+    pub passed_through: u64,
     /// Misses answered `502`.
     pub failed: u64,
+    /// Misses answered `503` because every fill slot was taken.
+    pub unavailable: u64,
     /// Misses nobody pulled (no rule, unclean key, origin `404`).
     pub missed: u64,
     /// Objects stored by fills.
@@ -89,12 +130,15 @@ impl Progress {
     /// The share of `GET`s served from the store, of those the layer saw (0 when none).
     pub fn store_share(&self) -> f64 {
         let total = self.hits
+            + self.inner_errors
             + self.pulled
             + self.coalesced
             + self.async_redirects
             + self.redirects
             + self.proxied
+            + self.passed_through
             + self.failed
+            + self.unavailable
             + self.missed;
         if total == 0 {
             0.0
@@ -107,12 +151,15 @@ impl Progress {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     hits: AtomicU64,
+    inner_errors: AtomicU64,
     pulled: AtomicU64,
     coalesced: AtomicU64,
     async_redirects: AtomicU64,
     redirects: AtomicU64,
     proxied: AtomicU64,
+    passed_through: AtomicU64,
     failed: AtomicU64,
+    unavailable: AtomicU64,
     missed: AtomicU64,
     keys_pulled: AtomicU64,
     bytes_pulled: AtomicU64,
@@ -124,17 +171,20 @@ impl Counters {
     pub(crate) fn request(&self, outcome: Outcome) {
         let counter = match outcome {
             Outcome::Hit => &self.hits,
+            Outcome::InnerError => &self.inner_errors,
             Outcome::Pulled => &self.pulled,
             Outcome::Coalesced => &self.coalesced,
             Outcome::Async => &self.async_redirects,
             Outcome::Redirect => &self.redirects,
             Outcome::Proxied => &self.proxied,
+            Outcome::PassedThrough => &self.passed_through,
             Outcome::Failed => &self.failed,
+            Outcome::Unavailable => &self.unavailable,
             Outcome::Missed => &self.missed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        metrics::counter!("origin_pull_requests_total", "outcome" => outcome.label()).increment(1);
+        metrics::counter!("origin_pull_requests_total", "outcome" => outcome.as_str()).increment(1);
     }
 
     pub(crate) fn fill_completed(&self, bytes: u64, duration: Duration) {
@@ -172,12 +222,15 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Progress {
             hits: get(&self.hits),
+            inner_errors: get(&self.inner_errors),
             pulled: get(&self.pulled),
             coalesced: get(&self.coalesced),
             async_redirects: get(&self.async_redirects),
             redirects: get(&self.redirects),
             proxied: get(&self.proxied),
+            passed_through: get(&self.passed_through),
             failed: get(&self.failed),
+            unavailable: get(&self.unavailable),
             missed: get(&self.missed),
             keys_pulled: get(&self.keys_pulled),
             bytes_pulled: get(&self.bytes_pulled),

@@ -57,14 +57,31 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let config = &self.layer.config;
-        let captured = config.wants(req.method()).then(|| Captured {
+        let engine = &self.layer.engine;
+        let captured = engine.wants(req.method()).then(|| Captured {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            headers: config.needs_headers.then(|| req.headers().clone()),
+            headers: engine.needs_headers.then(|| headers_of(&req)),
             range: req.headers().get(http::header::RANGE).cloned(),
-            config: config.clone(),
+            engine: engine.clone(),
         });
         ResponseFuture::new(self.inner.call(req), captured)
     }
+}
+
+/// The request's headers for rules that read them; an HTTP/2 request carries its host as
+/// the URI's authority (`:authority`), not a `Host` header, so it is added as one here and
+/// host conditions hold for both protocols.
+fn headers_of<B>(req: &Request<B>) -> http::HeaderMap {
+    let mut headers = req.headers().clone();
+    if !headers.contains_key(http::header::HOST) {
+        if let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            headers.insert(http::header::HOST, host);
+        }
+    }
+    headers
 }

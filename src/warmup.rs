@@ -164,7 +164,7 @@ impl Warmup {
         if !key::is_clean(key) {
             return One::Failed("not a clean key".to_owned());
         }
-        let config = &self.layer.config;
+        let config = &self.layer.engine;
         let uri = Uri::from_static("/");
         let Some((rule, request)) =
             config.plan(key, &Method::GET, StatusCode::NOT_FOUND, &uri, None)

@@ -161,7 +161,14 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
         return Ok(Begun::Done(Pulled::NotFound));
     }
     let passed_through = spec.checks.pass_through.contains(&status);
-    let proxied_range = fill.store.is_none() && status == StatusCode::PARTIAL_CONTENT;
+    // A range the client asked for and the origin was asked for: its `206`, or its `416`
+    // (which the client gets as the same `416` a hit would give).
+    let proxied_range = fill.store.is_none()
+        && spec.request.headers.contains_key(http::header::RANGE)
+        && matches!(
+            status,
+            StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE
+        );
     if status != StatusCode::OK && !passed_through && !proxied_range {
         return Err(Error::OriginStatus {
             key: key.to_owned(),

@@ -10,7 +10,7 @@ mod body;
 mod conditional;
 mod future;
 mod headers;
-mod range;
+pub(crate) mod range;
 mod service;
 
 pub use self::body::ServeBody;

@@ -34,6 +34,40 @@ pub(crate) enum Decision {
     Unsatisfiable,
 }
 
+/// What a `Range` header asks for before the object's length is known: enough for a miss to
+/// choose between fetching a range and fetching the whole object; [`decide`] gives the
+/// answer once the length is known, the same cold or stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// Ignored (malformed, another unit, first > last): the whole object, `200`.
+    Whole,
+    /// One range (which may turn out unsatisfiable, as `bytes=-0` always is).
+    One,
+    /// Several ranges: `206` or `200` depends on how many are satisfiable.
+    Several,
+}
+
+/// Classify a `Range` header without the object's length (see [`Ask`]).
+pub(crate) fn ask(header: &HeaderValue) -> Ask {
+    let Ok(text) = header.to_str() else {
+        return Ask::Whole;
+    };
+    let parsed = match http_range_header::parse_range_header(text) {
+        Ok(parsed) => parsed,
+        Err(RangeUnsatisfiableError::ZeroSuffix) => return Ask::One,
+        Err(_) => return Ask::Whole,
+    };
+    let inverted = parsed.ranges.iter().any(|r| {
+        matches!((r.start, r.end), (StartPosition::Index(first), EndPosition::Index(last)) if last < first)
+    });
+    match parsed.ranges.len() {
+        _ if inverted => Ask::Whole,
+        0 => Ask::Whole,
+        1 => Ask::One,
+        _ => Ask::Several,
+    }
+}
+
 /// Decide what a `Range` header asks of an object of `len` bytes.
 pub(crate) fn decide(header: &HeaderValue, len: u64) -> Decision {
     let Ok(text) = header.to_str() else {
@@ -88,6 +122,23 @@ mod tests {
         assert_eq!(d("bytes=9500-", 10000), Partial(9500..10000));
         assert_eq!(d("bytes=0-0,-1", 10000), Full);
         assert_eq!(d("bytes=500-600,601-999", 10000), Full);
+    }
+
+    #[test]
+    fn what_a_range_asks_before_the_length_is_known() {
+        let a = |h: &'static str| ask(&HeaderValue::from_static(h));
+        assert_eq!(a("bytes=0-9"), Ask::One);
+        assert_eq!(a("bytes=-0"), Ask::One);
+        assert_eq!(a("bytes=10-"), Ask::One);
+        assert_eq!(a("bytes=0-0,-1"), Ask::Several);
+        assert_eq!(a("bytes=5-2"), Ask::Whole);
+        assert_eq!(a("bytes=0-1,5-2"), Ask::Whole);
+        assert_eq!(a("items=0-5"), Ask::Whole);
+        assert_eq!(a("bytes=abc"), Ask::Whole);
+        // Whatever `ask` says, `decide` agrees: an ignored header is always `Full`.
+        for h in ["bytes=5-2", "items=0-5", "bytes=abc", "bytes=0-1,5-2"] {
+            assert_eq!(d(h, 100), Full, "{h}");
+        }
     }
 
     #[test]

@@ -1,0 +1,408 @@
+//! The miss decision: from (key, method, inner status, request parts) to an [`Action`], in
+//! one function with no side effects. The response future only carries the action out.
+
+use std::sync::Arc;
+
+use http::header::RANGE;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use super::Engine;
+use crate::fill::FillSpec;
+use crate::origin::OriginRequest;
+use crate::progress::Outcome;
+use crate::rule::{HeadMiss, Mode, RangeMiss, Rule};
+use crate::serve::range::{self, Ask};
+
+/// What a request that triggered a rule brings to the decision.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Miss<'a> {
+    /// The request path as received (the key is parsed from it here).
+    pub(crate) uri: &'a Uri,
+    pub(crate) method: &'a Method,
+    /// The inner service's status.
+    pub(crate) status: StatusCode,
+    /// The request's headers, when some rule reads them.
+    pub(crate) headers: Option<&'a HeaderMap>,
+    /// The request's `Range`, if any.
+    pub(crate) range: Option<&'a HeaderValue>,
+}
+
+/// What to do with a miss.
+pub(crate) enum Action {
+    /// Leave the inner response as it is (not a clean key, no rule).
+    Untouched,
+    /// Join the key's shared fill, or start it (sync mode; `HEAD` fills).
+    Fill(Pull),
+    /// A fill of this request's own, shared with nobody and stored nowhere (proxy mode, a
+    /// cold `Range`, a `HEAD` answered by the origin).
+    Proxy(Pull),
+    /// Answer a redirect to the origin (async and redirect modes).
+    Redirect(Redirect),
+    /// The rule wants a redirect but its origin has no URL clients can reach: `502`.
+    CannotRedirect {
+        /// The rule's name.
+        rule: Arc<str>,
+    },
+}
+
+/// A request that reads a fill.
+pub(crate) struct Pull {
+    pub(crate) spec: FillSpec,
+    /// The client's `Range`, answered from the fill's head and bytes (one range decision,
+    /// the same as `ServeStore`'s).
+    pub(crate) range: Option<HeaderValue>,
+    /// A `HEAD`: the head only, no body.
+    pub(crate) head_only: bool,
+    /// The outcome when this request starts the fill (`Pulled` or `Proxied`).
+    pub(crate) outcome: Outcome,
+    /// A full fill to queue in the background alongside (a cold `Range` under
+    /// [`RangeMiss::ServeRangeAndFill`]).
+    pub(crate) background: Option<FillSpec>,
+}
+
+/// A redirect to the origin.
+pub(crate) struct Redirect {
+    pub(crate) status: StatusCode,
+    pub(crate) location: HeaderValue,
+    /// `Async` or `Redirect`.
+    pub(crate) outcome: Outcome,
+    /// Async mode: the background fill to queue.
+    pub(crate) background: Option<FillSpec>,
+}
+
+/// Decide what a miss becomes. Pure: it starts nothing and counts nothing.
+pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
+    let Some(key) = crate::key::parse(miss.uri.path()) else {
+        return Action::Untouched;
+    };
+    let Some((rule, request)) = engine.plan(&key, miss.method, miss.status, miss.uri, miss.headers)
+    else {
+        return Action::Untouched;
+    };
+    let head_only = miss.method == Method::HEAD;
+    let spec = |request: &OriginRequest, stored: bool, pinned: bool| FillSpec {
+        key: key.clone(),
+        rule: rule.label(),
+        origin: rule.origin.clone(),
+        request: request.clone(),
+        store: stored.then(|| engine.store.clone()),
+        on_disconnect: rule.on_disconnect,
+        pinned,
+        report: stored,
+        checks: rule.checks.clone(),
+    };
+    let pull = |spec: FillSpec, range: Option<&HeaderValue>, outcome| Pull {
+        spec,
+        range: range.cloned(),
+        head_only,
+        outcome,
+        background: None,
+    };
+    let proxy = |request: OriginRequest, range: Option<&HeaderValue>| {
+        Action::Proxy(pull(spec(&request, false, false), range, Outcome::Proxied))
+    };
+    let forward = |mut request: OriginRequest, value: &HeaderValue| {
+        request.headers.insert(RANGE, value.clone());
+        request
+    };
+    // What the client's range asks, before the object's length is known.
+    let ask = match (miss.range, head_only) {
+        (Some(value), false) => match range::ask(value) {
+            Ask::Whole => Asked::Whole,
+            Ask::One => Asked::One(value),
+            Ask::Several => Asked::Several(value),
+        },
+        _ => Asked::Whole,
+    };
+    match rule.mode {
+        Mode::Redirect | Mode::Async => {
+            redirect(rule, &request, engine, || spec(&request, true, true))
+        }
+        Mode::Sync if head_only => match rule.head_miss {
+            HeadMiss::OriginHead => proxy(request.with_method(Method::HEAD), None),
+            _ => Action::Fill(pull(spec(&request, true, true), None, Outcome::Pulled)),
+        },
+        Mode::Proxy if head_only => proxy(request.with_method(Method::HEAD), None),
+        Mode::Sync | Mode::Proxy => match ask {
+            // No `Range`, or one that is ignored (malformed, another unit, first > last):
+            // the whole object.
+            Asked::Whole if rule.mode == Mode::Proxy => proxy(request, None),
+            Asked::Whole => Action::Fill(pull(spec(&request, true, false), None, Outcome::Pulled)),
+            // Several ranges: whether they make a `206` depends on the object's length, so
+            // the whole object is fetched and the ranges are decided on it (and cut from it).
+            Asked::Several(value) => match (rule.mode, rule.range_miss) {
+                (Mode::Proxy, _) | (_, RangeMiss::ProxyRange) => proxy(request, Some(value)),
+                _ => Action::Fill(pull(
+                    spec(&request, true, true),
+                    Some(value),
+                    Outcome::Pulled,
+                )),
+            },
+            // One range: the origin is asked for it (or the fill serves it).
+            Asked::One(value) if rule.mode == Mode::Proxy => {
+                proxy(forward(request, value), Some(value))
+            }
+            Asked::One(value) => match rule.range_miss {
+                RangeMiss::FillThenServe => Action::Fill(pull(
+                    spec(&request, true, true),
+                    Some(value),
+                    Outcome::Pulled,
+                )),
+                RangeMiss::ProxyRange => proxy(forward(request, value), Some(value)),
+                RangeMiss::ServeRangeAndFill => {
+                    let mut ranged = pull(
+                        spec(&forward(request.clone(), value), false, false),
+                        Some(value),
+                        Outcome::Proxied,
+                    );
+                    ranged.background = Some(spec(&request, true, true));
+                    Action::Proxy(ranged)
+                }
+            },
+        },
+    }
+}
+
+/// What the client's `Range` asks for, with the header.
+#[derive(Clone, Copy)]
+enum Asked<'a> {
+    Whole,
+    One(&'a HeaderValue),
+    Several(&'a HeaderValue),
+}
+
+fn redirect(
+    rule: &Rule,
+    request: &OriginRequest,
+    engine: &Engine,
+    background: impl FnOnce() -> FillSpec,
+) -> Action {
+    let _ = engine;
+    let location = rule
+        .origin
+        .location(request)
+        .and_then(|uri| HeaderValue::from_str(&uri.to_string()).ok());
+    let Some(location) = location else {
+        return Action::CannotRedirect { rule: rule.label() };
+    };
+    let asynchronous = rule.mode == Mode::Async;
+    Action::Redirect(Redirect {
+        status: rule.redirect_status.status(),
+        location,
+        outcome: if asynchronous {
+            Outcome::Async
+        } else {
+            Outcome::Redirect
+        },
+        background: asynchronous.then(background),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fill::registry::FillSettings;
+    use crate::{HttpOrigin, Origin, Rule};
+
+    fn engine(rule: Rule) -> Engine {
+        Engine::new(
+            vec![rule.named("r")],
+            Arc::new(crate::BucketStore::new(Arc::new(
+                object_store::memory::InMemory::new(),
+            ))),
+            None,
+            false,
+            FillSettings::default(),
+        )
+    }
+
+    fn origin() -> Arc<dyn Origin> {
+        Arc::new(HttpOrigin::new("http://127.0.0.1:9/base/").unwrap())
+    }
+
+    /// The action for `method /k.bin` with `range`, as a short description.
+    fn act(rule: Rule, method: Method, range: Option<&'static str>) -> String {
+        let engine = engine(rule);
+        let uri: Uri = "/k.bin".parse().unwrap();
+        let range = range.map(HeaderValue::from_static);
+        let action = decide(
+            &engine,
+            Miss {
+                uri: &uri,
+                method: &method,
+                status: StatusCode::NOT_FOUND,
+                headers: None,
+                range: range.as_ref(),
+            },
+        );
+        describe(&action)
+    }
+
+    fn describe(action: &Action) -> String {
+        let pull = |kind: &str, p: &Pull| {
+            format!(
+                "{kind}(method={} stored={} pinned={} fwd-range={} range={} head-only={} outcome={} bg={})",
+                p.spec.request.method,
+                p.spec.store.is_some(),
+                p.spec.pinned,
+                p.spec.request.headers.contains_key(RANGE),
+                p.range.is_some(),
+                p.head_only,
+                p.outcome,
+                p.background.is_some(),
+            )
+        };
+        match action {
+            Action::Untouched => "untouched".to_owned(),
+            Action::Fill(p) => pull("fill", p),
+            Action::Proxy(p) => pull("proxy", p),
+            Action::Redirect(r) => format!(
+                "redirect({} {} outcome={} bg={})",
+                r.status.as_u16(),
+                r.location.to_str().unwrap(),
+                r.outcome,
+                r.background.is_some()
+            ),
+            Action::CannotRedirect { rule } => format!("cannot-redirect({rule})"),
+        }
+    }
+
+    const ONE: Option<&str> = Some("bytes=0-9");
+    const SEVERAL: Option<&str> = Some("bytes=0-9,20-29");
+    const IGNORED: Option<&str> = Some("bytes=9-0");
+
+    #[test]
+    fn sync_get() {
+        let r = || Rule::new(origin());
+        assert_eq!(
+            act(r(), Method::GET, None),
+            "fill(method=GET stored=true pinned=false fwd-range=false range=false head-only=false outcome=pulled bg=false)"
+        );
+        assert_eq!(act(r(), Method::GET, IGNORED), act(r(), Method::GET, None));
+        assert_eq!(
+            act(r().on_range(RangeMiss::ServeRangeAndFill), Method::GET, ONE),
+            "proxy(method=GET stored=false pinned=false fwd-range=true range=true head-only=false outcome=proxied bg=true)"
+        );
+        assert_eq!(
+            act(r().on_range(RangeMiss::FillThenServe), Method::GET, ONE),
+            "fill(method=GET stored=true pinned=true fwd-range=false range=true head-only=false outcome=pulled bg=false)"
+        );
+        assert_eq!(
+            act(r().on_range(RangeMiss::ProxyRange), Method::GET, ONE),
+            "proxy(method=GET stored=false pinned=false fwd-range=true range=true head-only=false outcome=proxied bg=false)"
+        );
+        for policy in [RangeMiss::ServeRangeAndFill, RangeMiss::FillThenServe] {
+            assert_eq!(
+                act(r().on_range(policy), Method::GET, SEVERAL),
+                "fill(method=GET stored=true pinned=true fwd-range=false range=true head-only=false outcome=pulled bg=false)",
+                "{policy:?}"
+            );
+        }
+        assert_eq!(
+            act(r().on_range(RangeMiss::ProxyRange), Method::GET, SEVERAL),
+            "proxy(method=GET stored=false pinned=false fwd-range=false range=true head-only=false outcome=proxied bg=false)"
+        );
+    }
+
+    #[test]
+    fn sync_head() {
+        let r = || Rule::new(origin());
+        assert_eq!(
+            act(r(), Method::HEAD, None),
+            "untouched",
+            "HEAD is ignored by default"
+        );
+        assert_eq!(
+            act(r().on_head(HeadMiss::OriginHead), Method::HEAD, ONE),
+            "proxy(method=HEAD stored=false pinned=false fwd-range=false range=false head-only=true outcome=proxied bg=false)"
+        );
+        assert_eq!(
+            act(r().on_head(HeadMiss::Fill), Method::HEAD, ONE),
+            "fill(method=GET stored=true pinned=true fwd-range=false range=false head-only=true outcome=pulled bg=false)"
+        );
+    }
+
+    #[test]
+    fn proxy_mode() {
+        let r = || Rule::new(origin()).mode(Mode::Proxy);
+        let plain = "proxy(method=GET stored=false pinned=false fwd-range=false range=false head-only=false outcome=proxied bg=false)";
+        assert_eq!(act(r(), Method::GET, None), plain);
+        assert_eq!(act(r(), Method::GET, IGNORED), plain);
+        assert_eq!(
+            act(r(), Method::GET, ONE),
+            "proxy(method=GET stored=false pinned=false fwd-range=true range=true head-only=false outcome=proxied bg=false)"
+        );
+        assert_eq!(
+            act(r(), Method::GET, SEVERAL),
+            "proxy(method=GET stored=false pinned=false fwd-range=false range=true head-only=false outcome=proxied bg=false)"
+        );
+        assert_eq!(
+            act(r().on_head(HeadMiss::OriginHead), Method::HEAD, None),
+            "proxy(method=HEAD stored=false pinned=false fwd-range=false range=false head-only=true outcome=proxied bg=false)"
+        );
+    }
+
+    #[test]
+    fn redirect_and_async_modes() {
+        for range in [None, ONE, SEVERAL] {
+            assert_eq!(
+                act(Rule::new(origin()).mode(Mode::Redirect), Method::GET, range),
+                "redirect(302 http://127.0.0.1:9/base/k.bin outcome=redirect bg=false)"
+            );
+            assert_eq!(
+                act(Rule::new(origin()).mode(Mode::Async), Method::GET, range),
+                "redirect(302 http://127.0.0.1:9/base/k.bin outcome=async bg=true)"
+            );
+        }
+        #[derive(Debug)]
+        struct Hidden;
+        impl Origin for Hidden {
+            fn fetch(
+                &self,
+                _: OriginRequest,
+            ) -> futures::future::BoxFuture<'static, Result<crate::OriginResponse, crate::Error>>
+            {
+                unreachable!()
+            }
+        }
+        assert_eq!(
+            act(Rule::new(Hidden).mode(Mode::Async), Method::GET, None),
+            "cannot-redirect(r)"
+        );
+    }
+
+    #[test]
+    fn what_no_rule_takes_is_untouched() {
+        let engine = engine(Rule::new(origin()).prefix("img/"));
+        let miss = |path: &'static str, method: &'static Method, status| {
+            let uri: Uri = path.parse().unwrap();
+            describe(&decide(
+                &engine,
+                Miss {
+                    uri: &uri,
+                    method,
+                    status,
+                    headers: None,
+                    range: None,
+                },
+            ))
+        };
+        assert_eq!(
+            miss("/txt/a", &Method::GET, StatusCode::NOT_FOUND),
+            "untouched"
+        );
+        assert_eq!(
+            miss("/img/../a", &Method::GET, StatusCode::NOT_FOUND),
+            "untouched"
+        );
+        assert_eq!(
+            miss("/img/a", &Method::GET, StatusCode::FORBIDDEN),
+            "untouched"
+        );
+        assert_eq!(
+            miss("/img/a", &Method::POST, StatusCode::NOT_FOUND),
+            "untouched"
+        );
+        assert!(miss("/img/a", &Method::GET, StatusCode::NOT_FOUND).starts_with("fill("));
+    }
+}
