@@ -83,3 +83,15 @@ impl OriginPullHandle {
         async move { fills.shutdown(grace).await }
     }
 }
+
+impl From<&crate::OriginPullLayer> for OriginPullHandle {
+    fn from(layer: &crate::OriginPullLayer) -> Self {
+        layer.handle()
+    }
+}
+
+impl From<&OriginPullHandle> for OriginPullHandle {
+    fn from(handle: &OriginPullHandle) -> Self {
+        handle.clone()
+    }
+}

@@ -81,7 +81,6 @@ impl OriginPullBuilder {
 
     /// Append a rule; rules are tried in the order they were added, the first match wins.
     /// An unnamed rule is named `rule#N` after its position (from 0).
-    #[must_use]
     pub fn rule(mut self, rule: Rule) -> Self {
         let position = self.rules.len();
         let rule = if rule.name.is_none() {
@@ -94,13 +93,11 @@ impl OriginPullBuilder {
     }
 
     /// Append several rules in order; see [`OriginPullBuilder::rule`].
-    #[must_use]
     pub fn rules(self, rules: impl IntoIterator<Item = Rule>) -> Self {
         rules.into_iter().fold(self, Self::rule)
     }
 
     /// Name the response header that says what happened (default [`DEFAULT_HEADER_NAME`]).
-    #[must_use]
     pub fn header_name(mut self, name: HeaderName) -> Self {
         self.header_name = Some(name);
         self
@@ -111,14 +108,12 @@ impl OriginPullBuilder {
     /// from byte 0 at once; a request that falls further behind, or joins later, continues
     /// from the store once the object is committed. This is the per-fill memory bound (plus
     /// one chunk, plus what the store buffers).
-    #[must_use]
     pub fn coalesce_window(self, bytes: usize) -> Self {
         self.with_settings(|s| s.window = bytes.max(1))
     }
 
     /// How long a reader that keeps the window full may hold its fill (and the other readers)
     /// up before it is moved to reading from the store after the commit (default 250 ms).
-    #[must_use]
     pub fn slow_reader_grace(self, grace: Duration) -> Self {
         self.with_settings(|s| s.grace = grace)
     }
@@ -126,7 +121,6 @@ impl OriginPullBuilder {
     /// Remember an origin `404` for `ttl`, answering the inner response without asking the
     /// origin again (default: not remembered; concurrent requests share one `404` anyway).
     /// `Duration::ZERO` turns it off.
-    #[must_use]
     pub fn remember_not_found(self, ttl: Duration) -> Self {
         self.with_settings(|s| s.negative_ttl = (!ttl.is_zero()).then_some(ttl))
     }
@@ -143,21 +137,18 @@ impl OriginPullBuilder {
     /// then gets `503` with `Retry-After` ([`retry_after`](Self::retry_after)); a request for
     /// a key whose fill is running joins it at once; background fills wait in their bounded
     /// queue, warm-up waits.
-    #[must_use]
     pub fn max_fills(self, fills: usize) -> Self {
         self.with_settings(|s| s.max_fills = fills.max(1))
     }
 
     /// How long a request that would start a fill waits for a slot of
     /// [`max_fills`](Self::max_fills) before it is answered `503` (default 1 s).
-    #[must_use]
     pub fn fill_queue_timeout(self, wait: Duration) -> Self {
         self.with_settings(|s| s.queue_timeout = wait)
     }
 
     /// The `Retry-After` of the `503` that a request gets when no fill slot freed up in
     /// time (default 1 s; whole seconds, at least 1).
-    #[must_use]
     pub fn retry_after(self, after: Duration) -> Self {
         self.with_settings(|s| s.retry_after = after)
     }
@@ -166,7 +157,6 @@ impl OriginPullBuilder {
     /// attempt, the start of the store write) and how long its readers wait for it; then
     /// the fill fails and its readers get `502`. Default: the rule's origin's
     /// [`attempt_budget`](crate::Origin::attempt_budget) plus 10 s for the store.
-    #[must_use]
     pub fn head_timeout(self, timeout: Duration) -> Self {
         self.with_settings(|s| s.head_timeout = Some(timeout))
     }
@@ -174,7 +164,6 @@ impl OriginPullBuilder {
     /// How long any one step of a fill after the head may take — the next body chunk from
     /// the origin, a store write, the commit — before the fill fails and its readers' bodies
     /// end in an error (default 60 s). This bounds origins and stores that hang.
-    #[must_use]
     pub fn stall_timeout(self, timeout: Duration) -> Self {
         self.with_settings(|s| s.stall_timeout = timeout)
     }
@@ -182,7 +171,6 @@ impl OriginPullBuilder {
     /// How many async-mode fills may wait to start (default 1024). When the queue is full, a
     /// request is still redirected but its fill is skipped (and counted in
     /// [`OriginPullHandle::background_stats`]).
-    #[must_use]
     pub fn background_queue(self, capacity: usize) -> Self {
         self.with_settings(|s| s.queue = capacity.max(1))
     }
@@ -191,13 +179,11 @@ impl OriginPullBuilder {
     /// full fill behind a cold `Range`, warm-up — may hold at once (default 4, at least 1,
     /// at most `max_fills`). Live misses can always use the other `max_fills − n` slots, so
     /// background work never starves live traffic when `n < max_fills`.
-    #[must_use]
     pub fn background_concurrency(self, fills: usize) -> Self {
         self.with_settings(|s| s.background = fills.max(1))
     }
 
     /// Do not add the header that says what happened.
-    #[must_use]
     pub fn without_header(mut self) -> Self {
         self.header_name = None;
         self

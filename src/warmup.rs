@@ -10,7 +10,7 @@
 //! use tower_origin_pull::warmup::Warmup;
 //!
 //! let keys = vec!["img/a.png".to_owned(), "img/b.png".to_owned()];
-//! let report = Warmup::new(&layer)
+//! let report = Warmup::new(layer.handle())
 //!     .concurrency(16)
 //!     .run(keys, |p| eprint!("\r{} / {:?} keys", p.done, p.total))
 //!     .await;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use http::{Method, StatusCode, Uri};
 
-use crate::OriginPullLayer;
+use crate::OriginPullHandle;
 use crate::fill::FillSpec;
 use crate::fill::shared::Ended;
 use crate::key;
@@ -35,7 +35,7 @@ use crate::rule::Mode;
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct Warmup {
-    layer: OriginPullLayer,
+    handle: OriginPullHandle,
     concurrency: usize,
 }
 
@@ -100,10 +100,11 @@ enum One {
 }
 
 impl Warmup {
-    /// Warm up through `layer` (its rules, store and fills), 8 keys at a time.
-    pub fn new(layer: &OriginPullLayer) -> Self {
+    /// Warm up through a layer's live state (its rules, store and fills: pass the layer or
+    /// its [`OriginPullHandle`]), 8 keys at a time.
+    pub fn new(layer: impl Into<OriginPullHandle>) -> Self {
         Self {
-            layer: layer.clone(),
+            handle: layer.into(),
             concurrency: 8,
         }
     }
@@ -164,7 +165,7 @@ impl Warmup {
         if !key::is_clean(key) {
             return One::Failed("not a clean key".to_owned());
         }
-        let config = &self.layer.engine;
+        let config = self.handle.engine();
         let uri = Uri::from_static("/");
         let Some((rule, request)) =
             config.plan(key, &Method::GET, StatusCode::NOT_FOUND, &uri, None)

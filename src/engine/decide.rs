@@ -80,86 +80,20 @@ pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
         return Action::Untouched;
     };
     let head_only = miss.method == Method::HEAD;
-    let spec = |request: &OriginRequest, stored: bool, pinned: bool| FillSpec {
-        key: key.clone(),
-        rule: rule.label(),
-        origin: rule.origin.clone(),
-        request: request.clone(),
-        store: stored.then(|| engine.store.clone()),
-        on_disconnect: rule.on_disconnect,
-        pinned,
-        report: stored,
-        checks: rule.checks.clone(),
-    };
-    let pull = |spec: FillSpec, range: Option<&HeaderValue>, outcome| Pull {
-        spec,
-        range: range.cloned(),
+    let planned = Planned {
+        engine,
+        rule,
+        key,
         head_only,
-        outcome,
-        background: None,
-    };
-    let proxy = |request: OriginRequest, range: Option<&HeaderValue>| {
-        Action::Proxy(pull(spec(&request, false, false), range, Outcome::Proxied))
-    };
-    let forward = |mut request: OriginRequest, value: &HeaderValue| {
-        request.headers.insert(RANGE, value.clone());
-        request
-    };
-    // What the client's range asks, before the object's length is known.
-    let ask = match (miss.range, head_only) {
-        (Some(value), false) => match range::ask(value) {
-            Ask::Whole => Asked::Whole,
-            Ask::One => Asked::One(value),
-            Ask::Several => Asked::Several(value),
-        },
-        _ => Asked::Whole,
     };
     match rule.mode {
-        Mode::Redirect | Mode::Async => {
-            redirect(rule, &request, engine, || spec(&request, true, true))
-        }
+        Mode::Redirect | Mode::Async => planned.redirect(&request),
         Mode::Sync if head_only => match rule.head_miss {
-            HeadMiss::OriginHead => proxy(request.with_method(Method::HEAD), None),
-            _ => Action::Fill(pull(spec(&request, true, true), None, Outcome::Pulled)),
+            HeadMiss::OriginHead => planned.proxy(request.with_method(Method::HEAD), None),
+            _ => planned.fill(&request, true, None),
         },
-        Mode::Proxy if head_only => proxy(request.with_method(Method::HEAD), None),
-        Mode::Sync | Mode::Proxy => match ask {
-            // No `Range`, or one that is ignored (malformed, another unit, first > last):
-            // the whole object.
-            Asked::Whole if rule.mode == Mode::Proxy => proxy(request, None),
-            Asked::Whole => Action::Fill(pull(spec(&request, true, false), None, Outcome::Pulled)),
-            // Several ranges: whether they make a `206` depends on the object's length, so
-            // the whole object is fetched and the ranges are decided on it (and cut from it).
-            Asked::Several(value) => match (rule.mode, rule.range_miss) {
-                (Mode::Proxy, _) | (_, RangeMiss::ProxyRange) => proxy(request, Some(value)),
-                _ => Action::Fill(pull(
-                    spec(&request, true, true),
-                    Some(value),
-                    Outcome::Pulled,
-                )),
-            },
-            // One range: the origin is asked for it (or the fill serves it).
-            Asked::One(value) if rule.mode == Mode::Proxy => {
-                proxy(forward(request, value), Some(value))
-            }
-            Asked::One(value) => match rule.range_miss {
-                RangeMiss::FillThenServe => Action::Fill(pull(
-                    spec(&request, true, true),
-                    Some(value),
-                    Outcome::Pulled,
-                )),
-                RangeMiss::ProxyRange => proxy(forward(request, value), Some(value)),
-                RangeMiss::ServeRangeAndFill => {
-                    let mut ranged = pull(
-                        spec(&forward(request.clone(), value), false, false),
-                        Some(value),
-                        Outcome::Proxied,
-                    );
-                    ranged.background = Some(spec(&request, true, true));
-                    Action::Proxy(ranged)
-                }
-            },
-        },
+        Mode::Proxy if head_only => planned.proxy(request.with_method(Method::HEAD), None),
+        Mode::Sync | Mode::Proxy => planned.get(request, asked(miss.range)),
     }
 }
 
@@ -171,31 +105,123 @@ enum Asked<'a> {
     Several(&'a HeaderValue),
 }
 
-fn redirect(
-    rule: &Rule,
-    request: &OriginRequest,
-    engine: &Engine,
-    background: impl FnOnce() -> FillSpec,
-) -> Action {
-    let _ = engine;
-    let location = rule
-        .origin
-        .location(request)
-        .and_then(|uri| HeaderValue::from_str(&uri.to_string()).ok());
-    let Some(location) = location else {
-        return Action::CannotRedirect { rule: rule.label() };
-    };
-    let asynchronous = rule.mode == Mode::Async;
-    Action::Redirect(Redirect {
-        status: rule.redirect_status.status(),
-        location,
-        outcome: if asynchronous {
-            Outcome::Async
-        } else {
-            Outcome::Redirect
+/// What the client's range asks, before the object's length is known.
+fn asked(range: Option<&HeaderValue>) -> Asked<'_> {
+    match range {
+        Some(value) => match range::ask(value) {
+            Ask::Whole => Asked::Whole,
+            Ask::One => Asked::One(value),
+            Ask::Several => Asked::Several(value),
         },
-        background: asynchronous.then(background),
-    })
+        None => Asked::Whole,
+    }
+}
+
+/// A miss a rule took: builds the action's parts.
+struct Planned<'a> {
+    engine: &'a Engine,
+    rule: &'a Rule,
+    key: String,
+    head_only: bool,
+}
+
+impl Planned<'_> {
+    fn spec(&self, request: &OriginRequest, stored: bool, pinned: bool) -> FillSpec {
+        FillSpec {
+            key: self.key.clone(),
+            rule: self.rule.label(),
+            origin: self.rule.origin.clone(),
+            request: request.clone(),
+            store: stored.then(|| self.engine.store.clone()),
+            on_disconnect: self.rule.on_disconnect,
+            pinned,
+            report: stored,
+            checks: self.rule.checks.clone(),
+        }
+    }
+
+    fn pull(&self, spec: FillSpec, range: Option<&HeaderValue>, outcome: Outcome) -> Pull {
+        Pull {
+            spec,
+            range: range.cloned(),
+            head_only: self.head_only,
+            outcome,
+            background: None,
+        }
+    }
+
+    /// Join or start the key's stored fill; `pinned`: it finishes even if this request
+    /// leaves (it serves a part of the object, or only its head).
+    fn fill(&self, request: &OriginRequest, pinned: bool, range: Option<&HeaderValue>) -> Action {
+        Action::Fill(self.pull(self.spec(request, true, pinned), range, Outcome::Pulled))
+    }
+
+    /// A private fill, stored nowhere.
+    fn proxy(&self, request: OriginRequest, range: Option<&HeaderValue>) -> Action {
+        Action::Proxy(self.pull(self.spec(&request, false, false), range, Outcome::Proxied))
+    }
+
+    /// A `GET` in sync or proxy mode, by what its `Range` asks.
+    fn get(&self, request: OriginRequest, asked: Asked<'_>) -> Action {
+        let proxy_mode = self.rule.mode == Mode::Proxy;
+        match asked {
+            // No `Range`, or one that is ignored (malformed, another unit, first > last):
+            // the whole object.
+            Asked::Whole if proxy_mode => self.proxy(request, None),
+            Asked::Whole => self.fill(&request, false, None),
+            // Several ranges: whether they make a `206` depends on the object's length, so
+            // the whole object is fetched and the ranges are decided on it (and cut from it).
+            Asked::Several(value)
+                if proxy_mode || self.rule.range_miss == RangeMiss::ProxyRange =>
+            {
+                self.proxy(request, Some(value))
+            }
+            Asked::Several(value) => self.fill(&request, true, Some(value)),
+            // One range: the origin is asked for it (or the fill serves it).
+            Asked::One(value) if proxy_mode => self.proxy(forward(request, value), Some(value)),
+            Asked::One(value) => match self.rule.range_miss {
+                RangeMiss::FillThenServe => self.fill(&request, true, Some(value)),
+                RangeMiss::ProxyRange => self.proxy(forward(request, value), Some(value)),
+                RangeMiss::ServeRangeAndFill => {
+                    let ranged = self.spec(&forward(request.clone(), value), false, false);
+                    let mut ranged = self.pull(ranged, Some(value), Outcome::Proxied);
+                    ranged.background = Some(self.spec(&request, true, true));
+                    Action::Proxy(ranged)
+                }
+            },
+        }
+    }
+
+    /// A redirect to the origin; in async mode, with a background fill.
+    fn redirect(&self, request: &OriginRequest) -> Action {
+        let location = self
+            .rule
+            .origin
+            .location(request)
+            .and_then(|uri| HeaderValue::from_str(&uri.to_string()).ok());
+        let Some(location) = location else {
+            return Action::CannotRedirect {
+                rule: self.rule.label(),
+            };
+        };
+        let asynchronous = self.rule.mode == Mode::Async;
+        Action::Redirect(Redirect {
+            status: self.rule.redirect_status.status(),
+            location,
+            outcome: if asynchronous {
+                Outcome::Async
+            } else {
+                Outcome::Redirect
+            },
+            background: asynchronous.then(|| self.spec(request, true, true)),
+        })
+    }
+}
+
+/// The request with the client's `Range` forwarded to the origin.
+fn forward(mut request: OriginRequest, value: &HeaderValue) -> OriginRequest {
+    request.headers.insert(RANGE, value.clone());
+    request
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
-//! Which origin headers are kept: on the client's response and as stored attributes.
+//! Which origin headers are kept: on the client's response and as stored attributes, and
+//! whether an object may be stored at all where the store would lose its type.
+//!
+//! `Content-Type` never travels alone: `X-Content-Type-Options`, `Content-Security-Policy`
+//! and `Content-Disposition` are what make a typed object safe to serve from the mirror's
+//! origin, so all four are passed to the client, stored and served back together.
 
 use http::HeaderMap;
 use http::HeaderValue;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE,
-    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, EXPIRES, HeaderName, LAST_MODIFIED,
-    LOCATION,
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, EXPIRES,
+    HeaderName, LAST_MODIFIED, LOCATION, X_CONTENT_TYPE_OPTIONS,
 };
 use object_store::{Attribute, Attributes};
 
@@ -13,7 +18,7 @@ use crate::store::StoredObject;
 
 /// Origin response headers passed on to the client of a pull (an allow-list: nothing else
 /// from the origin reaches the client).
-const PASSED: [HeaderName; 12] = [
+const PASSED: [HeaderName; 14] = [
     ACCEPT_RANGES,
     // For origin redirects passed through (`Rule::pass_through([302])`, redirects not
     // followed): the client follows them, not us.
@@ -23,6 +28,9 @@ const PASSED: [HeaderName; 12] = [
     CONTENT_LENGTH,
     CACHE_CONTROL,
     CONTENT_DISPOSITION,
+    // With the type, or the type is only half of what the origin said about the object.
+    X_CONTENT_TYPE_OPTIONS,
+    CONTENT_SECURITY_POLICY,
     CONTENT_ENCODING,
     CONTENT_LANGUAGE,
     EXPIRES,
@@ -33,11 +41,31 @@ const PASSED: [HeaderName; 12] = [
 /// The prefix of user metadata headers, kept as `Attribute::Metadata` without the prefix.
 pub(crate) const USER_META_PREFIX: &str = "x-amz-meta-";
 
+/// The prefix of the `Attribute::Metadata` names this crate keeps for itself. User metadata
+/// under it (`x-amz-meta-origin_pull_…` from the origin) is neither passed nor stored, so a
+/// stored name under it was always written by this crate. Letters, digits and `_` only: the
+/// names are valid S3 and GCS metadata keys and Azure's C# identifiers.
+const RESERVED_META_PREFIX: &str = "origin_pull_";
+
+/// `X-Content-Type-Options`, stored as this `Attribute::Metadata` name.
+pub(crate) const NOSNIFF_META: &str = "origin_pull_x_content_type_options";
+
+/// `Content-Security-Policy`, stored as this `Attribute::Metadata` name.
+pub(crate) const CSP_META: &str = "origin_pull_content_security_policy";
+
+/// The user metadata name of an `x-amz-meta-*` header, `None` for other headers and for
+/// names this crate reserves.
+fn user_meta(name: &HeaderName) -> Option<&str> {
+    name.as_str()
+        .strip_prefix(USER_META_PREFIX)
+        .filter(|meta| !meta.is_empty() && !meta.starts_with(RESERVED_META_PREFIX))
+}
+
 /// The headers the client of a pull sees (before the middleware adds its own).
 pub(crate) fn client_headers(origin: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(PASSED.len());
     for (name, value) in origin {
-        if PASSED.contains(name) || name.as_str().starts_with(USER_META_PREFIX) {
+        if PASSED.contains(name) || user_meta(name).is_some() {
             out.append(name.clone(), value.clone());
         }
     }
@@ -53,9 +81,13 @@ pub(crate) fn header_for(attribute: &Attribute) -> Option<HeaderName> {
         Attribute::ContentDisposition => CONTENT_DISPOSITION,
         Attribute::ContentEncoding => CONTENT_ENCODING,
         Attribute::ContentLanguage => CONTENT_LANGUAGE,
-        Attribute::Metadata(meta) => {
-            HeaderName::try_from(format!("{USER_META_PREFIX}{meta}")).ok()?
-        }
+        Attribute::Metadata(meta) => match meta.as_ref() {
+            NOSNIFF_META => X_CONTENT_TYPE_OPTIONS,
+            CSP_META => CONTENT_SECURITY_POLICY,
+            // Reserved but unknown (written by a later version): not served.
+            meta if meta.starts_with(RESERVED_META_PREFIX) => return None,
+            meta => HeaderName::try_from(format!("{USER_META_PREFIX}{meta}")).ok()?,
+        },
         _ => return None,
     })
 }
@@ -86,6 +118,10 @@ pub(crate) fn stored_headers(object: &StoredObject) -> HeaderMap {
 }
 
 /// The attributes stored with the object.
+///
+/// Several `Content-Security-Policy` headers are several policies, all enforced; they are
+/// kept as one comma-separated list, which means the same (CSP 3 §3.1). For the other
+/// headers the last value is kept.
 pub(crate) fn attributes(origin: &HeaderMap) -> Attributes {
     let mut out = Attributes::new();
     for (name, value) in origin {
@@ -96,9 +132,19 @@ pub(crate) fn attributes(origin: &HeaderMap) -> Attributes {
             CONTENT_DISPOSITION => Attribute::ContentDisposition,
             CONTENT_ENCODING => Attribute::ContentEncoding,
             CONTENT_LANGUAGE => Attribute::ContentLanguage,
-            _ => match name.as_str().strip_prefix(USER_META_PREFIX) {
-                Some(meta) if !meta.is_empty() => Attribute::Metadata(meta.to_owned().into()),
-                _ => continue,
+            X_CONTENT_TYPE_OPTIONS => Attribute::Metadata(NOSNIFF_META.into()),
+            CONTENT_SECURITY_POLICY => {
+                let policy = Attribute::Metadata(CSP_META.into());
+                let joined = match out.get(&policy) {
+                    Some(earlier) => format!("{}, {value}", earlier.as_ref()),
+                    None => value.to_owned(),
+                };
+                out.insert(policy, joined.into());
+                continue;
+            }
+            _ => match user_meta(name) {
+                Some(meta) => Attribute::Metadata(meta.to_owned().into()),
+                None => continue,
             },
         };
         out.insert(attribute, value.to_owned().into());
@@ -106,10 +152,328 @@ pub(crate) fn attributes(origin: &HeaderMap) -> Attributes {
     out
 }
 
+/// Why an object must not be stored in a store that keeps no attributes (see
+/// [`Store::keeps_attributes`](crate::store::Store::keeps_attributes)), or `None` when
+/// storing it cannot make it more dangerous than the origin's response.
+///
+/// Such a store keeps the bytes only; whatever serves it later (`ServeDir`, `ServeStore`, a
+/// web server over the directory) types the object by the key's extension and sends none of
+/// the origin's safety headers. So the object is refused when:
+///
+/// - the origin's `Content-Type` differs from the type a file server guesses from `key`
+///   (`mime_guess`, as tower-http's `ServeDir` does; type/subtype compared
+///   case-insensitively, parameters such as `charset` ignored). A file server that has no
+///   guess answers `application/octet-stream`, which no browser renders: that is never an
+///   upgrade, so it is accepted whatever the origin said;
+/// - the origin sent no `Content-Type` (a browser would sniff, within limits) and the guess
+///   is an active type: a document a browser runs script in (HTML, and XML including `+xml`
+///   types such as SVG and XHTML). A JavaScript guess is not refused: a browser runs an
+///   untyped response as a classic script already, and a worker or module needs script on
+///   the mirror's origin first;
+/// - the origin sent `Content-Disposition` other than `inline` (RFC 6266 §4.2: unknown types
+///   are handled as `attachment`): served without it, the object would render inline;
+/// - the origin sent `X-Content-Type-Options: nosniff` or a `Content-Security-Policy`.
+///
+/// A store that keeps attributes keeps all four headers ([`attributes`]), and serving it
+/// back replays them: always `None`.
+#[allow(
+    dead_code,
+    reason = "called by the fill's storing decision (src/fill/task.rs), wired separately"
+)]
+pub(crate) fn type_risk(
+    origin_headers: &HeaderMap,
+    key: &str,
+    store_keeps_attributes: bool,
+) -> Option<&'static str> {
+    if store_keeps_attributes {
+        return None;
+    }
+    let guessed = mime_guess::from_path(key).first_raw();
+    let mut typed = false;
+    for value in origin_headers.get_all(CONTENT_TYPE) {
+        let essence = value.to_str().ok().map(essence);
+        if essence.is_some_and(str::is_empty) {
+            // An empty Content-Type is no type at all to a browser.
+            continue;
+        }
+        typed = true;
+        let same = matches!(
+            (essence, guessed),
+            (Some(origin), Some(guess)) if origin.eq_ignore_ascii_case(guess)
+        );
+        if !same && guessed.is_some() {
+            return Some(
+                "the store keeps no Content-Type and a file server would type the object \
+                 otherwise from its extension",
+            );
+        }
+    }
+    if !typed && guessed.is_some_and(active) {
+        return Some(
+            "the origin sent no Content-Type and a file server would type the object as \
+             active content from its extension",
+        );
+    }
+    if origin_headers.get_all(CONTENT_DISPOSITION).iter().any(|v| {
+        !v.to_str()
+            .is_ok_and(|v| essence(v).eq_ignore_ascii_case("inline"))
+    }) {
+        return Some("the store cannot keep the origin's Content-Disposition");
+    }
+    if origin_headers
+        .get_all(X_CONTENT_TYPE_OPTIONS)
+        .iter()
+        .any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|v| v.trim().eq_ignore_ascii_case("nosniff"))
+            })
+        })
+    {
+        return Some("the store cannot keep the origin's X-Content-Type-Options: nosniff");
+    }
+    if origin_headers.contains_key(CONTENT_SECURITY_POLICY) {
+        return Some("the store cannot keep the origin's Content-Security-Policy");
+    }
+    None
+}
+
+/// What comes before the first `;`, trimmed: a media type's `type/subtype`, a disposition's
+/// type.
+fn essence(value: &str) -> &str {
+    value.split(';').next().unwrap_or_default().trim()
+}
+
+/// Whether a browser, navigating to a response of this (guessed) type, runs script in it:
+/// an HTML or XML document (XML MIME types, HTML §2.1.7, include `+xml` such as SVG and
+/// XHTML).
+fn active(media_type: &str) -> bool {
+    let media_type = media_type.to_ascii_lowercase();
+    let subtype = media_type.split_once('/').map_or("", |(_, s)| s);
+    matches!(
+        media_type.as_str(),
+        "text/html" | "text/xml" | "application/xml" | "text/xsl"
+    ) || subtype.ends_with("+xml")
+}
+
 #[cfg(test)]
 mod tests {
     use http::{HeaderMap, HeaderValue};
-    use object_store::Attribute;
+    use object_store::{Attribute, Attributes};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    /// The reason for storing `pairs` at `key` in a store without attributes, and checks
+    /// that a store with attributes never refuses.
+    fn risk(pairs: &[(&'static str, &'static str)], key: &str) -> Option<&'static str> {
+        let h = headers(pairs);
+        assert_eq!(super::type_risk(&h, key, true), None, "{pairs:?} {key}");
+        super::type_risk(&h, key, false)
+    }
+
+    const SAFETY: [(&str, &str); 4] = [
+        ("content-type", "text/plain"),
+        ("content-disposition", "attachment; filename=\"evil.html\""),
+        ("x-content-type-options", "nosniff"),
+        ("content-security-policy", "sandbox"),
+    ];
+
+    #[test]
+    fn the_safety_headers_travel_with_the_type() {
+        let h = headers(&SAFETY);
+        let c = super::client_headers(&h);
+        for (name, value) in SAFETY {
+            assert_eq!(c[name], value, "{name} on the pulled response");
+        }
+        let a = super::attributes(&h);
+        assert_eq!(a.len(), 4, "{a:?}");
+        let mut served = HeaderMap::new();
+        super::insert_attribute_headers(&a, &mut served);
+        assert_eq!(served, c, "served from the attributes as pulled");
+        let object = crate::store::StoredObject::new(
+            3,
+            a,
+            Some("\"e\"".into()),
+            Box::pin(futures::stream::empty()),
+        );
+        let replayed = super::stored_headers(&object);
+        for (name, value) in SAFETY {
+            assert_eq!(replayed[name], value, "{name} replayed from the store");
+        }
+    }
+
+    #[test]
+    fn several_policies_are_all_kept() {
+        let h = headers(&[
+            ("content-security-policy", "sandbox"),
+            ("content-security-policy", "script-src 'none'"),
+        ]);
+        let a = super::attributes(&h);
+        let mut served = HeaderMap::new();
+        super::insert_attribute_headers(&a, &mut served);
+        assert_eq!(
+            served["content-security-policy"],
+            "sandbox, script-src 'none'"
+        );
+    }
+
+    #[test]
+    fn reserved_metadata_names_are_the_crates_own() {
+        // The origin cannot pose as the crate: user metadata under the reserved prefix is
+        // neither passed nor stored, so it cannot become a real header on hits.
+        let h = headers(&[
+            ("x-amz-meta-origin_pull_content_security_policy", "x"),
+            ("x-amz-meta-origin_pull_other", "x"),
+            ("x-amz-meta-x-content-type-options", "user"),
+        ]);
+        let c = super::client_headers(&h);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c["x-amz-meta-x-content-type-options"], "user");
+        let a = super::attributes(&h);
+        assert_eq!(a.len(), 1, "{a:?}");
+        let mut served = HeaderMap::new();
+        super::insert_attribute_headers(&a, &mut served);
+        assert_eq!(served, c);
+        assert!(served.get("x-content-type-options").is_none());
+        // A reserved name this version does not know is not served as user metadata.
+        let mut unknown = Attributes::new();
+        unknown.insert(Attribute::Metadata("origin_pull_later".into()), "v".into());
+        let mut served = HeaderMap::new();
+        super::insert_attribute_headers(&unknown, &mut served);
+        assert!(served.is_empty(), "{served:?}");
+    }
+
+    #[test]
+    fn type_risk_the_finding() {
+        assert!(risk(&SAFETY, "evil.html").is_some());
+        // Each of the four alone.
+        assert!(risk(&[("content-type", "text/plain")], "evil.html").is_some());
+        for one in &SAFETY[1..] {
+            assert!(risk(&[*one], "a.txt").is_some(), "{one:?}");
+            assert!(
+                risk(&[("content-type", "text/plain"), *one], "a.txt").is_some(),
+                "{one:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn type_risk_types() {
+        // The type a file server would guess is the origin's: nothing is lost.
+        assert_eq!(risk(&[("content-type", "image/png")], "a/b.png"), None);
+        assert_eq!(
+            risk(
+                &[("content-type", "text/html; charset=utf-8")],
+                "index.html"
+            ),
+            None
+        );
+        assert_eq!(risk(&[("content-type", "Text/HTML")], "INDEX.HTM"), None);
+        assert_eq!(risk(&[("content-type", " text/css ;x=y")], "s.css"), None);
+        // Differs: refused, whether the guess is more or less active.
+        for (origin, key) in [
+            ("text/plain", "evil.html"),
+            ("text/plain; charset=utf-8", "evil.svg"),
+            ("application/octet-stream", "evil.xhtml"),
+            ("application/json", "x.js"),
+            ("text/html", "page.txt"),
+            ("image/jpeg", "photo.png"),
+            ("", "evil.html"),
+            ("text/plain", "dir.html/evil.html"),
+        ] {
+            let pairs = [("content-type", origin)];
+            let pairs = if origin.is_empty() {
+                &[][..]
+            } else {
+                &pairs[..]
+            };
+            assert!(risk(pairs, key).is_some(), "{origin} as {key}");
+        }
+        // A type that is not valid UTF-8 is no match.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-type",
+            HeaderValue::from_bytes(b"text/\xff").unwrap(),
+        );
+        assert!(super::type_risk(&h, "a.txt", false).is_some());
+        // Two types, one of them different.
+        let two = [
+            ("content-type", "text/plain"),
+            ("content-type", "text/html"),
+        ];
+        assert!(risk(&two, "a.txt").is_some());
+        // No guess: a file server answers application/octet-stream, which is never an
+        // upgrade.
+        assert_eq!(risk(&[("content-type", "text/html")], "LICENSE"), None);
+        assert_eq!(risk(&[("content-type", "text/html")], "a.unknownext"), None);
+    }
+
+    #[test]
+    fn type_risk_untyped_origin() {
+        // Untyped: a passive guess is fine, an active one is not.
+        for key in [
+            "a.png", "a.txt", "a.css", "noext", "a.bin", "a.js", "a.json",
+        ] {
+            assert_eq!(risk(&[], key), None, "{key}");
+        }
+        // An empty Content-Type is no type.
+        assert_eq!(risk(&[("content-type", "")], "a.png"), None);
+        for key in [
+            "a.html", "a.htm", "a.shtml", "a.svg", "a.xhtml", "a.xml", "a.xsl", "A.SVG",
+        ] {
+            assert!(risk(&[], key).is_some(), "{key}");
+            assert!(risk(&[("content-type", " ")], key).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn type_risk_disposition_and_safety_headers() {
+        let png = ("content-type", "image/png");
+        assert_eq!(
+            risk(&[png, ("content-disposition", "inline")], "a.png"),
+            None
+        );
+        assert_eq!(
+            risk(
+                &[png, ("content-disposition", "INLINE; filename=a.png")],
+                "a.png"
+            ),
+            None
+        );
+        for disposition in ["attachment", "Attachment; filename=a.png", "bogus", ""] {
+            assert!(
+                risk(&[png, ("content-disposition", disposition)], "a.png").is_some(),
+                "{disposition:?}"
+            );
+        }
+        assert!(risk(&[png, ("x-content-type-options", "NoSniff")], "a.png").is_some());
+        // Browsers ignore any other value: nothing to lose.
+        assert_eq!(
+            risk(&[png, ("x-content-type-options", "other")], "a.png"),
+            None
+        );
+        assert!(
+            risk(
+                &[png, ("content-security-policy", "default-src 'none'")],
+                "a.png"
+            )
+            .is_some()
+        );
+        // Report-only enforces nothing.
+        assert_eq!(
+            risk(
+                &[png, ("content-security-policy-report-only", "sandbox")],
+                "a.png"
+            ),
+            None
+        );
+    }
 
     #[test]
     fn keeps_only_the_allow_list() {

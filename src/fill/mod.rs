@@ -21,6 +21,10 @@ mod task;
 mod verify;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::origin::{Origin, OriginRequest};
 use crate::rule::{ClientDisconnect, FillChecks};
@@ -47,5 +51,47 @@ pub(crate) struct FillSpec {
 impl FillSpec {
     fn cancel_when_alone(&self) -> bool {
         !self.pinned && (self.store.is_none() || self.on_disconnect == ClientDisconnect::CancelFill)
+    }
+}
+
+/// What a fill's task needs besides its spec: how long its steps may take and when to stop.
+/// The task gets this, not the registry: only the fill's guard talks to the registry.
+#[derive(Clone)]
+pub(crate) struct Limits {
+    pub(crate) cancel: Arc<Cancel>,
+    /// How long everything up to the head may take.
+    pub(crate) head_timeout: Duration,
+    /// How long any one later step may take.
+    pub(crate) stall_timeout: Duration,
+}
+
+impl Limits {
+    /// Resolves once shutdown cancels the fills in flight.
+    pub(crate) async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+}
+
+/// Shutdown's signal to every fill in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Cancel {
+    cancelled: AtomicBool,
+    notify: Notify,
+}
+
+impl Cancel {
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.cancelled.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 }

@@ -95,6 +95,28 @@ impl Reader {
         Poll::Ready(Some(Ok(Frame::data(bytes))))
     }
 
+    /// The store's object opened for a demoted reader: go on reading it, or fail if it is
+    /// not the object the fill wrote.
+    fn opened(
+        &mut self,
+        opened: Result<Option<StoredObject>, Error>,
+        offset: u64,
+        total: u64,
+    ) -> Result<(), Error> {
+        match opened? {
+            Some(object) if object.size == total => {
+                self.state = State::Store {
+                    body: object.body,
+                    pos: offset,
+                    total,
+                };
+                Ok(())
+            }
+            Some(_) => Err(self.broken("the stored object changed while reading")),
+            None => Err(self.broken("the stored object vanished while reading")),
+        }
+    }
+
     fn broken(&self, reason: &'static str) -> Error {
         Error::FillAborted {
             key: self.fill.key.clone(),
@@ -153,23 +175,9 @@ impl Body for Reader {
                     total,
                 } => {
                     let (offset, total) = (*offset, *total);
-                    match ready!(open.poll_unpin(cx)) {
-                        Ok(Some(object)) if object.size == total => {
-                            this.state = State::Store {
-                                body: object.body,
-                                pos: offset,
-                                total,
-                            };
-                        }
-                        Ok(Some(_)) => {
-                            let e = this.broken("the stored object changed while reading");
-                            return this.error(e);
-                        }
-                        Ok(None) => {
-                            let e = this.broken("the stored object vanished while reading");
-                            return this.error(e);
-                        }
-                        Err(e) => return this.error(e),
+                    let opened = ready!(open.poll_unpin(cx));
+                    if let Err(e) = this.opened(opened, offset, total) {
+                        return this.error(e);
                     }
                 }
                 State::Store { body, pos, total } => match ready!(body.poll_next_unpin(cx)) {

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use super::guard::{FillGuard, Slot};
 use super::reader::Reader;
 use super::shared::Fill;
-use super::{FillSpec, task};
+use super::{Cancel, FillSpec, Limits, task};
 use crate::events::{Events, FillEvent};
 use crate::progress::Counters;
 use crate::time;
@@ -147,8 +147,8 @@ pub(crate) struct Fills {
     /// Notified whenever a fill's guard drops (shutdown waits on it).
     settled: Notify,
     closing: AtomicBool,
-    cancelling: AtomicBool,
-    cancel: Notify,
+    /// Shutdown's signal to the fills in flight.
+    cancel: Arc<Cancel>,
     queue: Mutex<Option<mpsc::Sender<FillSpec>>>,
     queued: Mutex<HashSet<String>>,
     queue_counters: QueueCounters,
@@ -179,8 +179,7 @@ impl Fills {
             background: Arc::new(Semaphore::new(background)),
             settled: Notify::new(),
             closing: AtomicBool::new(false),
-            cancelling: AtomicBool::new(false),
-            cancel: Notify::new(),
+            cancel: Arc::default(),
             queue: Mutex::new(None),
             queued: Mutex::default(),
             queue_counters: QueueCounters::default(),
@@ -204,14 +203,18 @@ impl Fills {
     }
 
     /// How long the fill of `spec` may take to get its head.
-    pub(crate) fn head_timeout(&self, spec: &FillSpec) -> Duration {
+    fn head_timeout(&self, spec: &FillSpec) -> Duration {
         self.settings
             .head_timeout
             .unwrap_or_else(|| spec.origin.attempt_budget().saturating_add(STORE_MARGIN))
     }
 
-    pub(crate) fn stall_timeout(&self) -> Duration {
-        self.settings.stall_timeout
+    fn limits(&self, spec: &FillSpec) -> Limits {
+        Limits {
+            cancel: self.cancel.clone(),
+            head_timeout: self.head_timeout(spec),
+            stall_timeout: self.settings.stall_timeout,
+        }
     }
 
     /// Spawn the task of a fill that holds `slot`; `shared`: it is in the map.
@@ -244,7 +247,8 @@ impl Fills {
         }
         self.counters.fills_in_flight(self.in_flight());
         let guard = FillGuard::new(self.clone(), fill, &spec, slot, sharing == Sharing::Shared);
-        rt.spawn(task::supervise(guard, spec).instrument(span));
+        let limits = self.limits(&spec);
+        rt.spawn(task::supervise(guard, spec, limits).instrument(span));
     }
 
     fn known_missing(&self, spec: &FillSpec) -> bool {
@@ -424,17 +428,6 @@ impl Fills {
         self.settled.notify_waiters();
     }
 
-    /// Resolves once shutdown cancels the fills in flight.
-    pub(crate) async fn cancelled(&self) {
-        loop {
-            let notified = self.cancel.notified();
-            if self.cancelling.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     // ----- async mode -----
 
     /// Queue a background fill for `spec.key` unless one is queued or running.
@@ -569,8 +562,7 @@ impl Fills {
             let late = self.in_flight();
             report.finished = running.saturating_sub(late);
             report.aborted = late;
-            self.cancelling.store(true, Ordering::Release);
-            self.cancel.notify_waiters();
+            self.cancel.cancel();
             let fills: Vec<Arc<Fill>> = lock(&self.map).values().cloned().collect();
             for fill in &fills {
                 fill.cancel();

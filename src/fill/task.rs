@@ -13,10 +13,9 @@ use http::{Method, StatusCode};
 use tokio::time::Instant;
 
 use super::guard::FillGuard;
-use super::registry::Fills;
 use super::shared::{Abandoned, Fill, Head};
 use super::verify::Verifier;
-use super::{FillSpec, meta};
+use super::{FillSpec, Limits, meta};
 use crate::Error;
 use crate::events::FillEvent;
 use crate::rule::Oversize;
@@ -25,11 +24,10 @@ use crate::time;
 
 /// The task of one fill: run it under its guard, catching panics, so that however it ends
 /// the guard settles it (see [`FillGuard`]).
-pub(crate) async fn supervise(mut guard: FillGuard, spec: FillSpec) {
-    let fills = guard.fills.clone();
+pub(crate) async fn supervise(mut guard: FillGuard, spec: FillSpec, limits: Limits) {
     let fill = guard.fill.clone();
     let started = guard.started;
-    let run = std::panic::AssertUnwindSafe(run(&fills, &fill, &spec, started));
+    let run = std::panic::AssertUnwindSafe(run(&limits, &fill, &spec, started));
     match run.catch_unwind().await {
         Ok(event) => guard.ended(event),
         Err(panic) => guard.panicked(panic_message(panic.as_ref())),
@@ -46,8 +44,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Pull, and say how the fill ended as its final event.
-async fn run(fills: &Fills, fill: &Fill, spec: &FillSpec, started: Instant) -> FillEvent {
-    match pull(fills, fill, spec).await {
+async fn run(limits: &Limits, fill: &Fill, spec: &FillSpec, started: Instant) -> FillEvent {
+    match pull(limits, fill, spec).await {
         Ok(Pulled::Stored {
             bytes,
             committed,
@@ -94,22 +92,22 @@ enum Pulled {
     NotFound,
 }
 
-async fn pull(fills: &Fills, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Error> {
+async fn pull(limits: &Limits, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Error> {
     let key = spec.key.as_str();
     let begun = tokio::select! {
         biased;
-        () = fills.cancelled() => return Err(cancelled(key)),
+        () = limits.cancelled() => return Err(cancelled(key)),
         begun = tokio::time::timeout_at(fill.head_deadline(), begin(fill, spec)) => {
             begun.map_err(|_| Error::HeadTimeout {
                 key: key.to_owned(),
-                timeout: fills.head_timeout(spec),
+                timeout: limits.head_timeout,
             })??
         }
     };
     match begun {
         Begun::Done(pulled) => Ok(pulled),
-        Begun::Replay(object) => replay_stored(fills, fill, object).await,
-        Begun::Stream(stream) => copy(fills, fill, spec, stream).await,
+        Begun::Replay(object) => replay_stored(limits, fill, object).await,
+        Begun::Stream(stream) => copy(limits, fill, spec, stream).await,
     }
 }
 
@@ -137,21 +135,9 @@ struct Stream {
 async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
     let key = spec.key.as_str();
     let head_request = spec.request.method == Method::HEAD;
-    // The object may have landed since the inner service looked (another fill just
-    // committed it, another replica wrote it): serve it from the store, fetch nothing.
     if let (Some(store), false) = (&fill.store, head_request) {
-        // Deleted on purpose: not pulled back (the inner response stands).
-        if store.is_deleted(key).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "tombstone check failed; pulling anyway");
-            false
-        }) {
-            fill.not_found();
-            return Ok(Begun::Done(Pulled::NotFound));
-        }
-        match store.read(key, 0).await {
-            Ok(Some(object)) => return Ok(Begun::Replay(object)),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "store check failed; pulling anyway"),
+        if let Some(begun) = recheck(fill, &**store, key).await {
+            return Ok(begun);
         }
     }
     let response = spec.origin.fetch(spec.request.clone()).await?;
@@ -160,21 +146,7 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
         fill.not_found();
         return Ok(Begun::Done(Pulled::NotFound));
     }
-    let passed_through = spec.checks.pass_through.contains(&status);
-    // A range the client asked for and the origin was asked for: its `206`, or its `416`
-    // (which the client gets as the same `416` a hit would give).
-    let proxied_range = fill.store.is_none()
-        && spec.request.headers.contains_key(http::header::RANGE)
-        && matches!(
-            status,
-            StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE
-        );
-    if status != StatusCode::OK && !passed_through && !proxied_range {
-        return Err(Error::OriginStatus {
-            key: key.to_owned(),
-            status,
-        });
-    }
+    check_status(fill, spec, status)?;
     if fill.abandoned() {
         return Err(cancelled(key));
     }
@@ -200,22 +172,7 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
             }
         }
     }
-    let (writer, verifier) = match (&fill.store, unstored) {
-        (Some(store), None) => {
-            let verifier = Verifier::new(key, &spec.checks.checksums, &response.headers)?;
-            match store.begin(key, meta::attributes(&response.headers)).await {
-                Ok(writer) => (Some(writer), Some(verifier)),
-                // The store cannot hold this key: the readers still get the object.
-                Err(Error::Unstorable { reason, .. }) => {
-                    tracing::info!(%reason, "not stored: the store cannot hold the key");
-                    unstored = Some("the store cannot hold the key");
-                    (None, None)
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        _ => (None, None),
-    };
+    let (writer, verifier) = start_write(fill, spec, &response.headers, &mut unstored).await?;
     fill.set_head(Head {
         status,
         headers: meta::client_headers(&response.headers),
@@ -237,9 +194,75 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
     }))
 }
 
+/// The object may have landed since the inner service looked (another fill just committed
+/// it, another replica wrote it): serve it from the store and fetch nothing; a tombstone
+/// means it is not pulled back (the inner response stands).
+async fn recheck(fill: &Fill, store: &dyn crate::Store, key: &str) -> Option<Begun> {
+    if store.is_deleted(key).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "tombstone check failed; pulling anyway");
+        false
+    }) {
+        fill.not_found();
+        return Some(Begun::Done(Pulled::NotFound));
+    }
+    match store.read(key, 0).await {
+        Ok(Some(object)) => Some(Begun::Replay(object)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "store check failed; pulling anyway");
+            None
+        }
+    }
+}
+
+/// Whether the origin's status can be answered: `200`, a status the rule passes through,
+/// or for a range the origin was asked for its `206` or its `416` (which the client gets as
+/// the same `416` a hit would give).
+fn check_status(fill: &Fill, spec: &FillSpec, status: StatusCode) -> Result<(), Error> {
+    let passed_through = spec.checks.pass_through.contains(&status);
+    let proxied_range = fill.store.is_none()
+        && spec.request.headers.contains_key(http::header::RANGE)
+        && matches!(
+            status,
+            StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE
+        );
+    if status == StatusCode::OK || passed_through || proxied_range {
+        Ok(())
+    } else {
+        Err(Error::OriginStatus {
+            key: spec.key.clone(),
+            status,
+        })
+    }
+}
+
+/// Start the store write (with its verifier) unless the object is not to be stored; a
+/// store that cannot hold the key makes it unstored.
+async fn start_write(
+    fill: &Fill,
+    spec: &FillSpec,
+    headers: &http::HeaderMap,
+    unstored: &mut Option<&'static str>,
+) -> Result<(Option<Box<dyn StoreWrite>>, Option<Verifier>), Error> {
+    let (Some(store), None) = (&fill.store, *unstored) else {
+        return Ok((None, None));
+    };
+    let verifier = Verifier::new(&spec.key, &spec.checks.checksums, headers)?;
+    match store.begin(&spec.key, meta::attributes(headers)).await {
+        Ok(writer) => Ok((Some(writer), Some(verifier))),
+        // The store cannot hold this key: the readers still get the object.
+        Err(Error::Unstorable { reason, .. }) => {
+            tracing::info!(%reason, "not stored: the store cannot hold the key");
+            *unstored = Some("the store cannot hold the key");
+            Ok((None, None))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Copy the origin's body to the readers and the store, then commit or abort.
 async fn copy(
-    fills: &Fills,
+    limits: &Limits,
     fill: &Fill,
     spec: &FillSpec,
     stream: Stream,
@@ -256,11 +279,11 @@ async fn copy(
     let mut tee = Tee {
         key,
         fill,
-        fills,
+        limits,
         bounds: Bounds {
             key,
-            fills,
-            stall: fills.stall_timeout(),
+            limits,
+            stall: limits.stall_timeout,
         },
         writer,
         verifier,
@@ -320,7 +343,11 @@ fn not_stored(key: &str) -> Error {
 }
 
 /// The store has the object already: hand it to the readers, write nothing.
-async fn replay_stored(fills: &Fills, fill: &Fill, object: StoredObject) -> Result<Pulled, Error> {
+async fn replay_stored(
+    limits: &Limits,
+    fill: &Fill,
+    object: StoredObject,
+) -> Result<Pulled, Error> {
     let size = object.size;
     let etag = object.e_tag.clone();
     fill.set_head(Head {
@@ -331,11 +358,11 @@ async fn replay_stored(fills: &Fills, fill: &Fill, object: StoredObject) -> Resu
     let tee = Tee {
         key: &fill.key,
         fill,
-        fills,
+        limits,
         bounds: Bounds {
             key: &fill.key,
-            fills,
-            stall: fills.stall_timeout(),
+            limits,
+            stall: limits.stall_timeout,
         },
         writer: None,
         verifier: None,
@@ -379,7 +406,7 @@ fn cancelled(key: &str) -> Error {
 #[derive(Clone, Copy)]
 struct Bounds<'a> {
     key: &'a str,
-    fills: &'a Fills,
+    limits: &'a Limits,
     /// How long any one step may take.
     stall: Duration,
 }
@@ -389,7 +416,7 @@ impl Bounds<'_> {
     async fn step<T>(self, what: &'static str, step: impl Future<Output = T>) -> Result<T, Error> {
         tokio::select! {
             biased;
-            () = self.fills.cancelled() => Err(cancelled(self.key)),
+            () = self.limits.cancelled() => Err(cancelled(self.key)),
             done = tokio::time::timeout(time::capped(self.stall), step) => {
                 done.map_err(|_| Error::FillStalled {
                     key: self.key.to_owned(),
@@ -405,7 +432,7 @@ impl Bounds<'_> {
 struct Tee<'a> {
     key: &'a str,
     fill: &'a Fill,
-    fills: &'a Fills,
+    limits: &'a Limits,
     bounds: Bounds<'a>,
     writer: Option<Box<dyn StoreWrite>>,
     verifier: Option<Verifier>,
@@ -418,11 +445,11 @@ impl Tee<'_> {
     /// Hand a chunk to the readers (the fill's own wait is bounded by the slow-reader
     /// grace; shutdown cuts it short).
     fn push(&self, chunk: Bytes) -> impl Future<Output = Result<(), Error>> + Send + use<'_> {
-        let (fills, fill, key) = (self.fills, self.fill, self.key);
+        let (limits, fill, key) = (self.limits, self.fill, self.key);
         async move {
             tokio::select! {
                 biased;
-                () = fills.cancelled() => Err(cancelled(key)),
+                () = limits.cancelled() => Err(cancelled(key)),
                 pushed = fill.push(chunk) => pushed.map_err(|Abandoned| cancelled(key)),
             }
         }

@@ -1,8 +1,15 @@
 //! The representation's headers, from an object's `ObjectMeta` and stored `Attributes`.
+//!
+//! The stored type travels with the headers that make it safe (`X-Content-Type-Options`,
+//! `Content-Security-Policy`, `Content-Disposition`), kept by `fill::meta::attributes`: every
+//! hit serves them back.
 
 use std::time::SystemTime;
 
-use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_TYPE, ETAG, LAST_MODIFIED};
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, LAST_MODIFIED,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderMap, HeaderValue};
 use object_store::{Attribute, Attributes, ObjectMeta};
 
@@ -45,12 +52,24 @@ impl Representation {
         }
     }
 
-    /// The headers a `304` carries ([RFC 9110 §15.4.5]): the validators and Cache-Control.
+    /// The headers a `304` carries ([RFC 9110 §15.4.5]): the validators and Cache-Control,
+    /// and the stored `X-Content-Type-Options` and `Content-Security-Policy`.
+    ///
+    /// A cache updates the response it holds with the 304's fields (RFC 9111 §4.3.4), so
+    /// repeating the two safety headers costs nothing and refreshes them with the rest.
+    /// Content-Type and Content-Disposition are representation metadata that a 304 should
+    /// not carry (§15.4.5); the stored response the 304 validates keeps its own.
     ///
     /// [RFC 9110 §15.4.5]: https://www.rfc-editor.org/rfc/rfc9110#section-15.4.5
     pub(crate) fn not_modified_headers(&self) -> HeaderMap {
-        let mut out = HeaderMap::with_capacity(3);
-        for name in [ETAG, LAST_MODIFIED, CACHE_CONTROL] {
+        let mut out = HeaderMap::with_capacity(5);
+        for name in [
+            ETAG,
+            LAST_MODIFIED,
+            CACHE_CONTROL,
+            X_CONTENT_TYPE_OPTIONS,
+            CONTENT_SECURITY_POLICY,
+        ] {
             if let Some(value) = self.headers.get(&name) {
                 out.insert(name, value.clone());
             }
@@ -108,5 +127,38 @@ mod tests {
         assert_eq!(r.headers[CONTENT_TYPE], "image/webp");
         let r = Representation::new("noext", &meta, &Attributes::new());
         assert_eq!(r.headers[CONTENT_TYPE], "application/octet-stream");
+    }
+
+    #[test]
+    fn safety_headers_on_every_answer() {
+        let meta = ObjectMeta {
+            location: Path::from("evil.html"),
+            last_modified: "1994-11-15T12:45:26.750Z".parse().unwrap(),
+            size: 10,
+            e_tag: Some("7".into()),
+            version: None,
+        };
+        let mut origin = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "text/plain"),
+            ("content-disposition", "attachment"),
+            ("x-content-type-options", "nosniff"),
+            ("content-security-policy", "sandbox"),
+            ("cache-control", "max-age=60"),
+        ] {
+            origin.insert(k, HeaderValue::from_static(v));
+        }
+        let attributes = crate::fill::meta::attributes(&origin);
+        let r = Representation::new("evil.html", &meta, &attributes);
+        assert_eq!(r.headers[CONTENT_TYPE], "text/plain", "not guessed");
+        assert_eq!(r.headers["content-disposition"], "attachment");
+        assert_eq!(r.headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(r.headers[CONTENT_SECURITY_POLICY], "sandbox");
+        let not_modified = r.not_modified_headers();
+        assert_eq!(not_modified[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(not_modified[CONTENT_SECURITY_POLICY], "sandbox");
+        assert_eq!(not_modified[ETAG], "\"7\"");
+        assert_eq!(not_modified[CACHE_CONTROL], "max-age=60");
+        assert_eq!(not_modified.len(), 5, "{not_modified:?}");
     }
 }

@@ -224,6 +224,15 @@ impl Store for BucketStore {
         .boxed()
     }
 
+    /// `false` for a `LocalFileSystem`, known up front by its `Display`
+    /// (`LocalFileSystem(<root>)`, also inside wrappers that show their inner store), and
+    /// once the backend has refused attributes (`NotImplemented`) — for a backend that hides
+    /// what it is (a `PrefixStore` shows no inner store), only from then on.
+    fn keeps_attributes(&self) -> bool {
+        self.support.attributes.load(Ordering::Relaxed)
+            && !self.store.to_string().contains("LocalFileSystem(")
+    }
+
     fn begin<'a>(
         &'a self,
         key: &'a str,

@@ -98,6 +98,19 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         ))))
     }
 
+    /// Whether objects keep the `attributes` given to [`Store::begin`] — Content-Type,
+    /// Content-Disposition and the metadata that carries `X-Content-Type-Options` and
+    /// `Content-Security-Policy` — so that what serves them later can send them back.
+    ///
+    /// A store that answers `false` keeps the bytes only; whatever serves it (`ServeDir`, a
+    /// web server over a directory) types the object by its key's extension and sends none of
+    /// the origin's safety headers, so an object whose type would change that way, or that
+    /// came with such headers, is not stored there. The default is `true`: a store that drops
+    /// attributes must say so.
+    fn keeps_attributes(&self) -> bool {
+        true
+    }
+
     /// Start writing the object at `key` (a clean key, as the client asked for it) with
     /// `attributes` kept from the origin's headers. Nothing is visible until commit.
     fn begin<'a>(
@@ -137,6 +150,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         offset: u64,
     ) -> BoxFuture<'a, Result<Option<StoredObject>, Error>> {
         (**self).read(key, offset)
+    }
+
+    fn keeps_attributes(&self) -> bool {
+        (**self).keeps_attributes()
     }
 
     fn begin<'a>(
