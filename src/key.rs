@@ -4,8 +4,13 @@
 //! (the caller then returns the inner response untouched, so nothing is fetched or stored):
 //!
 //! - an empty key (`/`), empty segments (`//`, a trailing `/`), `.` and `..` segments;
+//! - segments that servers read as dot segments (see [`reads_as_dot_segment`]): a `.` or
+//!   `..` followed by a path parameter (`..;`, `.;x`, `..;jsessionid=1`: Tomcat, Jetty and
+//!   Spring drop what follows the `;` and resolve the rest), and Unicode dots that NFKC
+//!   normalises to `.` (fullwidth `．`, `․`, `﹒`, `‥`, ...), alone or before a `;`;
 //! - an encoded `/` (`%2F`), a backslash (raw or `%5C`: several origins and file systems treat
-//!   it as a separator, so it is refused rather than guessed at);
+//!   it as a separator, so it is refused rather than guessed at), and the characters NFKC
+//!   normalises to a `/` or `\` (fullwidth `／`, `＼`, `﹨`, `℅`, ...);
 //! - control characters (C0, DEL and C1), invalid UTF-8, and malformed escapes (`%zz`);
 //! - a decoded segment that still looks percent-encoded (`%2e` after one decode means the
 //!   client double-encoded it, which is how traversals slip past single-decode checks);
@@ -44,11 +49,73 @@ pub fn is_clean(key: &str) -> bool {
         && key.len() <= MAX_KEY_LEN
         && key.split('/').all(|segment| {
             !segment.is_empty()
-                && segment != "."
-                && segment != ".."
-                && !segment.chars().any(|c| c == '\\' || c.is_control())
+                && !reads_as_dot_segment(segment)
+                && !segment
+                    .chars()
+                    .any(|c| c == '\\' || c.is_control() || folds_to_separator(c))
                 && !looks_encoded(segment)
         })
+}
+
+/// Whether a server may read `segment` (decoded) as a dot segment, `.` or `..`: the segment
+/// itself, or its part before the first `;` (a path parameter: `..;`, `.;x`,
+/// `..;jsessionid=1`), once the characters whose NFKC form is made of dots or a `;` are
+/// replaced by that form (fullwidth `．` and `；`, one-dot leader `․`, two-dot leader `‥`,
+/// small full stop `﹒`, Greek question mark `;`, ...).
+///
+/// Used for keys ([`parse`], [`is_clean`]) and again for every segment of an origin path
+/// after the rule's rewrite, so that no path an origin resolves as `..` leaves its base.
+pub fn reads_as_dot_segment(segment: &str) -> bool {
+    let mut dots = 0;
+    for c in segment.chars() {
+        match fold(c) {
+            Folded::Dots(n) => dots += n,
+            Folded::Semicolon => break,
+            Folded::Other => return false,
+        }
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots == 1 || dots == 2
+}
+
+/// A character as NFKC sees it, for the dot-segment check.
+enum Folded {
+    /// `.`, or a character whose NFKC form is this many `.` (and nothing else).
+    Dots(usize),
+    /// `;`, or a character whose NFKC form is `;`.
+    Semicolon,
+    Other,
+}
+
+/// The code points whose NFKC form is made of `.` only, or is `;` (from Unicode 14's NFKC data; the other
+/// code points whose NFKC form contains a `.` add letters or digits: `⒈` is `1.`).
+fn fold(c: char) -> Folded {
+    match c {
+        // FULL STOP, ONE DOT LEADER, SMALL FULL STOP, FULLWIDTH FULL STOP
+        '.' | '\u{2024}' | '\u{FE52}' | '\u{FF0E}' => Folded::Dots(1),
+        // TWO DOT LEADER, PRESENTATION FORM FOR VERTICAL TWO DOT LEADER
+        '\u{2025}' | '\u{FE30}' => Folded::Dots(2),
+        // HORIZONTAL ELLIPSIS, PRESENTATION FORM FOR VERTICAL HORIZONTAL ELLIPSIS
+        '\u{2026}' | '\u{FE19}' => Folded::Dots(3),
+        // SEMICOLON, GREEK QUESTION MARK, PRESENTATION FORM FOR VERTICAL SEMICOLON, SMALL
+        // SEMICOLON, FULLWIDTH SEMICOLON
+        ';' | '\u{037E}' | '\u{FE14}' | '\u{FE54}' | '\u{FF1B}' => Folded::Semicolon,
+        _ => Folded::Other,
+    }
+}
+
+/// The code points whose NFKC form contains a `/` or a `\` (from Unicode 14's NFKC data): a server that
+/// normalises the path would split the segment there.
+fn folds_to_separator(c: char) -> bool {
+    matches!(
+        c,
+        // ACCOUNT OF, ADDRESSED TO THE SUBJECT, CARE OF, CADA UNA
+        '\u{2100}' | '\u{2101}' | '\u{2105}' | '\u{2106}'
+        // SMALL REVERSE SOLIDUS, FULLWIDTH SOLIDUS, FULLWIDTH REVERSE SOLIDUS
+        | '\u{FE68}' | '\u{FF0F}' | '\u{FF3C}'
+    )
 }
 
 fn decode_segment(raw: &str) -> Option<Cow<'_, str>> {
@@ -56,11 +123,10 @@ fn decode_segment(raw: &str) -> Option<Cow<'_, str>> {
         return None;
     }
     let decoded = percent_decode_str(raw).decode_utf8().ok()?;
-    let clean = decoded != "."
-        && decoded != ".."
+    let clean = !reads_as_dot_segment(&decoded)
         && !decoded
             .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control())
+            .any(|c| c == '/' || c == '\\' || c.is_control() || folds_to_separator(c))
         && !looks_encoded(&decoded);
     clean.then_some(decoded)
 }
@@ -94,6 +160,41 @@ mod tests {
         assert_eq!(parse("/%E4%B8%AD.txt").as_deref(), Some("中.txt"));
         assert_eq!(parse("/100%25").as_deref(), Some("100%"));
         assert_eq!(parse("/..a/b..").as_deref(), Some("..a/b.."));
+    }
+
+    #[test]
+    fn segments_servers_read_as_dot_segments_are_refused() {
+        for bad in [
+            "/..;/admin/secret.txt",
+            "/a/..;/b",
+            "/a/.;/b",
+            "/a/..;jsessionid=1/b",
+            "/a/.;x/b",
+            "/a/..%3B/b",
+            "/a/%EF%BC%8E%EF%BC%8E/b",   // fullwidth ．．
+            "/a/%EF%BC%8E/b",            // fullwidth ．
+            "/a/%E2%80%A4/b",            // one-dot leader
+            "/a/%E2%80%A5/b",            // two-dot leader
+            "/a/%EF%B9%92%EF%B9%92;x/b", // small full stops, then a parameter
+            "/a/..%EF%BC%9B/b",          // .. and a fullwidth semicolon
+            "/a/..%CD%BE/b",             // .. and a Greek question mark
+            "/a/%EF%BC%8F/b",            // fullwidth solidus
+            "/a/x%EF%BC%BCy",            // fullwidth reverse solidus
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?} must be refused");
+        }
+        for good in [
+            "/a/...;/b",
+            "/a/%E2%80%A6/b",
+            "/a/..a;/b",
+            "/a/;x/b",
+            "/a/x;../b",
+        ] {
+            assert!(parse(good).is_some(), "{good:?}");
+        }
+        for bad in ["..;", ".;", "a/..;x/b", "．．", "a/‥/b", "a/．;/b", "a／b"] {
+            assert!(!super::is_clean(bad), "{bad:?}");
+        }
     }
 
     #[test]

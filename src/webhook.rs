@@ -21,6 +21,12 @@
 //! and, when that is full, the oldest are lost (counted in [`WebhookStats::lost`]). A receiver
 //! that hangs therefore costs lost notifications, never slower fills.
 //!
+//! The URL may carry credentials: user information (`https://user:password@host/...`) is
+//! sent as `Authorization: Basic` and kept out of the request URI; a query string
+//! (`?token=...`) is sent as it is. No log line, error message or `Debug` output of this
+//! module shows either (they read `REDACTED`). The webhook follows no redirects: a `3xx` answer is a
+//! failed attempt, and the `Location` is never asked.
+//!
 //! A webhook named in a configuration (`[events] webhook = "..."`) is started by
 //! [`OriginPullLayer::from_config`](crate::OriginPullLayer::from_config) itself; build one
 //! here for a layer built in code (or use
@@ -31,8 +37,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -47,15 +55,74 @@ use crate::store::Committed;
 use crate::time::capped;
 
 /// Delivers fill events to an HTTP endpoint; see the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct Webhook {
+    /// The URL without its user information.
     url: Uri,
+    /// The URL as logs and errors show it (see [`redact`]).
+    shown: Arc<str>,
+    /// `Basic` credentials from the URL's user information (a sensitive header value).
+    authorization: Option<HeaderValue>,
     max_in_flight: usize,
     attempts: usize,
     timeout: Duration,
     min_backoff: Duration,
     client: Client<Connector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.shown)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("attempts", &self.attempts)
+            .field("timeout", &self.timeout)
+            .field("min_backoff", &self.min_backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with its user information and its query string (and any fragment) replaced by
+/// `REDACTED`: `https://REDACTED@host/hook?REDACTED`. Works on text that is not a valid URL
+/// too, since that is what an error about an invalid URL shows.
+pub(crate) fn redact(url: &str) -> String {
+    let (rest, tail) = match url.find(['?', '#']) {
+        Some(i) => (&url[..i], "?REDACTED"),
+        None => (url, ""),
+    };
+    let (scheme, after) = match rest.find("://") {
+        Some(i) => (&rest[..i + 3], &rest[i + 3..]),
+        None => ("", rest),
+    };
+    // Up to the last `@`, even past a `/`: better a path redacted too than a password
+    // that contained a `/` shown.
+    let after = match after.rfind('@') {
+        Some(i) => format!("REDACTED@{}", &after[i + 1..]),
+        None => after.to_owned(),
+    };
+    format!("{scheme}{after}{tail}")
+}
+
+/// `uri` without its user information, and that information as `Basic` credentials (a
+/// sensitive header value); neither a log line of the HTTP client nor its pool key then
+/// holds the password.
+fn without_userinfo(uri: Uri) -> Result<(Uri, Option<HeaderValue>), &'static str> {
+    let split = uri
+        .authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .map(|(userinfo, host)| (userinfo.to_owned(), host.to_owned()));
+    let Some((userinfo, host)) = split else {
+        return Ok((uri, None));
+    };
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(&userinfo).collect();
+    let mut credentials = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(decoded)))
+        .map_err(|_| "the user information is not valid")?;
+    credentials.set_sensitive(true);
+    let mut parts = uri.into_parts();
+    parts.authority = Some(host.parse().map_err(|_| "no host")?);
+    let uri = Uri::from_parts(parts).map_err(|_| "not a URL")?;
+    Ok((uri, Some(credentials)))
 }
 
 /// Delivery counters of a running [`Webhook`].
@@ -115,14 +182,17 @@ impl Webhook {
     /// flight, 3 attempts each and a 5 s timeout per attempt. This builds its HTTP client
     /// (and TLS setup); nothing is sent until [`spawn`](Self::spawn).
     pub fn new(url: &str) -> Result<Self, Error> {
-        let uri = Self::check_url(url)?;
+        let (uri, authorization) = without_userinfo(Self::check_url(url)?)
+            .map_err(|why| Error::config(format!("webhook URL {:?}: {why}", redact(url))))?;
         let connector = make_connector(Duration::from_secs(5))?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(Self {
+            shown: redact(url).into(),
             url: uri,
+            authorization,
             max_in_flight: 8,
             attempts: 3,
             timeout: Duration::from_secs(5),
@@ -133,7 +203,7 @@ impl Webhook {
 
     /// What [`Webhook::new`] checks about `url`, without building a client.
     pub(crate) fn check_url(url: &str) -> Result<Uri, Error> {
-        let bad = |why: &str| Error::config(format!("webhook URL {url:?}: {why}"));
+        let bad = |why: &str| Error::config(format!("webhook URL {:?}: {why}", redact(url)));
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
         match uri.scheme_str() {
             Some("http") => {}
@@ -203,6 +273,7 @@ impl Webhook {
                 tokio::spawn(async move {
                     let counter = match this.deliver(&event).await {
                         Ok(()) => &c.delivered,
+                        // The error names the URL redacted (see `failure`).
                         Err(e) => {
                             tracing::warn!(key = event.key(), error = %e, "webhook delivery failed");
                             &c.failed
@@ -222,12 +293,17 @@ impl Webhook {
     async fn deliver(&self, event: &FillEvent) -> Result<(), Error> {
         let body = Bytes::from(to_json(event).to_string());
         let attempt = || async {
-            let request = Request::builder()
+            let mut request = Request::builder()
                 .method(Method::POST)
                 .uri(self.url.clone())
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(Full::new(body.clone()))
                 .map_err(|e| self.failure(e))?;
+            if let Some(credentials) = &self.authorization {
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, credentials.clone());
+            }
             let response = tokio::time::timeout(capped(self.timeout), self.client.request(request))
                 .await
                 .map_err(|_| self.failure("timed out"))?
@@ -252,7 +328,7 @@ impl Webhook {
 
     fn failure(&self, source: impl Into<crate::BoxError>) -> Error {
         Error::Webhook {
-            url: self.url.to_string(),
+            url: self.shown.to_string(),
             source: source.into(),
         }
     }
@@ -292,5 +368,59 @@ pub fn to_json(event: &FillEvent) -> serde_json::Value {
         FillEvent::Failed { key, rule, reason } => {
             json!({"event": "failed", "key": key, "rule": &**rule, "reason": reason})
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Webhook, redact};
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        for (url, shown) in [
+            ("http://h/hook", "http://h/hook"),
+            ("http://h:9/hook?token=s3cret", "http://h:9/hook?REDACTED"),
+            (
+                "https://user:pw@h/hook?token=s3cret&x=1",
+                "https://REDACTED@h/hook?REDACTED",
+            ),
+            ("https://token@h", "https://REDACTED@h"),
+            ("http://u:p/w@h/x#frag", "http://REDACTED@h/x?REDACTED"),
+            ("not a url?token=s3cret", "not a url?REDACTED"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn userinfo_becomes_basic_credentials_and_leaves_the_uri() {
+        let uri = "http://us%40er:p%3Aw@h:9/x?token=1".parse().unwrap();
+        let (uri, auth) = super::without_userinfo(uri).unwrap();
+        assert_eq!(uri.to_string(), "http://h:9/x?token=1");
+        let auth = auth.unwrap();
+        assert!(auth.is_sensitive());
+        // base64("us@er:p:w")
+        assert_eq!(auth, "Basic dXNAZXI6cDp3");
+        let (uri, auth) = super::without_userinfo("https://h/x".parse().unwrap()).unwrap();
+        assert_eq!(uri.to_string(), "https://h/x");
+        assert!(auth.is_none());
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_the_secrets() {
+        for bad in [
+            "ftp://user:pw@h/?token=s3cret",
+            "http://user:pw@/?token=s3cret",
+        ] {
+            let e = Webhook::check_url(bad).unwrap_err().to_string();
+            assert!(!e.contains("pw") && !e.contains("s3cret"), "{e}");
+        }
+        let w = Webhook::new("http://user:pw@h/x?token=s3cret").unwrap();
+        let shown = format!("{w:?} {}", w.failure("refused"));
+        assert!(
+            !shown.contains("pw") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(shown.contains("http://REDACTED@h/x?REDACTED"), "{shown}");
     }
 }

@@ -1,5 +1,6 @@
-//! `key::parse` on any UTF-8 path: never panics; an accepted key is clean, kept as it is by
-//! `object_store`, and parses back to itself once encoded again.
+//! `key::parse` on any UTF-8 path: never panics; an accepted key is clean (no segment a
+//! server reads as a dot segment either), kept as it is by `object_store`, and parses back
+//! to itself once encoded again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(!k.is_empty() && k.len() <= key::MAX_KEY_LEN);
     for segment in k.split('/') {
         assert!(!segment.is_empty() && segment != "." && segment != "..");
+        // Nor anything a server reads as one (`..;x`, fullwidth dots).
+        assert!(!key::reads_as_dot_segment(segment), "{segment:?}");
     }
     assert!(!k.contains('\\') && !k.chars().any(char::is_control));
     let parsed = object_store::path::Path::parse(&k).expect("object_store takes the key");

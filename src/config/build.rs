@@ -373,6 +373,9 @@ struct HostSettings {
     total: Option<Duration>,
     redirects: Option<usize>,
     protocol: Option<Protocol>,
+    /// The valid entries of `allow_redirect_to` and `trust_redirect_credentials`.
+    redirect_to: Vec<String>,
+    trusted: Vec<String>,
 }
 
 impl HostSettings {
@@ -394,17 +397,33 @@ impl HostSettings {
                 limits::REDIRECTS,
             ),
             protocol: c.one_of(&format!("{at}.protocol"), &o.protocol, &protocols),
+            redirect_to: redirect_targets(
+                c,
+                &format!("{at}.allow_redirect_to"),
+                &o.allow_redirect_to,
+            ),
+            trusted: redirect_targets(
+                c,
+                &format!("{at}.trust_redirect_credentials"),
+                &o.trust_redirect_credentials,
+            ),
         }
     }
 }
 
-fn http_origin(
-    c: &mut Check,
-    at: &str,
-    url: &str,
-    o: &OriginConfig,
-    settings: &HostSettings,
-) -> Option<HttpOrigin> {
+/// The entries that are `host` or `host:port`; the others are problems at their index.
+fn redirect_targets(c: &mut Check, at: &str, entries: &[String]) -> Vec<String> {
+    let mut valid = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        match crate::origin::http::check_redirect_target(entry) {
+            Ok(()) => valid.push(entry.clone()),
+            Err(e) => c.problem(format!("{at}[{i}]"), e),
+        }
+    }
+    valid
+}
+
+fn http_origin(c: &mut Check, at: &str, url: &str, settings: &HostSettings) -> Option<HttpOrigin> {
     let mut b = HttpOrigin::builder(url);
     if let Some(d) = settings.connect {
         b = b.connect_timeout(d);
@@ -421,9 +440,10 @@ fn http_origin(
     if let Some(n) = settings.redirects {
         b = b.follow_redirects(n);
     }
-    for host in &o.allow_redirect_to {
+    for host in &settings.redirect_to {
         b = b.allow_redirect_to(host.clone());
     }
+    b = b.trust_redirect_credentials(settings.trusted.iter().cloned());
     if let Some(p) = settings.protocol {
         b = b.protocol(p);
     }
@@ -498,13 +518,13 @@ fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> 
         .hosts
         .iter()
         .enumerate()
-        .map(|(i, url)| http_origin(c, &format!("{at}.hosts[{i}]"), url, o, &settings))
+        .map(|(i, url)| http_origin(c, &format!("{at}.hosts[{i}]"), url, &settings))
         .collect();
     let standbys: Vec<Option<HttpOrigin>> = o
         .standby
         .iter()
         .enumerate()
-        .map(|(i, url)| http_origin(c, &format!("{at}.standby[{i}]"), url, o, &settings))
+        .map(|(i, url)| http_origin(c, &format!("{at}.standby[{i}]"), url, &settings))
         .collect();
     let fail_over: Vec<StatusCode> = o
         .fail_over_on

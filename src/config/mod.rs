@@ -447,9 +447,16 @@ pub struct OriginConfig {
     /// Redirect hops followed (default 3; 0 ..= 100; 0 makes a redirect a failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_redirects: Option<usize>,
-    /// Other hosts redirects may lead to.
+    /// Other authorities redirects may lead to: `host:port`, or `host` for the default port
+    /// of the redirect's scheme (80 for `http`, 443 for `https`). They get no forwarded
+    /// credentials nor configured headers. `https` → `http` and a `Location` with
+    /// credentials are never followed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_redirect_to: Vec<String>,
+    /// Authorities (`host:port`, or `host` as in `allow_redirect_to`) redirects may lead to
+    /// with every request header, forwarded credentials and configured headers included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_redirect_credentials: Vec<String>,
     /// Statuses that fail over besides 5xx.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fail_over_on: Vec<u16>,

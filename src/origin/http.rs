@@ -6,7 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use http::header::{CONTENT_LENGTH, HOST, LOCATION};
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, CONTENT_LENGTH, HOST, HeaderName, LOCATION, RANGE,
+    USER_AGENT,
+};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::Empty;
@@ -84,8 +87,98 @@ pub struct HttpOrigin {
     idle_timeout: Duration,
     total_timeout: Option<Duration>,
     max_redirects: usize,
-    redirect_hosts: Arc<[String]>,
+    redirects: Arc<Redirects>,
     client: Client<Connector, Empty<Bytes>>,
+}
+
+/// Where redirects may lead, and which targets get the request's headers.
+#[derive(Debug, Default)]
+struct Redirects {
+    /// `allow_redirect_to`: followed, with the safe headers only when the authority changes.
+    allowed: Vec<Endpoint>,
+    /// `trust_redirect_credentials`: followed, with every header of the request.
+    trusted: Vec<Endpoint>,
+}
+
+/// A `host[:port]` entry of `allow_redirect_to` or `trust_redirect_credentials`. Without a
+/// port it stands for the default port of the redirect's scheme (80 for `http`, 443 for
+/// `https`): `cdn.example` matches `http://cdn.example/` and `https://cdn.example/`, not
+/// `http://cdn.example:8080/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    host: String,
+    port: Option<u16>,
+}
+
+impl Endpoint {
+    fn parse(entry: &str) -> Result<Self, String> {
+        let authority: Authority = entry
+            .parse()
+            .map_err(|_| format!("{entry:?} is not host or host:port"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!("{entry:?} is not host or host:port"));
+        }
+        if authority.host().is_empty() || (authority.as_str().ends_with(':')) {
+            return Err(format!("{entry:?} is not host or host:port"));
+        }
+        Ok(Self {
+            host: authority.host().to_ascii_lowercase(),
+            port: authority.port_u16(),
+        })
+    }
+
+    fn matches(&self, scheme: &str, authority: &Authority) -> bool {
+        self.host.eq_ignore_ascii_case(authority.host())
+            && self.port.unwrap_or_else(|| default_port(scheme)) == port_of(scheme, authority)
+    }
+}
+
+/// The port a URL with this scheme and authority connects to.
+fn port_of(scheme: &str, authority: &Authority) -> u16 {
+    authority.port_u16().unwrap_or_else(|| default_port(scheme))
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    }
+}
+
+/// Whether `entry` is a valid `allow_redirect_to` / `trust_redirect_credentials` entry
+/// (`host` or `host:port`), or why not.
+#[cfg_attr(not(feature = "config"), allow(dead_code))]
+pub(crate) fn check_redirect_target(entry: &str) -> Result<(), String> {
+    Endpoint::parse(entry).map(|_| ())
+}
+
+/// Whether two URLs share scheme, host and port (the authority credentials belong to).
+fn same_authority(a: &Uri, b: &Uri) -> bool {
+    let (Some(sa), Some(sb)) = (a.scheme_str(), b.scheme_str()) else {
+        return false;
+    };
+    let (Some(aa), Some(ab)) = (a.authority(), b.authority()) else {
+        return false;
+    };
+    sa.eq_ignore_ascii_case(sb)
+        && aa.host().eq_ignore_ascii_case(ab.host())
+        && port_of(sa, aa) == port_of(sb, ab)
+}
+
+/// The request headers a redirect to another authority still gets (unless that target is
+/// trusted with them): none of them carries a credential or a configured secret.
+const SAFE_ACROSS_AUTHORITIES: [HeaderName; 5] =
+    [ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, RANGE, USER_AGENT];
+
+fn safe_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in SAFE_ACROSS_AUTHORITIES {
+        for value in headers.get_all(&name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// Which scheme an [`HttpOrigin`] is asked with.
@@ -95,8 +188,10 @@ pub enum Protocol {
     Http,
     /// Always `https`.
     Https,
-    /// The scheme the client used (`https` when the request URI says so, as HTTP/2 requests
-    /// do, or when a rule passes `X-Forwarded-Proto: https`), else the base URL's.
+    /// `https` when the base URL is `https` (never downgraded, whatever the client used);
+    /// for an `http` base URL, `https` when the client's scheme, as the layer reports it in
+    /// [`OriginRequest::client_scheme`](crate::OriginRequest::client_scheme), is `https`,
+    /// else `http`.
     SameAsRequest,
 }
 
@@ -115,6 +210,7 @@ pub struct HttpOriginBuilder {
     total_timeout: Option<Duration>,
     max_redirects: usize,
     redirect_hosts: Vec<String>,
+    trusted_redirect_hosts: Vec<String>,
 }
 
 impl HttpOrigin {
@@ -137,6 +233,7 @@ impl HttpOrigin {
             total_timeout: None,
             max_redirects: 3,
             redirect_hosts: Vec::new(),
+            trusted_redirect_hosts: Vec::new(),
         }
     }
 
@@ -145,15 +242,18 @@ impl HttpOrigin {
             None => self.scheme.clone(),
             Some(Protocol::Http) => Scheme::HTTP,
             Some(Protocol::Https) => Scheme::HTTPS,
-            Some(Protocol::SameAsRequest) => client
-                .filter(|s| **s == Scheme::HTTPS || **s == Scheme::HTTP)
-                .cloned()
-                .unwrap_or_else(|| self.scheme.clone()),
+            // An https origin stays https: the client's scheme can only upgrade.
+            Some(Protocol::SameAsRequest) if self.scheme == Scheme::HTTPS => Scheme::HTTPS,
+            Some(Protocol::SameAsRequest) => match client {
+                Some(s) if *s == Scheme::HTTPS => Scheme::HTTPS,
+                _ => self.scheme.clone(),
+            },
         }
     }
 
-    /// Where a redirect from `from` to `location` leads, if configuration allows it.
-    fn follow(&self, from: &Uri, location: &str) -> Result<Uri, String> {
+    /// Where a redirect from `from` (the URL that answered; `first` is the first URL asked)
+    /// to `location` leads, if configuration allows it.
+    fn follow(&self, first: &Uri, from: &Uri, location: &str) -> Result<Uri, String> {
         let next: Uri = if location.starts_with('/') && !location.starts_with("//") {
             let mut parts = from.clone().into_parts();
             parts.path_and_query = Some(location.parse().map_err(|_| "a malformed Location")?);
@@ -167,19 +267,41 @@ impl HttpOrigin {
         if scheme != "http" && scheme != "https" {
             return Err(format!("a Location with scheme {scheme}"));
         }
-        let allowed = authority
-            .as_str()
-            .eq_ignore_ascii_case(self.authority.as_str())
-            || self.redirect_hosts.iter().any(|h| {
-                h.eq_ignore_ascii_case(authority.as_str())
-                    || h.eq_ignore_ascii_case(authority.host())
-            });
-        if !allowed {
+        // Never echoed: the user name and password are what must not leak.
+        if authority.as_str().contains('@') {
+            return Err("a Location with credentials in it (refused)".to_owned());
+        }
+        if from.scheme() == Some(&Scheme::HTTPS) && scheme == "http" {
             return Err(format!(
-                "host {authority}, which configuration does not allow"
+                "http://{authority} from https (a downgrade is never followed)"
+            ));
+        }
+        let own = first
+            .authority()
+            .is_some_and(|a| a.host().eq_ignore_ascii_case(authority.host()))
+            && first
+                .authority()
+                .zip(first.scheme_str())
+                .map(|(a, s)| port_of(s, a))
+                == Some(port_of(scheme, authority));
+        let listed = |list: &[Endpoint]| list.iter().any(|e| e.matches(scheme, authority));
+        if !(own || listed(&self.redirects.allowed) || listed(&self.redirects.trusted)) {
+            return Err(format!(
+                "{scheme}://{authority}, which configuration does not allow"
             ));
         }
         Ok(next)
+    }
+
+    /// Whether a redirect target gets every header of the request, credentials included.
+    fn trusted(&self, next: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (next.scheme_str(), next.authority()) else {
+            return false;
+        };
+        self.redirects
+            .trusted
+            .iter()
+            .any(|e| e.matches(scheme, authority))
     }
 
     /// The URL requested for `path` (and `query`), always on the configured host.
@@ -197,8 +319,9 @@ impl HttpOrigin {
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             // A rewrite can turn a clean key into `..` (a prefix stripped without its `/`:
             // `img../x` → `../x`); origins resolve dot segments, even percent-encoded ones,
-            // so the request would leave the base path. Refuse it.
-            if segment == "." || segment == ".." {
+            // so the request would leave the base path. Refuse it, and what servers read as
+            // one (`..;x`, fullwidth dots: see `key::reads_as_dot_segment`).
+            if crate::key::reads_as_dot_segment(segment) {
                 return Err(Error::OriginRequest {
                     url: format!("{}://{}{}", self.scheme, self.authority, self.base_path),
                     source: format!("the origin path {path:?} has a dot segment").into(),
@@ -274,17 +397,45 @@ impl HttpOriginBuilder {
     }
 
     /// Follow at most `hops` redirects from the origin (default 3; 0 makes a redirect a
-    /// failure). Only to the origin's own host and those of
-    /// [`HttpOriginBuilder::allow_redirect_to`]; any other target is a failure and is never
-    /// contacted.
+    /// failure). Only to the origin's own host and port and those of
+    /// [`HttpOriginBuilder::allow_redirect_to`] and
+    /// [`HttpOriginBuilder::trust_redirect_credentials`]; any other target is a failure and
+    /// is never contacted. Whatever the lists say, a redirect from `https` to `http` and a
+    /// `Location` with credentials (`http://user:pass@host/`) are failures too.
+    ///
+    /// A redirect to another authority (scheme, host or port differs from the URL that
+    /// answered) is sent only the request's `Accept`, `Accept-Encoding`, `Accept-Language`,
+    /// `Range` and `User-Agent` headers: forwarded credentials (`Authorization`, `Cookie`,
+    /// ...) and the rule's configured headers (an origin token) stay with the authority they
+    /// were configured for, unless the target is listed in
+    /// [`HttpOriginBuilder::trust_redirect_credentials`]. Once dropped, they are not sent
+    /// again later in the same chain.
     pub fn follow_redirects(mut self, hops: usize) -> Self {
         self.max_redirects = hops;
         self
     }
 
-    /// Allow redirects to `host` (a host name, or `host:port`).
-    pub fn allow_redirect_to(mut self, host: impl Into<String>) -> Self {
-        self.redirect_hosts.push(host.into());
+    /// Allow redirects to `host_port`: `host:port`, or a `host` alone, which means the
+    /// default port of the redirect's scheme (80 for `http`, 443 for `https`). IPv6
+    /// addresses in brackets (`[::1]:8080`). A redirect there is sent no credentials nor
+    /// configured headers; see [`follow_redirects`](Self::follow_redirects).
+    pub fn allow_redirect_to(mut self, host_port: impl Into<String>) -> Self {
+        self.redirect_hosts.push(host_port.into());
+        self
+    }
+
+    /// Allow redirects to these `host:port` entries (a `host` alone: the scheme's default
+    /// port, as in [`allow_redirect_to`](Self::allow_redirect_to)) and send them every
+    /// header of the request, forwarded credentials and the rule's configured headers
+    /// included. Only for targets that are as trusted as the origin itself (the same
+    /// service on another port or name).
+    pub fn trust_redirect_credentials<I, S>(mut self, host_ports: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.trusted_redirect_hosts
+            .extend(host_ports.into_iter().map(Into::into));
         self
     }
 
@@ -299,7 +450,22 @@ impl HttpOriginBuilder {
     /// setup): what [`build`](Self::build) would refuse, this refuses.
     #[cfg_attr(not(feature = "config"), allow(dead_code))]
     pub(crate) fn check(&self) -> Result<(), Error> {
-        self.target().map(|_| ())
+        self.target().map(|_| ())?;
+        self.redirects().map(|_| ())
+    }
+
+    /// The redirect targets, or the first entry that is not `host` or `host:port`.
+    fn redirects(&self) -> Result<Redirects, Error> {
+        let parse = |list: &[String]| {
+            list.iter()
+                .map(|e| Endpoint::parse(e))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|why| Error::config(format!("redirect target {why}")))
+        };
+        Ok(Redirects {
+            allowed: parse(&self.redirect_hosts)?,
+            trusted: parse(&self.trusted_redirect_hosts)?,
+        })
     }
 
     /// The scheme, authority and base path of the URL, or why it is unusable.
@@ -329,6 +495,7 @@ impl HttpOriginBuilder {
     /// setup). Every duration works, up to `Duration::MAX` (read as "far future").
     pub fn build(self) -> Result<HttpOrigin, Error> {
         let (scheme, authority, base_path) = self.target()?;
+        let redirects = Arc::new(self.redirects()?);
         let connector = make_connector(self.connect_timeout)?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -346,7 +513,7 @@ impl HttpOriginBuilder {
             idle_timeout: self.idle_timeout,
             total_timeout: self.total_timeout,
             max_redirects: self.max_redirects,
-            redirect_hosts: self.redirect_hosts.into(),
+            redirects,
             client,
         })
     }
@@ -377,6 +544,8 @@ impl Origin for HttpOrigin {
         async move {
             let deadline = this.total_timeout.map(deadline);
             let mut uri = uri?;
+            let first = uri.clone();
+            let mut headers = request.headers;
             let mut hops = 0;
             loop {
                 let url = strip_query(&uri);
@@ -389,7 +558,7 @@ impl Origin for HttpOrigin {
                     .uri(uri.clone())
                     .body(Empty::new())
                     .map_err(|e| failed(e.into()))?;
-                *req.headers_mut() = request.headers.clone();
+                *req.headers_mut() = headers.clone();
                 // The Host always names the host asked, never the client's host.
                 if let Some(host) = uri
                     .authority()
@@ -426,12 +595,17 @@ impl Origin for HttpOrigin {
                             reason: format!("more than {} redirects", this.max_redirects),
                         });
                     }
-                    uri = this
-                        .follow(&uri, location)
-                        .map_err(|reason| Error::OriginRedirect {
+                    let next = this.follow(&first, &uri, location).map_err(|reason| {
+                        Error::OriginRedirect {
                             url: url.clone(),
                             reason: format!("a redirect to {reason}"),
-                        })?;
+                        }
+                    })?;
+                    // Credentials and configured headers stay with their authority.
+                    if !same_authority(&uri, &next) && !this.trusted(&next) {
+                        headers = safe_headers(&headers);
+                    }
+                    uri = next;
                     hops += 1;
                     continue;
                 }
@@ -572,6 +746,167 @@ mod tests {
             .url_for("", None)
             .unwrap();
         assert_eq!(u.to_string(), "http://h/");
+    }
+
+    fn uri(s: &str) -> http::Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn redirect_entries_are_host_and_port_the_scheme_default_when_omitted() {
+        let o = HttpOrigin::builder("http://origin.example/")
+            .allow_redirect_to("cdn.example")
+            .allow_redirect_to("other.example:8080")
+            .allow_redirect_to("[::1]:9000")
+            .build()
+            .unwrap();
+        let from = uri("http://origin.example/a");
+        let follow = |to: &str| o.follow(&from, &from, to).map(|u| u.to_string());
+        assert!(follow("http://cdn.example/x").is_ok());
+        assert!(follow("http://cdn.example:80/x").is_ok());
+        assert!(follow("https://cdn.example/x").is_ok());
+        assert!(follow("HTTPS://CDN.example:443/x").is_ok());
+        assert!(follow("http://cdn.example:8080/x").is_err(), "another port");
+        assert!(
+            follow("http://cdn.example:443/x").is_err(),
+            "not http's port"
+        );
+        assert!(follow("http://other.example:8080/x").is_ok());
+        assert!(follow("http://other.example/x").is_err());
+        assert!(follow("http://[::1]:9000/x").is_ok());
+        assert!(follow("http://[::1]/x").is_err());
+        // The origin's own host: its own port only.
+        assert!(follow("http://origin.example/b").is_ok());
+        assert!(follow("/b").is_ok());
+        assert!(follow("http://origin.example:8081/b").is_err());
+        for bad in [
+            "https://cdn.example",
+            "cdn.example/x",
+            "u@cdn.example",
+            "h:",
+            "",
+        ] {
+            assert!(
+                HttpOrigin::builder("http://h/")
+                    .allow_redirect_to(bad)
+                    .check()
+                    .is_err(),
+                "{bad:?}"
+            );
+            assert!(
+                HttpOrigin::builder("http://h/")
+                    .trust_redirect_credentials([bad])
+                    .build()
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn https_to_http_and_userinfo_are_never_followed() {
+        let o = HttpOrigin::builder("https://origin.example/")
+            .allow_redirect_to("origin.example:80")
+            .allow_redirect_to("cdn.example")
+            .trust_redirect_credentials(["trusted.example"])
+            .build()
+            .unwrap();
+        let from = uri("https://origin.example/a");
+        let e = o
+            .follow(&from, &from, "http://origin.example/a")
+            .unwrap_err();
+        assert!(e.contains("downgrade"), "{e}");
+        assert!(o.follow(&from, &from, "http://cdn.example/a").is_err());
+        assert!(o.follow(&from, &from, "http://trusted.example/a").is_err());
+        assert!(o.follow(&from, &from, "https://cdn.example/a").is_ok());
+        // After an https hop, an http one is a downgrade too.
+        let hop = uri("https://cdn.example/a");
+        assert!(o.follow(&from, &hop, "http://cdn.example/b").is_err());
+        for located in [
+            "https://user:pw@cdn.example/a",
+            "https://token@origin.example/a",
+            "https://u:p@trusted.example/a",
+        ] {
+            let e = o.follow(&from, &from, located).unwrap_err();
+            assert!(
+                !e.contains("pw") && !e.contains("token") && !e.contains("u:p"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_stay_with_their_authority() {
+        let o = HttpOrigin::builder("http://origin.example/")
+            .allow_redirect_to("cdn.example")
+            .trust_redirect_credentials(["mirror.example:8080"])
+            .build()
+            .unwrap();
+        let a = uri("http://origin.example/a");
+        assert!(super::same_authority(
+            &a,
+            &uri("http://ORIGIN.example:80/b")
+        ));
+        assert!(!super::same_authority(&a, &uri("https://origin.example/b")));
+        assert!(!super::same_authority(
+            &a,
+            &uri("http://origin.example:81/b")
+        ));
+        assert!(!super::same_authority(&a, &uri("http://cdn.example/b")));
+        assert!(o.trusted(&uri("http://mirror.example:8080/b")));
+        assert!(!o.trusted(&uri("http://mirror.example/b")));
+        assert!(!o.trusted(&uri("http://cdn.example/b")));
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer t"),
+            ("cookie", "s=1"),
+            ("proxy-authorization", "Basic x"),
+            ("x-origin-token", "s3cr3t"),
+            ("accept", "*/*"),
+            ("range", "bytes=0-1"),
+            ("user-agent", "ua"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        let safe = super::safe_headers(&h);
+        let mut names: Vec<&str> = safe.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "range", "user-agent"]);
+    }
+
+    #[test]
+    fn same_as_request_never_downgrades_an_https_origin() {
+        use crate::{OriginRequest, Protocol};
+        let scheme = |base: &str, client: Option<http::uri::Scheme>| {
+            let o = HttpOrigin::builder(base)
+                .protocol(Protocol::SameAsRequest)
+                .build()
+                .unwrap();
+            let mut r = OriginRequest::new("a");
+            r.client_scheme = client;
+            o.location(&r).unwrap().scheme_str().unwrap().to_owned()
+        };
+        use http::uri::Scheme;
+        assert_eq!(scheme("https://h/", Some(Scheme::HTTP)), "https");
+        assert_eq!(scheme("https://h/", None), "https");
+        assert_eq!(scheme("https://h/", Some(Scheme::HTTPS)), "https");
+        assert_eq!(scheme("http://h/", Some(Scheme::HTTPS)), "https");
+        assert_eq!(scheme("http://h/", Some(Scheme::HTTP)), "http");
+        assert_eq!(scheme("http://h/", None), "http");
+    }
+
+    #[test]
+    fn origin_paths_that_read_as_dot_segments_are_refused() {
+        let o = HttpOrigin::new("http://h/base").unwrap();
+        for bad in [
+            "..;/admin",
+            "a/.;x/b",
+            "\u{FF0E}\u{FF0E}/x",
+            "a/..;jsessionid=1/b",
+        ] {
+            assert!(o.url_for(bad, None).is_err(), "{bad:?}");
+        }
+        assert!(o.url_for("a/...;/b", None).is_ok());
     }
 
     #[test]

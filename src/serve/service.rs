@@ -54,7 +54,7 @@ const ATTEMPTS: usize = 3;
 /// | request | answer |
 /// |---|---|
 /// | `GET`/`HEAD` of a stored key | `200`, Content-Length, Content-Type, ETag, Last-Modified, Accept-Ranges, stored cache-control / content-disposition / content-encoding / content-language, `x-amz-meta-*` |
-/// | missing key | `404` (so [`OriginPullLayer`](crate::OriginPullLayer) can pull it) |
+/// | missing key | `404` (so [`OriginPullLayer`](crate::OriginPullLayer) can pull it); on a local disk also a key that cannot be a file there (below a file, a directory, `<name>#<digits>`) |
 /// | path that is not a clean key (`..`, `%2F`, control characters, ...) | `400` |
 /// | other methods | `405` with `Allow: GET, HEAD` |
 /// | the store fails | `500` with a one-line reason (details in the log) |
@@ -295,8 +295,13 @@ impl Get<'_> {
     }
 
     /// `404` for a missing object, else `500` with a one-line reason (the details, which may
-    /// name buckets and endpoints, go to the log only).
+    /// name buckets and endpoints, go to the log only). On a local disk, a key that cannot
+    /// be a file there (a path through a file, a directory, a staging name `<key>#<n>`) is
+    /// missing too: the layer pulls it, it is never a `500`.
     fn failed(&self, e: object_store::Error) -> Response<ServeBody> {
+        if crate::BucketStore::is_local_miss(&e, self.key) {
+            return message(StatusCode::NOT_FOUND, "no such object\n");
+        }
         let reason = match e {
             object_store::Error::NotFound { .. } => {
                 return message(StatusCode::NOT_FOUND, "no such object\n");

@@ -12,6 +12,7 @@
 //! (on `LocalFileSystem` that removes the staging file; on S3 it aborts the upload).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -52,6 +53,8 @@ pub struct BucketStore {
     max_concurrent_parts: usize,
     tombstones: bool,
     support: Arc<Support>,
+    /// The directory of a local-disk backend, whose keys obey a file system's rules.
+    local_root: Option<Arc<PathBuf>>,
 }
 
 /// Where tombstones live, below the store's prefix: `<prefix>/.origin-pull-tombstones/<key>`.
@@ -73,14 +76,20 @@ impl fmt::Debug for BucketStore {
             .field("part_size", &self.part_size)
             .field("max_concurrent_parts", &self.max_concurrent_parts)
             .field("support", &self.support)
+            .field("local_root", &self.local_root)
             .finish()
     }
 }
 
 impl BucketStore {
     /// Write into `store` at the root, with 8 MiB parts above an 8 MiB threshold.
+    ///
+    /// A `LocalFileSystem` is recognised by its `Display` (`LocalFileSystem(file:///root/)`)
+    /// and gets the local-disk key checks of [`with_local_root`](Self::with_local_root).
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        let local_root = local_root(&*store).map(Arc::new);
         Self {
+            local_root,
             store,
             prefix: Path::default(),
             multipart_threshold: 8 * 1024 * 1024,
@@ -120,6 +129,83 @@ impl BucketStore {
     pub fn with_max_concurrent_parts(mut self, parts: usize) -> Self {
         self.max_concurrent_parts = parts.max(1);
         self
+    }
+
+    /// The backend keeps its objects as files below `root` (a `LocalFileSystem`, perhaps
+    /// inside a wrapper that hides it; a bare `LocalFileSystem` is recognised without this).
+    ///
+    /// A file system cannot hold every key an object store can: `a` and `a/b` cannot both be
+    /// files, and `LocalFileSystem` reserves names ending in `#<digits>` for its staging
+    /// files. For such a key — a key whose path is a directory of other keys, a key below a
+    /// key that is a file, a staging name — [`Store::begin`] answers
+    /// [`Error::Unstorable`], so the fill streams the object to its readers without storing
+    /// it, and reads of it are misses; nothing becomes a `500`.
+    #[must_use]
+    pub fn with_local_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.local_root = Some(Arc::new(root.into()));
+        self
+    }
+
+    /// Whether `e`, from reading `key` of a `LocalFileSystem`, means the key cannot be there
+    /// (a path through a file: `ENOTDIR`; a directory: `EISDIR`; a staging name): a miss.
+    pub(crate) fn is_local_miss(e: &object_store::Error, key: &str) -> bool {
+        let object_store::Error::Generic { store, source } = e else {
+            return false;
+        };
+        if *store != "LocalFileSystem" {
+            return false;
+        }
+        if key.rsplit('/').next().is_some_and(is_staging_name) {
+            return true;
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if is_not_a_file(io) {
+                    return true;
+                }
+            }
+            cause = e.source();
+        }
+        false
+    }
+
+    /// Why a local-disk backend cannot hold `location`, if it cannot (blocking: looks at
+    /// the file system).
+    fn local_conflict(root: &std::path::Path, location: &Path) -> Option<String> {
+        let parts: Vec<_> = location.parts().collect();
+        if parts.last().is_some_and(|p| is_staging_name(p.as_ref())) {
+            return Some("a name ending in #<digits> is a staging file on a local disk".into());
+        }
+        let mut path = root.to_path_buf();
+        let mut prefix = String::new();
+        for (i, part) in parts.iter().enumerate() {
+            path.push(part.as_ref());
+            if i > 0 {
+                prefix.push('/');
+            }
+            prefix.push_str(part.as_ref());
+            let last = i + 1 == parts.len();
+            match std::fs::metadata(&path) {
+                Ok(m) if last && m.is_dir() => {
+                    return Some("it is a directory of other keys on a local disk".into());
+                }
+                Ok(m) if !last && !m.is_dir() => {
+                    return Some(format!(
+                        "{prefix:?} is a file on a local disk, not a directory"
+                    ));
+                }
+                Ok(_) => {}
+                // Nothing further down exists: the write creates what it needs.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(e) if is_not_a_file(&e) => {
+                    return Some(format!("the local disk refuses the path: {e}"));
+                }
+                // Anything else is for the write itself to report.
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// Keep tombstones (default off): [`Store::set_deleted`] deletes an object and leaves an
@@ -209,6 +295,7 @@ impl Store for BucketStore {
             let result = match self.store.get_opts(&location, options).await {
                 Ok(result) => result,
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) if Self::is_local_miss(&e, key) => return Ok(None),
                 Err(e) => return Err(Error::store_read(key, e)),
             };
             let size = result.meta.size;
@@ -238,17 +325,72 @@ impl Store for BucketStore {
         key: &'a str,
         attributes: Attributes,
     ) -> BoxFuture<'a, Result<Box<dyn StoreWrite>, Error>> {
-        let result = self.location(key).map(|location| {
-            Box::new(BucketWrite {
+        async move {
+            let location = self.location(key)?;
+            if let Some(root) = self.local_root.clone() {
+                let at = location.clone();
+                let conflict =
+                    tokio::task::spawn_blocking(move || Self::local_conflict(&root, &at))
+                        .await
+                        .ok()
+                        .flatten();
+                if let Some(reason) = conflict {
+                    return Err(Error::Unstorable {
+                        key: key.to_owned(),
+                        reason,
+                    });
+                }
+            }
+            Ok(Box::new(BucketWrite {
                 bucket: self.clone(),
                 key: key.to_owned(),
                 location,
                 attributes,
                 state: State::Buffering(PutPayloadMut::new()),
-            }) as Box<dyn StoreWrite>
-        });
-        futures::future::ready(result).boxed()
+            }) as Box<dyn StoreWrite>)
+        }
+        .boxed()
     }
+}
+
+/// The directory of a `LocalFileSystem` from its `Display`, `LocalFileSystem(file:///root/)`
+/// (object_store 0.14); `None` for any other backend.
+fn local_root(store: &dyn ObjectStore) -> Option<PathBuf> {
+    let shown = store.to_string();
+    let url = shown.strip_prefix("LocalFileSystem(")?.strip_suffix(')')?;
+    let path = url.strip_prefix("file://")?;
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
+    #[cfg(unix)]
+    let root = {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(std::ffi::OsString::from_vec(bytes))
+    };
+    #[cfg(not(unix))]
+    let root = {
+        let text = String::from_utf8(bytes).ok()?;
+        // `file:///C:/dir/` names `C:/dir/`.
+        let text = match text.as_bytes() {
+            [b'/', drive, b':', ..] if drive.is_ascii_alphabetic() => text[1..].to_owned(),
+            _ => text,
+        };
+        PathBuf::from(text)
+    };
+    root.is_absolute().then_some(root)
+}
+
+/// `LocalFileSystem`'s staging names, which it refuses as object names: a first `#`
+/// followed by digits only (`a#1`; not `a#b#1`, which it takes, as the sweep does).
+fn is_staging_name(name: &str) -> bool {
+    name.split_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `ENOTDIR` or `EISDIR`: a path through a file, or a directory where a file was expected.
+fn is_not_a_file(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::IsADirectory
+    )
 }
 
 struct BucketWrite {
@@ -502,6 +644,48 @@ impl Drop for BucketWrite {
                     tracing::warn!(%key, "multipart upload abandoned outside a runtime; it could not be aborted");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::local::LocalFileSystem;
+    use object_store::memory::InMemory;
+
+    use super::{is_staging_name, local_root};
+
+    #[test]
+    fn a_local_file_system_is_recognised_with_its_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap().join("a b)c%20d");
+        std::fs::create_dir(&root).unwrap();
+        let fs = LocalFileSystem::new_with_prefix(&root).unwrap();
+        assert_eq!(local_root(&fs).as_deref(), Some(root.as_path()));
+        assert_eq!(local_root(&InMemory::new()), None);
+        let hidden = object_store::prefix::PrefixStore::new(
+            Arc::new(fs) as Arc<dyn super::ObjectStore>,
+            "p",
+        );
+        assert_eq!(local_root(&hidden), None);
+    }
+
+    #[test]
+    fn staging_names_are_a_hash_and_digits() {
+        for (name, staging) in [
+            ("a#1", true),
+            ("a#0042", true),
+            ("a#b#3", false),
+            ("a#3#3", false),
+            ("#7", true),
+            ("a#", false),
+            ("a#1b", false),
+            ("a#b", false),
+            ("a", false),
+        ] {
+            assert_eq!(is_staging_name(name), staging, "{name}");
         }
     }
 }
