@@ -8,19 +8,39 @@
 //!
 //! Flags (each overrides the config file; without `--config` they build a one-rule config):
 //!
-//! - `--config FILE`   TOML or JSON (see `tower_origin_pull::config`)
+//! - `--config FILE`   TOML or JSON (see `tower_origin_pull::config`; its `[server]` section
+//!   sets the server's limits and admin token, below)
 //! - `--listen ADDR`   default `127.0.0.1:8080`
 //! - `--origin URL`    the origin (one host)
 //! - `--store URL`     `file:///path`, `memory://`, `s3://bucket/prefix` (feature `aws`)
 //! - `--mode MODE`     `sync` (default), `async`, `redirect`, `proxy`
-//! - `--grace SECS`    how long Ctrl-C lets fills in flight finish before aborting them (10)
+//! - `--grace SECS`    how long Ctrl-C (or SIGTERM) lets requests in flight finish, then how
+//!   long it lets the fills still running finish before aborting them (10 each)
 //! - `--no-layer`      serve the store without the origin-pull layer (the bare inner
 //!   service, for benchmarks: `benches/README.md`)
+//! - `--admin-token TOKEN`, `--admin-token-env NAME`: every `/_origin_pull/*` endpoint then
+//!   requires `Authorization: Bearer TOKEN` (`401` otherwise). `--admin-token-env` reads the
+//!   token from the environment variable `NAME`, which keeps it out of the process list
+//!   (`--admin-token` is visible there to every local user). At least 16 characters.
+//! - `--header-read-timeout SECS` (10), `--idle-timeout SECS` (60), `--send-timeout SECS`
+//!   (60), `--max-connections N` (1024), `--backlog N` (1024), `--max-header-size BYTES`
+//!   (65536): the server's limits (`tower_origin_pull::server` says what each bounds);
+//!   `SECS` may be fractional (`0.5`).
+//!
+//! The server is `tower_origin_pull::server::Server`: HTTP/1.1 and HTTP/2, a client must
+//! send a request head within the header-read timeout (Slowloris connections are closed),
+//! idle connections close after the idle timeout, at most `--max-connections` are served at
+//! once (more wait in the listen queue of `--backlog`), heads over `--max-header-size` get
+//! `431`. At start the process raises its open-file limit to the hard limit (every
+//! connection is a file descriptor); if that still leaves fewer than 64 descriptors beside
+//! `--max-connections`, the cap is lowered to fit, with a warning.
 //!
 //! `GET /_origin_pull/status` answers the migration's progress as JSON: requests served
 //! from the store versus pulled, keys and bytes pulled, fills in flight, background queue.
-//! Logs go to stderr (`RUST_LOG=debug` for more). On Ctrl-C the server stops accepting,
-//! fills in flight get `--grace` to finish, the rest are aborted: nothing partial is left.
+//! It is open unless an admin token is set; other `/_origin_pull/*` paths are `404` (never
+//! pulled from the origin). Logs go to stderr (`RUST_LOG=debug` for more). On Ctrl-C or
+//! SIGTERM the server stops accepting, requests in flight get `--grace` to finish, then
+//! fills still running get `--grace`, the rest are aborted: nothing partial is left.
 //!
 //! At start, for a `file://` store, staging files that a killed process left behind (older
 //! than `store.staging_max_age`, one day by default; see `tower_origin_pull::sweep`) are
@@ -32,17 +52,21 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tower_layer::Layer;
 use tower_origin_pull::config::{Config, OriginConfig, RuleConfig, StoreConfig};
+use tower_origin_pull::server::{AdminToken, Server};
 use tower_origin_pull::{OriginPullLayer, ServeStore, sweep};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: mirror [--config FILE] [--listen ADDR] [--origin URL] \
                      [--store URL] [--mode sync|async|redirect|proxy] [--grace SECS] \
-                     [--no-layer]";
+                     [--no-layer] [--admin-token TOKEN | --admin-token-env NAME] \
+                     [--header-read-timeout SECS] [--idle-timeout SECS] \
+                     [--send-timeout SECS] [--max-connections N] [--backlog N] \
+                     [--max-header-size BYTES]";
 
 struct Args {
     config: Option<String>,
@@ -51,7 +75,31 @@ struct Args {
     store: Option<String>,
     mode: Option<String>,
     grace: Duration,
+    /// `--grace` given: it then overrides `[server] shutdown_grace` too.
+    grace_given: bool,
     no_layer: bool,
+    admin_token: Option<String>,
+    admin_token_env: Option<String>,
+    header_read_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    send_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+    backlog: Option<u32>,
+    max_header_size: Option<usize>,
+}
+
+/// `SECS` as a duration (fractions allowed).
+fn seconds(flag: &str, text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{flag}: {text:?} is not a positive number of seconds"))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{flag}: {text:?} is not a number"))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -62,7 +110,16 @@ fn parse_args() -> Result<Args, String> {
         store: None,
         mode: None,
         grace: Duration::from_secs(10),
+        grace_given: false,
         no_layer: false,
+        admin_token: None,
+        admin_token_env: None,
+        header_read_timeout: None,
+        idle_timeout: None,
+        send_timeout: None,
+        max_connections: None,
+        backlog: None,
+        max_header_size: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,11 +135,23 @@ fn parse_args() -> Result<Args, String> {
             "--grace" => {
                 let secs: u64 = value()?.parse().map_err(|e| format!("--grace: {e}"))?;
                 args.grace = Duration::from_secs(secs);
+                args.grace_given = true;
             }
             "--no-layer" => args.no_layer = true,
+            "--admin-token" => args.admin_token = Some(value()?),
+            "--admin-token-env" => args.admin_token_env = Some(value()?),
+            "--header-read-timeout" => args.header_read_timeout = Some(seconds(&flag, &value()?)?),
+            "--idle-timeout" => args.idle_timeout = Some(seconds(&flag, &value()?)?),
+            "--send-timeout" => args.send_timeout = Some(seconds(&flag, &value()?)?),
+            "--max-connections" => args.max_connections = Some(number(&flag, &value()?)?),
+            "--backlog" => args.backlog = Some(number(&flag, &value()?)?),
+            "--max-header-size" => args.max_header_size = Some(number(&flag, &value()?)?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if args.admin_token.is_some() && args.admin_token_env.is_some() {
+        return Err("give --admin-token or --admin-token-env, not both".to_owned());
     }
     Ok(args)
 }
@@ -158,15 +227,30 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if let Some(prefix) = config.store.key_prefix() {
         serve_store = serve_store.with_prefix(prefix);
     }
+    let server_config = config.server.clone().unwrap_or_default();
+    let token = match (&args.admin_token, &args.admin_token_env) {
+        (Some(token), _) => Some(AdminToken::new(token)?),
+        (None, Some(name)) => Some(AdminToken::from_env(name)?),
+        (None, None) => AdminToken::from_config(&server_config)?,
+    };
+    // Every `/_origin_pull/*` path is the admin router's (unknown ones are `404`, never
+    // pulled), behind the token when there is one.
     let status_layer = layer.clone();
-    let app = Router::new().route(
-        "/_origin_pull/status",
-        get(move || {
-            let layer = status_layer.clone();
-            async move { Json(status(&layer)) }
-        }),
-    );
-    // The layer wraps the store's service only (the status route is not an object), so
+    let admin = Router::new()
+        .route(
+            "/status",
+            get(move || {
+                let layer = status_layer.clone();
+                async move { Json(status(&layer)) }
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such admin endpoint\n") });
+    let admin = match &token {
+        Some(token) => admin.layer(token.layer()),
+        None => admin,
+    };
+    let app = Router::new().nest("/_origin_pull", admin);
+    // The layer wraps the store's service only (the admin routes are not objects), so
     // axum boxes the layered service once, as it boxes the bare one. `--no-layer`: the
     // same router without the layer, to measure what the layer costs.
     let app = if args.no_layer {
@@ -175,24 +259,22 @@ async fn run(args: Args) -> Result<(), BoxError> {
         app.fallback_service(layer.layer(serve_store))
     };
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let server = fit_open_file_limit(server(&args, &server_config)?);
+    let server_max = server.max_connections();
+    let listening = server.listen()?;
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %listening.local_addr()?,
         store = %config.store.url,
         rules = config.rules.len(),
+        max_connections = server_max,
+        admin_token = token.is_some(),
         "mirror serving"
     );
-    // Small responses go out at once: without TCP_NODELAY a response whose head and body
-    // are written separately waits for the client's delayed ACK (about 40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
+    listening
+        .serve(app)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down: no new connections");
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections, requests in flight finish");
         })
         .await?;
     let report = layer.shutdown(args.grace).await;
@@ -212,6 +294,123 @@ async fn run(args: Args) -> Result<(), BoxError> {
         );
     }
     Ok(())
+}
+
+/// The server: `[server]` of the config file, then the flags.
+fn server(
+    args: &Args,
+    config: &tower_origin_pull::config::ServerConfig,
+) -> Result<Server, BoxError> {
+    let mut server = Server::bind(args.listen)
+        .with_shutdown_grace(args.grace)
+        .with_config(config)?;
+    if args.grace_given {
+        server = server.with_shutdown_grace(args.grace);
+    }
+    if let Some(d) = args.header_read_timeout {
+        server = server.with_header_read_timeout(d);
+    }
+    if let Some(d) = args.idle_timeout {
+        server = server.with_idle_timeout(d);
+    }
+    if let Some(d) = args.send_timeout {
+        server = server.with_send_timeout(d);
+    }
+    if let Some(n) = args.max_connections {
+        server = server.with_max_connections(n);
+    }
+    if let Some(n) = args.backlog {
+        server = server.with_backlog(n);
+    }
+    if let Some(n) = args.max_header_size {
+        server = server.with_max_header_size(n);
+    }
+    Ok(server)
+}
+
+/// Ctrl-C, or SIGTERM (what service managers and container runtimes send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Room kept in the open-file limit beside the connections: the store's files, the origins'
+/// connections, the runtime's own descriptors.
+const SPARE_FILES: u64 = 64;
+
+/// Raise the soft open-file limit to the hard one (every connection is a file descriptor,
+/// and many systems start processes at 1,024), then fit the connection cap under it with
+/// room to spare: a connection accepted without a descriptor left to open its object would
+/// fail.
+fn fit_open_file_limit(server: Server) -> Server {
+    let Some(files) = raise_open_file_limit() else {
+        return server;
+    };
+    let fits = usize::try_from(files.saturating_sub(SPARE_FILES).max(1)).unwrap_or(usize::MAX);
+    if fits < server.max_connections() {
+        tracing::warn!(
+            open_files = files,
+            max_connections = fits,
+            "the open-file limit leaves room for fewer connections than the cap: lowered \
+             (raise `ulimit -n` to serve more)"
+        );
+        return server.with_max_connections(fits);
+    }
+    server
+}
+
+/// The soft open-file limit after raising it to the hard one, if it can be read.
+#[cfg(unix)]
+fn raise_open_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                limit.rlim_cur = before;
+            }
+        }
+        if limit.rlim_cur != before {
+            tracing::debug!(
+                from = before,
+                to = limit.rlim_cur,
+                "raised the open-file limit"
+            );
+        }
+    }
+    #[allow(clippy::useless_conversion)]
+    Some(u64::from(limit.rlim_cur))
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() -> Option<u64> {
+    None
 }
 
 /// Remove the staging files a killed mirror left in a `file://` store, and say so.

@@ -36,8 +36,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use object_store::local::LocalFileSystem;
-use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
+use tower_origin_pull::server::Server;
 use tower_origin_pull::{
     DEFAULT_HEADER_NAME, FillEvent, HttpOrigin, Mode, OriginPullLayer, Rewrite, Rule,
 };
@@ -293,12 +293,14 @@ fn origin(gets: Arc<AtomicUsize>) -> Router {
     Router::new().route("/{*key}", get(object)).with_state(gets)
 }
 
-/// Serve `app` on a free port of 127.0.0.1 in the background; returns its address.
+/// Serve `app` on a free port of 127.0.0.1 in the background with the crate's hardened
+/// server loop (`tower_origin_pull::server`: timeouts, a connection cap, a listen queue of
+/// 1,024); returns its address.
 async fn spawn(app: Router) -> Result<SocketAddr, BoxError> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+    let listening = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).listen()?;
+    let addr = listening.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = listening.serve(app).await {
             eprintln!("server on {addr} failed: {e}");
         }
     });

@@ -56,6 +56,7 @@ pub mod progress;
 mod respond;
 mod rule;
 mod serve;
+pub mod server;
 mod service;
 pub mod store;
 pub mod sweep;

@@ -14,7 +14,9 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use super::limits;
-use super::{Config, HeaderPolicyConfig, OriginConfig, RewriteConfig, RuleConfig, StoreConfig};
+use super::{
+    Config, HeaderPolicyConfig, OriginConfig, RewriteConfig, RuleConfig, ServerConfig, StoreConfig,
+};
 use crate::error::Problem;
 use crate::origin::{BucketOrigin, HttpOrigin, Origin, Origins, Protocol};
 use crate::rule::{
@@ -1041,6 +1043,9 @@ fn assemble(
             }
         }
     }
+    if let Some(server) = &config.server {
+        let _ = server_values(c, server);
+    }
     if !c.build || !c.problems.is_empty() {
         return None;
     }
@@ -1084,6 +1089,94 @@ fn assemble(
         _ => {}
     }
     Some((layer, webhook))
+}
+
+/// `[server]`'s values, read (what is not given is `None`).
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) struct ServerValues {
+    pub(crate) header_read_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) send_timeout: Option<Duration>,
+    pub(crate) shutdown_grace: Option<Duration>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) backlog: Option<u32>,
+    pub(crate) max_header_size: Option<usize>,
+    pub(crate) max_headers: Option<usize>,
+    pub(crate) http2_max_concurrent_streams: Option<u32>,
+}
+
+/// Check `[server]` (reading no environment variable) and read its values.
+fn server_values(c: &mut Check, s: &ServerConfig) -> ServerValues {
+    use crate::server;
+    if let Some(token) = &s.admin_token {
+        if let Err(e) = server::check_token(token) {
+            c.problem("server.admin_token", e);
+        }
+    }
+    if let Some(name) = &s.admin_token_env {
+        if s.admin_token.is_some() {
+            c.problem(
+                "server.admin_token_env",
+                "give `admin_token` or `admin_token_env`, not both",
+            );
+        } else if name.is_empty() || name.contains(['=', '\0']) {
+            c.problem(
+                "server.admin_token_env",
+                format!("{name:?} is not an environment variable's name"),
+            );
+        }
+    }
+    let max_header_size = c.memory_size("server.max_header_size", &s.max_header_size);
+    if let Some(n) = max_header_size {
+        if !(server::MIN_MAX_HEADER_SIZE..=server::MAX_MAX_HEADER_SIZE).contains(&n) {
+            c.problem(
+                "server.max_header_size",
+                format!("{n} bytes is not within \"8KiB\" ..= \"16MiB\""),
+            );
+        }
+    }
+    ServerValues {
+        header_read_timeout: c.timeout("server.header_read_timeout", &s.header_read_timeout),
+        idle_timeout: c.timeout("server.idle_timeout", &s.idle_timeout),
+        send_timeout: c.timeout("server.send_timeout", &s.send_timeout),
+        shutdown_grace: c.duration("server.shutdown_grace", &s.shutdown_grace),
+        max_connections: c.count(
+            "server.max_connections",
+            s.max_connections,
+            1,
+            server::MAX_CONNECTIONS,
+        ),
+        backlog: c.count("server.backlog", s.backlog, 1, server::MAX_BACKLOG),
+        max_header_size,
+        max_headers: c.count("server.max_headers", s.max_headers, 1, server::MAX_HEADERS),
+        http2_max_concurrent_streams: c.count(
+            "server.http2_max_concurrent_streams",
+            s.http2_max_concurrent_streams,
+            1,
+            server::MAX_HTTP2_CONCURRENT_STREAMS,
+        ),
+    }
+}
+
+impl ServerConfig {
+    /// The values, or every problem (at `server.…`).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn values(&self) -> Result<ServerValues, crate::Error> {
+        let mut c = Check {
+            problems: Vec::new(),
+            build: false,
+            store_given: true,
+        };
+        let values = server_values(&mut c, self);
+        if c.problems.is_empty() {
+            Ok(values)
+        } else {
+            Err(crate::Error::InvalidConfig {
+                problems: c.problems,
+            })
+        }
+    }
 }
 
 impl StoreConfig {

@@ -69,6 +69,14 @@
 //! | `origin.breaker_cooldown` | any duration |
 //! | `events.max_in_flight` | 1 ..= 10,000 |
 //! | `events.attempts` | 1 ..= 100 |
+//! | `server.header_read_timeout`, `idle_timeout`, `send_timeout` | any duration but `"0s"` |
+//! | `server.shutdown_grace` | any duration |
+//! | `server.max_connections` | 1 ..= 1,000,000 |
+//! | `server.backlog` | 1 ..= 65,535 |
+//! | `server.max_header_size` | `"8KiB"` ..= `"16MiB"` |
+//! | `server.max_headers` | 1 ..= 10,000 |
+//! | `server.http2_max_concurrent_streams` | 1 ..= 100,000 |
+//! | `server.admin_token` | at least 16 visible ASCII characters |
 //!
 //! ## Migrating from 0.1: `fill_overflow`
 //!
@@ -193,6 +201,10 @@ pub struct Config {
     /// Where fill events go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsConfig>,
+    /// The server that serves the layer (the mirror example's), and its admin token. The
+    /// layer does not read it; it is validated with the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerConfig>,
 }
 
 /// The store, by URL: `file:///var/data`, `memory://`, or (feature `aws`)
@@ -252,6 +264,83 @@ pub struct EventsConfig {
     /// Attempts per event (default 3; 1 ..= 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<usize>,
+}
+
+/// `[server]`: the settings of [`Server`](crate::server::Server) (feature `server`) and the
+/// admin token of the `/_origin_pull/*` endpoints; the [`server`](crate::server) module says
+/// what each bounds and why its default. Apply it with `Server::with_config` and
+/// [`AdminToken::from_config`](crate::server::AdminToken::from_config).
+///
+/// `Debug` does not show the admin token.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The bearer token every `/_origin_pull/*` endpoint then requires (at least 16 visible
+    /// ASCII characters). Without it (and without `admin_token_env`) the status endpoint is
+    /// open and there is no endpoint that changes anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// The environment variable that holds the admin token, read when the server starts
+    /// (keeps the token out of the file). Not with `admin_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_env: Option<String>,
+    /// How long a connection may take to send a complete request head (default `"10s"`;
+    /// any duration but `"0s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout: Option<String>,
+    /// How long an idle kept-alive connection stays open (default `"60s"`; any duration but
+    /// `"0s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// How long a connection whose client reads nothing of its response stays open
+    /// (default `"60s"`; any duration but `"0s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<String>,
+    /// Connections served at once; more wait in the listen queue (default 1024;
+    /// 1 ..= 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// The listen queue's length (default 1024; 1 ..= 65,535).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u32>,
+    /// The largest request head (default `"64KiB"`; `"8KiB"` ..= `"16MiB"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_size: Option<String>,
+    /// The most header fields in an HTTP/1 request (default 100; 1 ..= 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<usize>,
+    /// Requests in flight at once on one HTTP/2 connection (default 200; 1 ..= 100,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// How long connections may take to finish after a shutdown signal (default `"10s"`;
+    /// any duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<String>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("admin_token_env", &self.admin_token_env)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("send_timeout", &self.send_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("backlog", &self.backlog)
+            .field("max_header_size", &self.max_header_size)
+            .field("max_headers", &self.max_headers)
+            .field(
+                "http2_max_concurrent_streams",
+                &self.http2_max_concurrent_streams,
+            )
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
 }
 
 /// One rule; see [`Rule`](crate::Rule) for what each field means.
