@@ -156,8 +156,15 @@ fn start<B>(c: Captured, inner: Response<B>) -> Step<B> {
 
 /// A request attached to a fill (or waiting for a slot to start one).
 fn attach<B>(engine: &Arc<Engine>, joined: Joined, pull: Pull, inner: Response<B>) -> Step<B> {
+    // Should the fill's response turn out to be its first requester's alone, a request that
+    // joined it fetches its own with this.
+    let mut own = pull.spec.clone();
+    own.store = None;
+    own.pinned = false;
+    own.report = false;
     let mut pulling = Box::new(Pulling {
         engine: engine.clone(),
+        own: Some(own),
         key: pull.spec.key,
         reader: None,
         admit: None,
@@ -199,6 +206,8 @@ fn finish<B>(engine: &Engine, answer: Answer<B>) -> Response<ResponseBody<B>> {
 /// A request waiting on a fill: for a slot of the bound, then for the fill's head.
 struct Pulling<B> {
     engine: Arc<Engine>,
+    /// The spec of a private fill of its own, for when the shared one's response is private.
+    own: Option<crate::fill::FillSpec>,
     key: String,
     reader: Option<Reader>,
     /// Waiting for a slot of the fill bound; resolves to the reader (or a refusal).
@@ -246,51 +255,72 @@ impl<B> Pulling<B> {
     }
 
     fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<Answer<B>> {
-        if let Some(wait) = self.admit.as_mut() {
-            let joined = ready!(wait.as_mut().poll(cx));
-            self.admit = None;
-            let joined = match joined {
-                // A queued wait resolves to a decision, never to another wait.
-                Joined::Queued(_) => Joined::Full,
-                joined => joined,
-            };
-            if let Some(answer) = self.admitted(joined) {
-                return Poll::Ready(answer);
+        loop {
+            if let Some(wait) = self.admit.as_mut() {
+                let joined = ready!(wait.as_mut().poll(cx));
+                self.admit = None;
+                let joined = match joined {
+                    // A queued wait resolves to a decision, never to another wait.
+                    Joined::Queued(_) => Joined::Full,
+                    joined => joined,
+                };
+                if let Some(answer) = self.admitted(joined) {
+                    return Poll::Ready(answer);
+                }
             }
+            let view = ready!(self.poll_head(cx));
+            return Poll::Ready(match view {
+                // The origin does not have it either: the inner response, untouched.
+                HeadView::NotFound => self.untouched(),
+                HeadView::Failed(e) => {
+                    Answer::Made(respond::bad_gateway(&self.key, Some(&e)), Outcome::Failed)
+                }
+                // The fill's response is its first requester's alone: fetch our own.
+                HeadView::Private => match self.own.take() {
+                    Some(spec) => {
+                        self.reader = None;
+                        self.head_timer = None;
+                        self.outcome = Outcome::Proxied;
+                        let joined = self.engine.fills.start_private(spec);
+                        match self.admitted(joined) {
+                            Some(answer) => answer,
+                            None => continue,
+                        }
+                    }
+                    None => Answer::Made(respond::bad_gateway(&self.key, None), Outcome::Failed),
+                },
+                HeadView::Ready(head) => {
+                    let (response, outcome) = respond::pulled(
+                        &head,
+                        self.reader.take(),
+                        self.range.as_ref(),
+                        self.head_only,
+                        self.outcome,
+                    );
+                    Answer::Made(response, outcome)
+                }
+            });
         }
+    }
+
+    /// The fill's head, waited for at most until the fill's head deadline.
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<HeadView> {
         let Some(reader) = self.reader.as_mut() else {
-            return Poll::Ready(self.untouched());
+            return Poll::Ready(HeadView::NotFound);
         };
         let deadline = reader.head_deadline();
         let timer = self
             .head_timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        let view = match reader.poll_head(cx) {
-            Poll::Ready(view) => view,
+        match reader.poll_head(cx) {
+            Poll::Ready(view) => Poll::Ready(view),
             Poll::Pending => {
                 ready!(timer.as_mut().poll(cx));
-                HeadView::Failed(Arc::new(Error::FillAborted {
+                Poll::Ready(HeadView::Failed(Arc::new(Error::FillAborted {
                     key: self.key.clone(),
                     reason: "no response head from the origin within the head timeout",
-                }))
+                })))
             }
-        };
-        Poll::Ready(match view {
-            // The origin does not have it either: the inner response, untouched.
-            HeadView::NotFound => self.untouched(),
-            HeadView::Failed(e) => {
-                Answer::Made(respond::bad_gateway(&self.key, Some(&e)), Outcome::Failed)
-            }
-            HeadView::Ready(head) => {
-                let (response, outcome) = respond::pulled(
-                    &head,
-                    self.reader.take(),
-                    self.range.as_ref(),
-                    self.head_only,
-                    self.outcome,
-                );
-                Answer::Made(response, outcome)
-            }
-        })
+        }
     }
 }

@@ -41,9 +41,9 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod body;
-mod engine;
 #[cfg(feature = "config")]
 pub mod config;
+mod engine;
 mod error;
 pub mod events;
 mod fill;

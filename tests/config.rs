@@ -34,6 +34,7 @@ fn config_for(origin: &str, dir: &std::path::Path, mode: &str) -> String {
         prefix = "m/"
         rewrite = {{ strip_prefix = "m/" }}
         query_params = ["v"]
+        unkeyed_forwarding = true
 
         [rules.origin]
         hosts = ["{origin}"]

@@ -258,11 +258,13 @@ async fn metadata_round_trip(b: &Backend) {
         ("content-disposition", "inline; filename=\"pic.webp\""),
         ("content-language", "en"),
         ("x-amz-meta-owner", "alice"),
-        ("set-cookie", "origin=secret"),
     ];
+    // `.webp` keys: a file server types them as the origin did, so a store without
+    // attributes may keep them (a `Set-Cookie` or another type would keep them out of it:
+    // tests/security_*.rs).
     for (key, body) in [
-        ("meta/small.png", Bytes::from_static(b"not really a png")),
-        ("meta/large.png", random_bytes(PART + 1000, 8)),
+        ("meta/small.webp", Bytes::from_static(b"not really a webp")),
+        ("meta/large.webp", random_bytes(PART + 1000, 8)),
     ] {
         origin.put(
             key,
@@ -317,7 +319,7 @@ async fn metadata_round_trip(b: &Backend) {
         } else {
             assert!(kept.is_empty(), "{}", b.name);
             // Guessed from the extension.
-            assert_eq!(hit.headers["content-type"], "image/png", "{}", b.name);
+            assert_eq!(hit.headers["content-type"], "image/webp", "{}", b.name);
         }
     }
 }

@@ -373,7 +373,10 @@ async fn redirects_point_at_the_configured_origin_only() {
 
 #[tokio::test]
 async fn crlf_never_reaches_the_origin_as_a_header() {
-    let app = App::start(Inner::ServeStore, |r| r.forward_query(true)).await;
+    let app = App::start(Inner::ServeStore, |r| {
+        r.forward_query(true).unkeyed_forwarding(true)
+    })
+    .await;
     app.origin.object("q.bin", Bytes::from_static(b"query"));
     // Encoded in the query string: forwarded as it came, still encoded.
     let target = "/q.bin?x=%0d%0aX-Injected:%20yes&y=%0aHost:%20evil";

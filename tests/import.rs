@@ -215,9 +215,49 @@ const OSS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </WebsiteConfiguration>
 "#;
 
-/// Where each report is, for comparing.
+/// The warning an imported rule gets when it forwards the query or client headers.
+const UNKEYED: &str = "imported with `unkeyed_forwarding = true`";
+
+/// Where each report is, for comparing (the `unkeyed_forwarding` warnings are checked on
+/// their own, by [`unkeyed`]).
 fn places(imported: &Imported) -> Vec<&str> {
-    imported.unsupported.iter().map(|u| u.at.as_str()).collect()
+    imported
+        .unsupported
+        .iter()
+        .filter(|u| !u.reason.starts_with(UNKEYED))
+        .map(|u| u.at.as_str())
+        .collect()
+}
+
+/// The rules imported with `unkeyed_forwarding = true`: each forwards the query or client
+/// headers, and each has its warning.
+fn unkeyed(imported: &Imported) -> Vec<String> {
+    let warned: Vec<&str> = imported
+        .unsupported
+        .iter()
+        .filter(|u| u.reason.starts_with(UNKEYED))
+        .map(|u| u.at.as_str())
+        .collect();
+    let rules: Vec<String> = imported
+        .rules
+        .iter()
+        .filter(|r| r.unkeyed_forwarding == Some(true))
+        .map(|r| r.name.clone().unwrap())
+        .collect();
+    assert_eq!(
+        warned.len(),
+        rules.len(),
+        "a warning per rule: {warned:?} {rules:?}"
+    );
+    for rule in &imported.rules {
+        let forwards = rule.query.as_deref() == Some("forward")
+            || !rule.query_params.is_empty()
+            || rule.request_headers.as_ref().is_some_and(|h| {
+                h.pass.as_deref().is_some_and(|p| p != "none") || !h.pass_only.is_empty()
+            });
+        assert_eq!(forwards, rule.unkeyed_forwarding == Some(true), "{rule:?}");
+    }
+    rules
 }
 
 /// The report at `at`; panics with every report if there is none.
@@ -269,6 +309,10 @@ async fn serve_rules(rules: Vec<RuleConfig>) -> (String, tempfile::TempDir) {
 fn cos_sample_maps_field_by_field() {
     let imported = import::from_cos_xml(COS).unwrap();
     assert_eq!(places(&imported), Vec::<&str>::new());
+    assert!(
+        !unkeyed(&imported).is_empty(),
+        "COS forwards the query by default"
+    );
     assert_builds(&imported.rules);
     let names: Vec<&str> = imported
         .rules
@@ -395,6 +439,7 @@ async fn cos_sample_pulls_the_keys_the_cloud_rule_would() {
 #[test]
 fn oss_sample_maps_field_by_field() {
     let imported = import::from_oss_xml(OSS).unwrap();
+    unkeyed(&imported);
     assert_eq!(
         places(&imported),
         [

@@ -465,13 +465,33 @@ async fn query_policies_decide_what_the_origin_is_asked() {
     .into_iter()
     .enumerate()
     {
-        let app = app(Rule::new(http(&url)).query(policy)).await;
-        get(&client(), &app.at(&format!("q/{i}?v=2&token=s3cret"))).await;
-        // Stored under the key alone.
-        assert_eq!(listing(&*app.store).await, vec![format!("q/{i}")]);
+        let forwards = policy != QueryPolicy::Drop;
+        let keyed = app(Rule::new(http(&url)).query(policy.clone())).await;
+        get(&client(), &keyed.at(&format!("q/{i}?v=2&token=s3cret"))).await;
+        // A forwarded query is not in the key: the answer is proxied, not stored.
+        let expect: Vec<String> = if forwards {
+            vec![]
+        } else {
+            vec![format!("q/{i}")]
+        };
+        assert_eq!(listing(&*keyed.store).await, expect, "{policy:?}");
+        // Unless the rule accepts that the first answer is everyone's.
+        let keyless = app(Rule::new(http(&url)).query(policy).unkeyed_forwarding(true)).await;
+        get(&client(), &keyless.at(&format!("q/{i}?v=2&token=s3cret"))).await;
+        assert_eq!(listing(&*keyless.store).await, vec![format!("q/{i}")]);
     }
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen, ["/q/0", "/q/1?v=2&token=s3cret", "/q/2?v=2"]);
+    assert_eq!(
+        seen,
+        [
+            "/q/0",
+            "/q/0",
+            "/q/1?v=2&token=s3cret",
+            "/q/1?v=2&token=s3cret",
+            "/q/2?v=2",
+            "/q/2?v=2"
+        ]
+    );
 }
 
 // ----- origin redirects -----

@@ -330,7 +330,6 @@ async fn a_local_disk_still_stores_what_a_file_server_types_the_same() {
 /// with no disposition, no nosniff, no CSP. The object must not be stored, so every answer
 /// is the origin's. Likewise for each of the four headers alone.
 #[tokio::test]
-#[ignore = "needs meta::type_risk wired into the fill's storing decision (src/fill/task.rs)"]
 async fn finding_3_local_disk_never_stores_what_a_file_server_would_retype() {
     let origin = TestOrigin::start().await;
     origin_object(&origin, "evil.html", EVIL, &SAFETY);

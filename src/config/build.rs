@@ -763,6 +763,7 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
         .request_headers
         .as_ref()
         .map(|h| header_policy(c, &format!("{at}.request_headers"), h));
+    unkeyed(c, at, r, &query, policy.as_ref());
     let head = c.one_of(
         &format!("{at}.on_head"),
         &r.on_head,
@@ -895,7 +896,49 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
     if let Some(max) = max_size {
         rule = rule.max_object_size(max, oversize.unwrap_or_default());
     }
+    rule = rule
+        .unkeyed_forwarding(r.unkeyed_forwarding.unwrap_or(false))
+        .store_private(r.store_private.unwrap_or(false))
+        .store_mistyped(r.store_mistyped.unwrap_or(false));
     Some(rule)
+}
+
+/// A rule that forwards request input that is not in the key (the query, client headers)
+/// would let one client's request decide what everyone is served: refused unless the rule
+/// says `unkeyed_forwarding = true`, knowingly.
+fn unkeyed(
+    c: &mut Check,
+    at: &str,
+    r: &RuleConfig,
+    query: &QueryPolicy,
+    headers: Option<&HeaderPolicy>,
+) {
+    if r.unkeyed_forwarding == Some(true)
+        || !matches!(r.mode.as_deref(), None | Some("sync" | "async"))
+    {
+        return;
+    }
+    if *query != QueryPolicy::Drop {
+        let field = if r.query_params.is_empty() {
+            "query"
+        } else {
+            "query_params"
+        };
+        c.problem(
+            format!("{at}.{field}"),
+            "forwards the query, which is not part of the store key: the first answer would \
+             be everyone's. Set `unkeyed_forwarding = true` to accept that (what COS and OSS \
+             do), or drop the query",
+        );
+    }
+    if headers.is_some_and(HeaderPolicy::reads_request) {
+        c.problem(
+            format!("{at}.request_headers"),
+            "forwards client headers, which are not part of the store key: the first answer \
+             would be everyone's. Set `unkeyed_forwarding = true` to accept that, or only \
+             `set` headers",
+        );
+    }
 }
 
 /// Every problem in `config`; nothing is opened or built. `store_given`: the store is given

@@ -389,6 +389,20 @@ pub struct RuleConfig {
     /// Which request headers go to the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_headers: Option<HeaderPolicyConfig>,
+    /// Store and share responses although the rule forwards the query or client headers,
+    /// which are not part of the key (default `false`; a rule that forwards them without
+    /// this is refused: see [`Rule::unkeyed_forwarding`](crate::Rule::unkeyed_forwarding)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unkeyed_forwarding: Option<bool>,
+    /// Store and share private responses and responses to requests that forward the
+    /// client's credentials (default `false`; see
+    /// [`Rule::store_private`](crate::Rule::store_private) for the risk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_private: Option<bool>,
+    /// Store objects a file server would type differently where the store cannot keep
+    /// their type (default `false`; see [`Rule::store_mistyped`](crate::Rule::store_mistyped)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_mistyped: Option<bool>,
     /// `ignore` (default), `origin_head` or `fill`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_head: Option<String>,

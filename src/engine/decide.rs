@@ -86,6 +86,10 @@ pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
         key,
         head_only,
     };
+    if let Some(reason) = private(rule, &request, miss.headers) {
+        tracing::debug!(key = %planned.key, reason, "miss: answered for this client only");
+        return planned.private(request, asked(miss.range));
+    }
     match rule.mode {
         Mode::Redirect | Mode::Async => planned.redirect(&request),
         Mode::Sync if head_only => match rule.head_miss {
@@ -95,6 +99,24 @@ pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
         Mode::Proxy if head_only => planned.proxy(request.with_method(Method::HEAD), None),
         Mode::Sync | Mode::Proxy => planned.get(request, asked(miss.range)),
     }
+}
+
+/// Why the answer to this request must be this client's alone — never stored, never shared
+/// with other requests — when it must (RFC 9111 §3, and the key rule: whatever reaches
+/// the origin is in the key, or the answer is not kept).
+fn private(
+    rule: &Rule,
+    request: &OriginRequest,
+    headers: Option<&HeaderMap>,
+) -> Option<&'static str> {
+    let input = rule.headers.client_input(headers);
+    if input.credentials && !rule.checks.store_private {
+        return Some("the request forwards the client's credentials");
+    }
+    if (input.headers || request.query.is_some()) && !rule.unkeyed_forwarding {
+        return Some("the request forwards input that is not in the key");
+    }
+    None
 }
 
 /// What the client's `Range` asks for, with the header.
@@ -189,6 +211,24 @@ impl Planned<'_> {
                     Action::Proxy(ranged)
                 }
             },
+        }
+    }
+
+    /// The answer for this client only: a proxy (or a redirect with no background fill).
+    fn private(&self, request: OriginRequest, asked: Asked<'_>) -> Action {
+        match (self.rule.mode, asked) {
+            (Mode::Redirect | Mode::Async, _) => match self.redirect(&request) {
+                Action::Redirect(mut redirect) => {
+                    redirect.background = None;
+                    redirect.outcome = Outcome::Redirect;
+                    Action::Redirect(redirect)
+                }
+                other => other,
+            },
+            _ if self.head_only => self.proxy(request.with_method(Method::HEAD), None),
+            (_, Asked::Whole) => self.proxy(request, None),
+            (_, Asked::One(value)) => self.proxy(forward(request, value), Some(value)),
+            (_, Asked::Several(value)) => self.proxy(request, Some(value)),
         }
     }
 

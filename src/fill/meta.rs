@@ -72,6 +72,40 @@ pub(crate) fn client_headers(origin: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// Why a response must stay with the client that asked for it (RFC 9111 §3 and §5.2.2):
+/// `Cache-Control: private`, `no-store` or `no-cache`, a `Set-Cookie`, or `Vary: *`.
+/// `None`: a shared cache may keep and share it.
+pub(crate) fn private_reason(origin: &HeaderMap) -> Option<&'static str> {
+    for value in origin.get_all(CACHE_CONTROL) {
+        let Ok(value) = value.to_str() else {
+            return Some("a Cache-Control that cannot be read");
+        };
+        for directive in value.split(',') {
+            let name = directive.split('=').next().unwrap_or("").trim();
+            if name.eq_ignore_ascii_case("private") {
+                return Some("Cache-Control: private");
+            }
+            if name.eq_ignore_ascii_case("no-store") {
+                return Some("Cache-Control: no-store");
+            }
+            if name.eq_ignore_ascii_case("no-cache") {
+                return Some("Cache-Control: no-cache");
+            }
+        }
+    }
+    if origin.contains_key(http::header::SET_COOKIE) {
+        return Some("a Set-Cookie");
+    }
+    let vary_star = origin.get_all(http::header::VARY).iter().any(|v| {
+        v.to_str()
+            .map_or(true, |v| v.split(',').any(|f| f.trim() == "*"))
+    });
+    if vary_star {
+        return Some("Vary: *");
+    }
+    None
+}
+
 /// The response header a stored attribute is served as (`x-amz-meta-<name>` for user
 /// metadata); `None` for attributes that are not headers (storage class, ...).
 pub(crate) fn header_for(attribute: &Attribute) -> Option<HeaderName> {
@@ -176,10 +210,6 @@ pub(crate) fn attributes(origin: &HeaderMap) -> Attributes {
 ///
 /// A store that keeps attributes keeps all four headers ([`attributes`]), and serving it
 /// back replays them: always `None`.
-#[allow(
-    dead_code,
-    reason = "called by the fill's storing decision (src/fill/task.rs), wired separately"
-)]
 pub(crate) fn type_risk(
     origin_headers: &HeaderMap,
     key: &str,
@@ -473,6 +503,32 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn private_responses() {
+        let p = |pairs: &[(&'static str, &'static str)]| super::private_reason(&headers(pairs));
+        assert_eq!(p(&[("cache-control", "public, max-age=60")]), None);
+        assert_eq!(
+            p(&[("cache-control", "max-age=60, Private")]),
+            Some("Cache-Control: private")
+        );
+        assert_eq!(
+            p(&[("cache-control", "private=\"x\"")]),
+            Some("Cache-Control: private")
+        );
+        assert_eq!(
+            p(&[("cache-control", "no-store")]),
+            Some("Cache-Control: no-store")
+        );
+        assert_eq!(
+            p(&[("cache-control", "no-cache")]),
+            Some("Cache-Control: no-cache")
+        );
+        assert_eq!(p(&[("set-cookie", "a=b")]), Some("a Set-Cookie"));
+        assert_eq!(p(&[("vary", "Accept-Encoding, *")]), Some("Vary: *"));
+        assert_eq!(p(&[("vary", "Accept-Encoding")]), None);
+        assert_eq!(p(&[]), None);
     }
 
     #[test]

@@ -53,6 +53,17 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
+    /// The reader of the request that starts `fill`.
+    pub(crate) fn lead(fill: Arc<Fill>) -> Self {
+        let id = fill.lead();
+        Self {
+            fill,
+            id,
+            remaining: None,
+            state: State::Live,
+        }
+    }
+
     pub(crate) fn join(fill: Arc<Fill>) -> Self {
         let id = fill.join();
         Self {

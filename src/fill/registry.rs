@@ -5,7 +5,7 @@
 //! Every fill, shared or private, live or background, holds a [`Slot`] of the bound from
 //! before its task is spawned until its [`FillGuard`] drops, whatever ends the task.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -139,7 +139,7 @@ pub(crate) struct Fills {
     pub(crate) counters: Arc<Counters>,
     map: Mutex<HashMap<String, Arc<Fill>>>,
     /// Keys the origin said 404 for, per rule (rules may name different origins).
-    negative: Mutex<HashMap<(Arc<str>, String), Instant>>,
+    negative: Mutex<Negative>,
     /// The bound: one permit per fill in flight, of every kind.
     slots: Arc<Semaphore>,
     /// The share of the bound background fills may hold.
@@ -255,16 +255,7 @@ impl Fills {
         if self.settings.negative_ttl.is_none() {
             return false;
         }
-        let mut negative = lock(&self.negative);
-        let entry = (spec.rule.clone(), spec.key.clone());
-        match negative.get(&entry) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                negative.remove(&entry);
-                false
-            }
-            None => false,
-        }
+        lock(&self.negative).holds(&(spec.rule.clone(), spec.key.clone()))
     }
 
     /// The fill in flight for `key`, unless it has already failed (a failed fill may linger
@@ -341,7 +332,7 @@ impl Fills {
             return Joined::Refused;
         };
         let fill = self.new_fill(&spec);
-        let reader = Reader::join(fill.clone());
+        let reader = Reader::lead(fill.clone());
         if sharing == Sharing::Shared {
             let mut map = lock(&self.map);
             if let Some(existing) = map.get(&spec.key).filter(|f| !f.has_failed()) {
@@ -410,15 +401,11 @@ impl Fills {
                 map.remove(&fill.key);
             }
         }
-        if let (true, Some(ttl)) = (not_found, self.settings.negative_ttl) {
-            let mut negative = lock(&self.negative);
-            let now = Instant::now();
-            if negative.len() >= MAX_NEGATIVE {
-                negative.retain(|_, until| *until > now);
-            }
-            if negative.len() < MAX_NEGATIVE {
-                negative.insert((rule.clone(), fill.key.clone()), time::after(now, ttl));
-            }
+        // Only a shared fill's 404 is everyone's: a private fill asked with this request's
+        // own input (its query, headers, credentials), which may be why the origin said 404.
+        if let (true, true, Some(ttl)) = (shared, not_found, self.settings.negative_ttl) {
+            let until = time::deadline(ttl);
+            lock(&self.negative).remember((rule.clone(), fill.key.clone()), until);
         }
     }
 
@@ -578,6 +565,47 @@ impl Fills {
     }
 }
 
+/// The remembered 404s: a map for lookups and the order they were remembered in (the TTL
+/// is one for all, so that is also the order they expire in), so that making room is O(1)
+/// per entry instead of a scan of the whole table under the lock.
+#[derive(Default)]
+struct Negative {
+    until: HashMap<(Arc<str>, String), Instant>,
+    order: VecDeque<((Arc<str>, String), Instant)>,
+}
+
+impl Negative {
+    fn holds(&mut self, entry: &(Arc<str>, String)) -> bool {
+        match self.until.get(entry) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                self.until.remove(entry);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember(&mut self, entry: (Arc<str>, String), until: Instant) {
+        let now = Instant::now();
+        // Forget what expired, then the oldest, until there is room.
+        while let Some((oldest, expires)) = self.order.front() {
+            if *expires > now
+                && self.until.len() < MAX_NEGATIVE
+                && self.order.len() < 2 * MAX_NEGATIVE
+            {
+                break;
+            }
+            if self.until.get(oldest) == Some(expires) {
+                self.until.remove(oldest);
+            }
+            self.order.pop_front();
+        }
+        self.until.insert(entry.clone(), until);
+        self.order.push_back((entry, until));
+    }
+}
+
 /// How long shutdown waits for cancelled fills to abort their writes.
 const SHUTDOWN_ABORT_WAIT: Duration = Duration::from_secs(10);
 
@@ -589,4 +617,31 @@ enum Detached {
     Started(Arc<Fill>),
     InFlight(Arc<Fill>),
     Refused,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_remembered_404s_stay_bounded_and_make_room_without_a_scan() {
+        let mut negative = Negative::default();
+        let rule: Arc<str> = Arc::from("r");
+        let later = time::deadline(Duration::from_secs(60));
+        for i in 0..MAX_NEGATIVE + 10 {
+            negative.remember((rule.clone(), format!("k{i}")), later);
+        }
+        assert_eq!(negative.until.len(), MAX_NEGATIVE);
+        assert!(
+            !negative.holds(&(rule.clone(), "k0".to_owned())),
+            "the oldest made room"
+        );
+        assert!(negative.holds(&(rule.clone(), format!("k{}", MAX_NEGATIVE + 9))));
+        // One key remembered again and again does not grow the order without bound.
+        for _ in 0..3 * MAX_NEGATIVE {
+            negative.remember((rule.clone(), "again".to_owned()), later);
+        }
+        assert!(negative.order.len() <= 2 * MAX_NEGATIVE);
+        assert!(negative.holds(&(rule, "again".to_owned())));
+    }
 }

@@ -14,7 +14,7 @@
 //! client never stalls the others for more than `grace`, and no reader ever sees bytes from
 //! two different versions (a demoted reader fails if the store holds another object).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -34,11 +34,16 @@ pub(crate) struct Head {
     pub(crate) status: http::StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) content_length: Option<u64>,
+    /// Whether readers other than the one that started the fill may have it (`false` for a
+    /// response marked private: see `meta::private_reason`).
+    pub(crate) shared: bool,
 }
 
 /// The head as a reader sees it.
 pub(crate) enum HeadView {
     Ready(Arc<Head>),
+    /// The response is its first requester's alone: this reader must fetch its own.
+    Private,
     NotFound,
     Failed(Arc<Error>),
 }
@@ -89,7 +94,6 @@ enum Outcome {
 }
 
 struct Slot {
-    id: u64,
     pos: u64,
     live: bool,
     waker: Option<Waker>,
@@ -101,8 +105,11 @@ struct State {
     end: u64,
     retained: usize,
     outcome: Option<Outcome>,
-    readers: Vec<Slot>,
+    /// By reader id: a reader finds its slot in O(1), so n readers of one chunk cost O(n).
+    readers: HashMap<u64, Slot>,
     next_id: u64,
+    /// The reader that started the fill, if a request did.
+    leader: Option<u64>,
     had_reader: bool,
     fill_waiting: bool,
     cancelled: bool,
@@ -132,7 +139,7 @@ impl State {
 
     fn min_live_pos(&self) -> u64 {
         self.readers
-            .iter()
+            .values()
             .filter(|s| s.live)
             .map(|s| s.pos)
             .min()
@@ -171,7 +178,7 @@ impl State {
         }
         for slot in self
             .readers
-            .iter_mut()
+            .values_mut()
             .filter(|s| s.live && s.pos < keep_from)
         {
             slot.live = false;
@@ -180,7 +187,7 @@ impl State {
             }
         }
         if evict {
-            self.readers.retain(|s| s.live);
+            self.readers.retain(|_, s| s.live);
         }
         self.release_if_done();
     }
@@ -192,7 +199,7 @@ impl State {
         let done = match &self.outcome {
             None => false,
             Some(Outcome::Failed(_)) => true,
-            Some(_) => !self.readers.iter().any(|s| s.live),
+            Some(_) => !self.readers.values().any(|s| s.live),
         };
         if done {
             self.chunks.clear();
@@ -201,7 +208,7 @@ impl State {
     }
 
     fn wake_readers(&mut self) {
-        for slot in &mut self.readers {
+        for slot in self.readers.values_mut() {
             if let Some(w) = slot.waker.take() {
                 w.wake();
             }
@@ -209,7 +216,7 @@ impl State {
     }
 
     fn slot(&mut self, id: u64) -> Option<&mut Slot> {
-        self.readers.iter_mut().find(|s| s.id == id)
+        self.readers.get_mut(&id)
     }
 }
 
@@ -235,8 +242,9 @@ impl Fill {
                 end: 0,
                 retained: 0,
                 outcome: None,
-                readers: Vec::new(),
+                readers: HashMap::new(),
                 next_id: 0,
+                leader: None,
                 had_reader: false,
                 fill_waiting: false,
                 cancelled: false,
@@ -414,25 +422,34 @@ impl Fill {
 
     // ----- the readers' side -----
 
+    /// Register the reader that started the fill (it alone may read a private response).
+    pub(crate) fn lead(&self) -> u64 {
+        let id = self.join();
+        self.lock().leader = Some(id);
+        id
+    }
+
     /// Register a reader at byte 0 (demoted at once if byte 0 is gone).
     pub(crate) fn join(&self) -> u64 {
         let mut st = self.lock();
         let id = st.next_id;
         st.next_id += 1;
         let live = st.base() == 0;
-        st.readers.push(Slot {
+        st.readers.insert(
             id,
-            pos: 0,
-            live,
-            waker: None,
-        });
+            Slot {
+                pos: 0,
+                live,
+                waker: None,
+            },
+        );
         st.had_reader = true;
         id
     }
 
     pub(crate) fn leave(&self, id: u64) {
         let mut st = self.lock();
-        st.readers.retain(|s| s.id != id);
+        st.readers.remove(&id);
         st.release_if_done();
         let wake = st.fill_waiting || self.is_abandoned(&st);
         drop(st);
@@ -444,6 +461,7 @@ impl Fill {
     pub(crate) fn poll_head(&self, id: u64, cx: &mut Context<'_>) -> Poll<HeadView> {
         let mut st = self.lock();
         let view = match &st.head {
+            HeadState::Ready(head) if !head.shared && st.leader != Some(id) => HeadView::Private,
             HeadState::Ready(head) => HeadView::Ready(head.clone()),
             HeadState::NotFound => HeadView::NotFound,
             HeadState::Failed(e) => HeadView::Failed(e.clone()),
@@ -470,23 +488,25 @@ impl Fill {
             Some(Outcome::Committed(c)) => Some(*c),
             _ => None,
         };
-        let Some(slot_index) = st.readers.iter().position(|s| s.id == id) else {
+        let Some(slot) = st.readers.get_mut(&id) else {
             return Poll::Ready(Read::Failed(Arc::new(Error::FillAborted {
                 key: self.key.clone(),
                 reason: "the reader was dropped: it read nothing for the slow-reader grace \
                          and the response is not stored",
             })));
         };
-        let pos = st.readers[slot_index].pos;
-        if st.readers[slot_index].live && pos < base {
-            st.readers[slot_index].live = false;
+        let pos = slot.pos;
+        if slot.live && pos < base {
+            slot.live = false;
         }
-        if st.readers[slot_index].live {
+        if slot.live {
             if pos < end {
                 let index = st.chunks.partition_point(|(offset, _)| *offset <= pos) - 1;
                 let (offset, bytes) = &st.chunks[index];
                 let data = bytes.slice((pos - offset) as usize..);
-                st.readers[slot_index].pos += data.len() as u64;
+                if let Some(slot) = st.readers.get_mut(&id) {
+                    slot.pos += data.len() as u64;
+                }
                 drop(st);
                 if fill_waiting {
                     self.space.notify_one();
@@ -516,7 +536,9 @@ impl Fill {
                 None => {}
             }
         }
-        st.readers[slot_index].waker = Some(cx.waker().clone());
+        if let Some(slot) = st.readers.get_mut(&id) {
+            slot.waker = Some(cx.waker().clone());
+        }
         Poll::Pending
     }
 }

@@ -172,11 +172,28 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
             }
         }
     }
+    // A response for its requester only is neither stored nor shared (RFC 9111 §3).
+    let private = meta::private_reason(&response.headers).filter(|_| !spec.checks.store_private);
+    if let Some(reason) = private {
+        unstored.get_or_insert(reason);
+    }
+    if let (Some(store), None, false) = (&fill.store, unstored, spec.checks.store_mistyped) {
+        // Never upgrade an object's type where the store cannot keep it.
+        unstored = meta::type_risk(&response.headers, key, store.keeps_attributes());
+    }
     let (writer, verifier) = start_write(fill, spec, &response.headers, &mut unstored).await?;
+    let mut headers = meta::client_headers(&response.headers);
+    if private.is_some() {
+        // Its requester's own cookies; nobody else sees this response.
+        for cookie in response.headers.get_all(http::header::SET_COOKIE) {
+            headers.append(http::header::SET_COOKIE, cookie.clone());
+        }
+    }
     fill.set_head(Head {
         status,
-        headers: meta::client_headers(&response.headers),
+        headers,
         content_length: expected,
+        shared: private.is_none(),
     });
     if head_request {
         fill.complete_unstored(Arc::new(not_stored(key)));
@@ -350,10 +367,21 @@ async fn replay_stored(
 ) -> Result<Pulled, Error> {
     let size = object.size;
     let etag = object.e_tag.clone();
+    let mut headers = meta::stored_headers(&object);
+    if !headers.contains_key(http::header::CONTENT_TYPE) {
+        // A store without attributes: typed as ServeStore and file servers type it.
+        if let Some(guess) = mime_guess::from_path(&fill.key).first_raw() {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(guess),
+            );
+        }
+    }
     fill.set_head(Head {
         status: StatusCode::OK,
-        headers: meta::stored_headers(&object),
+        headers,
         content_length: Some(size),
+        shared: true,
     });
     let tee = Tee {
         key: &fill.key,

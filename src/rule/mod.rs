@@ -112,6 +112,7 @@ pub struct Rule {
     pub(crate) range_miss: RangeMiss,
     pub(crate) head_miss: HeadMiss,
     pub(crate) checks: FillChecks,
+    pub(crate) unkeyed_forwarding: bool,
 }
 
 impl fmt::Debug for Rule {
@@ -160,6 +161,7 @@ impl Rule {
             range_miss: RangeMiss::ServeRangeAndFill,
             head_miss: HeadMiss::Ignore,
             checks: FillChecks::default(),
+            unkeyed_forwarding: false,
         }
     }
 
@@ -328,6 +330,45 @@ impl Rule {
     #[must_use]
     pub fn on_client_disconnect(mut self, policy: ClientDisconnect) -> Self {
         self.on_disconnect = policy;
+        self
+    }
+
+    /// Store and share responses the shared-cache rules would keep to their requester: a
+    /// response marked `Cache-Control: private`, `no-store` or `no-cache`, with `Set-Cookie`
+    /// or `Vary: *`, and the response to a request that forwarded the client's own
+    /// `Authorization` or `Cookie` (default `false`, as RFC 9111 §3 asks of a shared cache).
+    ///
+    /// For migrations whose origin marks public objects private. The risk: whatever one
+    /// client's credentials fetch, every client is then served, for as long as the object
+    /// is stored. Headers the rule [`set`](HeaderPolicy::set)s (an origin token) are
+    /// configuration, not client credentials, and never make a response private.
+    #[must_use]
+    pub fn store_private(mut self, yes: bool) -> Self {
+        self.checks.store_private = yes;
+        self
+    }
+
+    /// Store objects even where the store cannot keep the origin's `Content-Type` (a local
+    /// directory) and a file server would type them differently by their extension, or
+    /// serve them without the `Content-Disposition`, `X-Content-Type-Options` or
+    /// `Content-Security-Policy` the origin sent (default `false`: such objects are served
+    /// to their requester and not stored, so a `text/plain` `evil.html` never becomes
+    /// `text/html` on the mirror's origin).
+    #[must_use]
+    pub fn store_mistyped(mut self, yes: bool) -> Self {
+        self.checks.store_mistyped = yes;
+        self
+    }
+
+    /// Store and share responses although the rule forwards request input that is not part
+    /// of the key — a query string, client headers (default `false`: such requests are
+    /// proxied to their client only, and their `404`s are not remembered, so one client's
+    /// crafted query or header cannot decide what everyone else is served). COS and OSS
+    /// forward the query and store the result under the plain key; set this to do the
+    /// same, knowing that the first answer for a key is everyone's answer.
+    #[must_use]
+    pub fn unkeyed_forwarding(mut self, yes: bool) -> Self {
+        self.unkeyed_forwarding = yes;
         self
     }
 

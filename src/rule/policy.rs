@@ -34,6 +34,18 @@ const FORBIDDEN: &[&str] = &[
 /// [`HeaderPolicy::pass_all`], sent only when listed explicitly.
 const SENSITIVE: &[&str] = &["authorization", "cookie", "accept-encoding"];
 
+/// The client's credentials: a response to a request that forwarded them is that client's.
+const CREDENTIALS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
+/// What of the client's request reaches the origin; see [`HeaderPolicy::client_input`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ClientInput {
+    /// Some client header is forwarded.
+    pub(crate) headers: bool,
+    /// The client's credentials are forwarded.
+    pub(crate) credentials: bool,
+}
+
 fn forbidden(name: &HeaderName) -> bool {
     FORBIDDEN.contains(&name.as_str())
 }
@@ -140,6 +152,33 @@ impl HeaderPolicy {
     }
 
     /// The headers to send for a request that carried `incoming`.
+    /// What of the client's own request this policy sends to the origin: any header at
+    /// all, and its credentials (`Authorization`, `Cookie`, `Proxy-Authorization`). A header
+    /// the policy [`set`](Self::set)s is configuration, not client input.
+    pub(crate) fn client_input(&self, incoming: Option<&HeaderMap>) -> ClientInput {
+        let mut input = ClientInput::default();
+        let Some(incoming) = incoming else {
+            return input;
+        };
+        for name in incoming.keys() {
+            if self.passes(name) && !self.set.contains_key(name) {
+                input.headers = true;
+                input.credentials |= CREDENTIALS.contains(&name.as_str());
+            }
+        }
+        input
+    }
+
+    fn passes(&self, name: &HeaderName) -> bool {
+        match &self.pass {
+            Pass::Nothing => false,
+            Pass::All { except } => {
+                !forbidden(name) && !SENSITIVE.contains(&name.as_str()) && !except.contains(name)
+            }
+            Pass::Only(list) => list.contains(name),
+        }
+    }
+
     pub(crate) fn apply(&self, incoming: Option<&HeaderMap>) -> HeaderMap {
         let mut out = HeaderMap::new();
         if let Some(incoming) = incoming {
@@ -258,6 +297,12 @@ pub(crate) struct FillChecks {
     pub(crate) checksums: Vec<Checksum>,
     pub(crate) max_size: Option<(u64, Oversize)>,
     pub(crate) pass_through: Vec<StatusCode>,
+    /// Store (and share) responses marked private, and responses to requests that forward
+    /// the client's credentials ([`Rule::store_private`](crate::Rule::store_private)).
+    pub(crate) store_private: bool,
+    /// Store objects whose type a file server would change
+    /// ([`Rule::store_mistyped`](crate::Rule::store_mistyped)).
+    pub(crate) store_mistyped: bool,
 }
 
 impl Default for FillChecks {
@@ -266,6 +311,8 @@ impl Default for FillChecks {
             checksums: vec![Checksum::ContentMd5],
             max_size: None,
             pass_through: Vec::new(),
+            store_private: false,
+            store_mistyped: false,
         }
     }
 }

@@ -292,6 +292,23 @@ fn finish(mut candidates: Vec<Candidate>, prefix: &str, mut report: Report) -> I
             n += 1;
         }
         candidate.rule.name = Some(name);
+        let forwards_query = candidate.rule.query.as_deref() == Some("forward")
+            || !candidate.rule.query_params.is_empty();
+        let forwards_headers = candidate.rule.request_headers.as_ref().is_some_and(|h| {
+            h.pass.as_deref().is_some_and(|p| p != "none") || !h.pass_only.is_empty()
+        });
+        if forwards_query || forwards_headers {
+            // What the cloud does: the first answer for a key is everyone's.
+            candidate.rule.unkeyed_forwarding = Some(true);
+            report.add(
+                candidate.at.clone(),
+                "imported with `unkeyed_forwarding = true`: the query string or client headers \
+                 reach the origin but are not part of the store key, so the first answer for \
+                 a key is served to everyone (as the cloud does); drop the forwarding to \
+                 keep one client's input from deciding what others get"
+                    .to_owned(),
+            );
+        }
         let config = Config {
             store: StoreConfig {
                 url: "memory://".to_owned(),
