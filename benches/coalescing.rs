@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
-use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule};
+use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule};
 
 use common::*;
 
@@ -38,8 +38,9 @@ fn main() {
 async fn run() {
     let origin = TestOrigin::start().await;
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone())
-        .rule(Rule::new(HttpOrigin::new(&origin.url).expect("origin")));
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(Rule::new(HttpOrigin::new(&origin.url).expect("origin")))
+        .build();
     let addr = serve(store_service(store).layer(layer)).await;
     let c = client();
     // Open the connections once: a path that is not a key goes straight through.

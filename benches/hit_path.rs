@@ -25,7 +25,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use object_store::memory::InMemory;
 use tower::Layer;
-use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule};
+use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule};
 use tower_service::Service;
 
 fn main() {
@@ -74,8 +74,9 @@ fn bare(bencher: Bencher<'_, '_>) {
 #[divan::bench(sample_size = SAMPLE_SIZE)]
 fn layered(bencher: Bencher<'_, '_>) {
     let origin = HttpOrigin::new("http://127.0.0.1:9/").expect("a valid origin URL");
-    let layer =
-        OriginPullLayer::from_object_store(Arc::new(InMemory::new())).rule(Rule::new(origin));
+    let layer = OriginPullBuilder::from_object_store(Arc::new(InMemory::new()))
+        .rule(Rule::new(origin))
+        .build();
     bench_calls(bencher, layer.layer(inner()));
 }
 
@@ -98,11 +99,11 @@ fn bare_404(bencher: Bencher<'_, '_>) {
 #[divan::bench(sample_size = SAMPLE_SIZE)]
 fn rules_100_no_match(bencher: Bencher<'_, '_>) {
     let origin = HttpOrigin::new("http://127.0.0.1:9/").expect("a valid origin URL");
-    let mut layer = OriginPullLayer::from_object_store(Arc::new(InMemory::new()));
+    let mut builder = OriginPullBuilder::from_object_store(Arc::new(InMemory::new()));
     for i in 0..100 {
-        layer = layer.rule(Rule::new(origin.clone()).prefix(format!("p{i}/")));
+        builder = builder.rule(Rule::new(origin.clone()).prefix(format!("p{i}/")));
     }
-    bench_calls(bencher, layer.layer(inner_404()));
+    bench_calls(bencher, builder.build().layer(inner_404()));
 }
 
 /// Request path → store key, for a realistic path with an escape.

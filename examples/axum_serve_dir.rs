@@ -25,7 +25,7 @@ use axum::Router;
 use object_store::local::LocalFileSystem;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
-use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule};
+use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule};
 
 const USAGE: &str = "\
 usage: axum_serve_dir --dir <DIR> --origin <URL> [--listen <ADDR>]
@@ -100,7 +100,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(LocalFileSystem::new_with_prefix(&args.dir)?);
     let app = Router::new()
         .fallback_service(ServeDir::new(&args.dir))
-        .layer(OriginPullLayer::from_object_store(store).rule(Rule::new(args.origin)));
+        .layer(
+            OriginPullBuilder::from_object_store(store)
+                .rule(Rule::new(args.origin))
+                .build(),
+        );
 
     let listener = TcpListener::bind(&args.listen)
         .await

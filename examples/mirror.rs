@@ -277,7 +277,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             tracing::info!("shutting down: no new connections, requests in flight finish");
         })
         .await?;
-    let report = layer.shutdown(args.grace).await;
+    let report = layer.handle().shutdown(args.grace).await;
     tracing::info!(
         finished = report.finished,
         aborted = report.aborted,
@@ -440,8 +440,8 @@ fn humantime_like(age: Duration) -> String {
 }
 
 fn status(layer: &OriginPullLayer) -> serde_json::Value {
-    let p = layer.progress();
-    let q = layer.background_stats();
+    let p = layer.handle().progress();
+    let q = layer.handle().background_stats();
     serde_json::json!({
         "requests": {
             "from_store": p.hits,

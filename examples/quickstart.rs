@@ -39,7 +39,7 @@ use object_store::local::LocalFileSystem;
 use tower_http::services::ServeDir;
 use tower_origin_pull::server::Server;
 use tower_origin_pull::{
-    DEFAULT_HEADER_NAME, FillEvent, HttpOrigin, Mode, OriginPullLayer, Rewrite, Rule,
+    DEFAULT_HEADER_NAME, FillEvent, HttpOrigin, Mode, OriginPullBuilder, Rewrite, Rule,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -71,7 +71,7 @@ async fn main() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path())?);
     let origin = HttpOrigin::new(&origin_url)?;
-    let layer = OriginPullLayer::from_object_store(store)
+    let layer = OriginPullBuilder::from_object_store(store)
         // `later/<key>`: redirect to the origin's `<key>` now, fill the store in the background.
         .rule(
             Rule::new(origin.clone())
@@ -81,8 +81,9 @@ async fn main() -> Result<(), BoxError> {
                 .rewrite(Rewrite::identity().strip_prefix("later/")),
         )
         // Everything else: pull now and stream.
-        .rule(Rule::new(origin).named("sync"));
-    let mut events = layer.subscribe();
+        .rule(Rule::new(origin).named("sync"))
+        .build();
+    let mut events = layer.handle().subscribe();
     let app = Router::new()
         .fallback_service(ServeDir::new(dir.path()))
         .layer(layer);

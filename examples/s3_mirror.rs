@@ -32,7 +32,7 @@ use axum::Router;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use tokio::net::TcpListener;
-use tower_origin_pull::{HttpOrigin, HyperConnector, OriginPullLayer, Rule, ServeStore};
+use tower_origin_pull::{HttpOrigin, HyperConnector, OriginPullBuilder, Rule, ServeStore};
 
 const USAGE: &str = "\
 usage: s3_mirror --origin <URL> [--listen <ADDR>]
@@ -109,7 +109,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // from then on.
     let app = Router::new()
         .fallback_service(ServeStore::new(bucket.clone()))
-        .layer(OriginPullLayer::from_object_store(bucket.clone()).rule(Rule::new(args.origin)));
+        .layer(
+            OriginPullBuilder::from_object_store(bucket.clone())
+                .rule(Rule::new(args.origin))
+                .build(),
+        );
 
     let listener = TcpListener::bind(&args.listen)
         .await

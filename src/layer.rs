@@ -193,13 +193,12 @@ impl OriginPullBuilder {
     pub fn build(self) -> OriginPullLayer {
         OriginPullLayer {
             engine: Arc::new(Engine::new(
-                self.rules.clone(),
-                self.store.clone(),
-                self.header_name.clone(),
+                self.rules,
+                self.store,
+                self.header_name,
                 self.trust_forwarded_proto,
-                self.settings.clone(),
+                self.settings,
             )),
-            builder: self,
         }
     }
 }
@@ -230,10 +229,18 @@ impl OriginPullBuilder {
 /// # let _ = handle;
 /// # Ok(()) }
 /// ```
+///
+/// Settings belong to the builder: a built layer has none, so clones cannot drift apart.
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use tower_origin_pull::OriginPullBuilder;
+/// let layer = OriginPullBuilder::from_object_store(Arc::new(object_store::memory::InMemory::new())).build();
+/// let other = layer.clone().max_fills(3); // no such method on a built layer
+/// ```
 #[derive(Clone)]
 pub struct OriginPullLayer {
     pub(crate) engine: Arc<Engine>,
-    builder: OriginPullBuilder,
 }
 
 impl fmt::Debug for OriginPullLayer {
@@ -250,178 +257,9 @@ impl OriginPullLayer {
         OriginPullBuilder::new(store)
     }
 
-    /// Deprecated: use [`OriginPullBuilder::from_object_store`].
-    #[doc(hidden)]
-    pub fn from_object_store(store: Arc<dyn object_store::ObjectStore>) -> Self {
-        OriginPullBuilder::from_object_store(store).build()
-    }
-
     /// The handle to the live state this layer shares with all its clones.
     pub fn handle(&self) -> OriginPullHandle {
         OriginPullHandle::new(self.engine.clone())
-    }
-
-    /// Deprecated: use [`OriginPullHandle::subscribe`].
-    #[doc(hidden)]
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::FillEvent> {
-        self.handle().subscribe()
-    }
-
-    /// Deprecated: use [`OriginPullHandle::progress`].
-    #[doc(hidden)]
-    pub fn progress(&self) -> crate::Progress {
-        self.handle().progress()
-    }
-
-    /// Deprecated: use [`OriginPullHandle::delete`].
-    #[doc(hidden)]
-    pub async fn delete(&self, key: &str) -> Result<(), crate::Error> {
-        self.handle().delete(key).await
-    }
-
-    /// Deprecated: use [`OriginPullHandle::undelete`].
-    #[doc(hidden)]
-    pub async fn undelete(&self, key: &str) -> Result<(), crate::Error> {
-        self.handle().undelete(key).await
-    }
-
-    /// Deprecated: use [`OriginPullHandle::background_stats`].
-    #[doc(hidden)]
-    pub fn background_stats(&self) -> crate::BackgroundStats {
-        self.handle().background_stats()
-    }
-
-    /// Deprecated: use [`OriginPullHandle::fills_in_flight`].
-    #[doc(hidden)]
-    pub fn fills_in_flight(&self) -> usize {
-        self.handle().fills_in_flight()
-    }
-
-    /// Deprecated: use [`OriginPullHandle::shutdown`].
-    #[doc(hidden)]
-    pub fn shutdown(
-        &self,
-        grace: Duration,
-    ) -> impl std::future::Future<Output = crate::ShutdownReport> + Send + use<> {
-        self.handle().shutdown(grace)
-    }
-
-    /// Deprecated: use [`OriginPullLayer::builder`].
-    #[doc(hidden)]
-    pub fn new(store: impl Store) -> Self {
-        OriginPullBuilder::new(store).build()
-    }
-
-    /// See [`OriginPullBuilder::rule`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn rule(self, rule: Rule) -> Self {
-        let builder = self.builder.rule(rule);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::rules`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn rules(self, rules: impl IntoIterator<Item = Rule>) -> Self {
-        let builder = self.builder.rules(rules);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::header_name`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn header_name(self, name: HeaderName) -> Self {
-        let builder = self.builder.header_name(name);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::coalesce_window`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn coalesce_window(self, bytes: usize) -> Self {
-        let builder = self.builder.coalesce_window(bytes);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::slow_reader_grace`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn slow_reader_grace(self, grace: Duration) -> Self {
-        let builder = self.builder.slow_reader_grace(grace);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::remember_not_found`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn remember_not_found(self, ttl: Duration) -> Self {
-        let builder = self.builder.remember_not_found(ttl);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::max_fills`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn max_fills(self, fills: usize) -> Self {
-        let builder = self.builder.max_fills(fills);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::fill_queue_timeout`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn fill_queue_timeout(self, wait: Duration) -> Self {
-        let builder = self.builder.fill_queue_timeout(wait);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::retry_after`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn retry_after(self, after: Duration) -> Self {
-        let builder = self.builder.retry_after(after);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::head_timeout`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn head_timeout(self, timeout: Duration) -> Self {
-        let builder = self.builder.head_timeout(timeout);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::stall_timeout`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn stall_timeout(self, timeout: Duration) -> Self {
-        let builder = self.builder.stall_timeout(timeout);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::background_queue`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn background_queue(self, capacity: usize) -> Self {
-        let builder = self.builder.background_queue(capacity);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::background_concurrency`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn background_concurrency(self, fills: usize) -> Self {
-        let builder = self.builder.background_concurrency(fills);
-        builder.build()
-    }
-
-    /// See [`OriginPullBuilder::without_header`]. Rebuilds the live state: prefer the builder.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn without_header(self) -> Self {
-        let builder = self.builder.without_header();
-        builder.build()
     }
 }
 

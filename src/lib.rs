@@ -17,7 +17,7 @@
 //! use axum::Router;
 //! use object_store::local::LocalFileSystem;
 //! use tower_http::services::ServeDir;
-//! use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule};
+//! use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?; let dir = dir.path();
@@ -25,7 +25,7 @@
 //! let origin = HttpOrigin::new("http://127.0.0.1:9000/")?;
 //! let app: Router = Router::new()
 //!     .fallback_service(ServeDir::new(dir))
-//!     .layer(OriginPullLayer::from_object_store(store).rule(Rule::new(origin)));
+//!     .layer(OriginPullBuilder::from_object_store(store).rule(Rule::new(origin)).build());
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs, unreachable_pub, unsafe_code)]

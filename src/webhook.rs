@@ -3,11 +3,11 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use object_store::memory::InMemory;
-//! use tower_origin_pull::{OriginPullLayer, Webhook};
+//! use tower_origin_pull::{OriginPullBuilder, OriginPullLayer, Webhook};
 //!
 //! # async fn run() -> Result<(), tower_origin_pull::Error> {
-//! let layer = OriginPullLayer::from_object_store(Arc::new(InMemory::new()));
-//! let webhook = Webhook::new("http://127.0.0.1:9100/fills")?.spawn(layer.subscribe());
+//! let layer = OriginPullBuilder::from_object_store(Arc::new(InMemory::new())).build();
+//! let webhook = Webhook::new("http://127.0.0.1:9100/fills")?.spawn(layer.handle().subscribe());
 //! // ... later
 //! println!("{:?}", webhook.stats());
 //! # Ok(()) }

@@ -14,7 +14,8 @@ use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use tower_origin_pull::{
-    BucketStore, FillEvent, HttpOrigin, Mode, OriginPullLayer, RedirectStatus, Rule,
+    BucketStore, FillEvent, HttpOrigin, Mode, OriginPullBuilder, OriginPullLayer, RedirectStatus,
+    Rule,
 };
 
 use common::*;
@@ -35,7 +36,7 @@ impl App {
 async fn app(
     origin_url: &str,
     rule: impl FnOnce(Rule) -> Rule,
-    layer: impl FnOnce(OriginPullLayer) -> OriginPullLayer,
+    layer: impl FnOnce(OriginPullBuilder) -> OriginPullBuilder,
 ) -> App {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     build(origin_url, store, None, BucketStore::new, rule, layer).await
@@ -47,10 +48,12 @@ async fn build(
     dir: Option<tempfile::TempDir>,
     bucket: impl FnOnce(Arc<dyn ObjectStore>) -> BucketStore,
     rule: impl FnOnce(Rule) -> Rule,
-    layer: impl FnOnce(OriginPullLayer) -> OriginPullLayer,
+    layer: impl FnOnce(OriginPullBuilder) -> OriginPullBuilder,
 ) -> App {
     let origin = HttpOrigin::new(origin_url).unwrap();
-    let layer = layer(OriginPullLayer::new(bucket(store.clone()))).rule(rule(Rule::new(origin)));
+    let layer = layer(OriginPullBuilder::new(bucket(store.clone())))
+        .rule(rule(Rule::new(origin)))
+        .build();
     let addr = serve(store_service(store.clone()).layer(layer.clone())).await;
     App {
         url: format!("http://{addr}/"),
@@ -273,7 +276,7 @@ async fn async_mode_redirects_every_request_and_fills_each_key_once() {
         );
     }
     let app = app(&origin.url, |r| r.mode(Mode::Async), |l| l).await;
-    let mut events = app.layer.subscribe();
+    let mut events = app.layer.handle().subscribe();
     let c = client();
     let redirects = futures::stream::iter(0..1000)
         .map(|n| {
@@ -289,7 +292,7 @@ async fn async_mode_redirects_every_request_and_fills_each_key_once() {
         let location = got.headers["location"].to_str().unwrap();
         assert!(location.starts_with(&origin.url), "{location}");
     }
-    let stats = app.layer.background_stats();
+    let stats = app.layer.handle().background_stats();
     assert_eq!(stats.queued, 10, "{stats:?}");
     assert_eq!(stats.deduplicated, 990, "{stats:?}");
 
@@ -432,7 +435,7 @@ async fn events_report_start_completion_and_failure() {
     );
     origin.put("e/bad.txt", Behaviour::Status(503));
     let app = app(&origin.url, |r| r.named("events"), |l| l).await;
-    let mut events = app.layer.subscribe();
+    let mut events = app.layer.handle().subscribe();
     let c = client();
     get(&c, &app.at("e/ok.txt")).await;
     get(&c, &app.at("e/bad.txt")).await;
@@ -513,8 +516,12 @@ async fn shutdown_aborts_fills_that_do_not_finish_in_time() {
         tokio::spawn(async move { get(&c, &url).await })
     };
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(app.layer.fills_in_flight(), 1);
-    let report = app.layer.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(app.layer.handle().fills_in_flight(), 1);
+    let report = app
+        .layer
+        .handle()
+        .shutdown(Duration::from_millis(100))
+        .await;
     assert_eq!(report.aborted, 1, "{report:?}");
     assert!(client_get.await.unwrap().body.is_err());
     assert!(listing(&*app.store).await.is_empty());
@@ -569,7 +576,7 @@ async fn the_webhook_delivers_events_as_json_with_retries() {
     let hook = tower_origin_pull::Webhook::new(&url)
         .unwrap()
         .min_backoff(Duration::from_millis(10))
-        .spawn(app.layer.subscribe());
+        .spawn(app.layer.handle().subscribe());
     get(&client(), &app.at("w/ok.txt")).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -606,7 +613,7 @@ async fn a_hanging_webhook_receiver_does_not_slow_fills() {
     let hook = tower_origin_pull::Webhook::new(&url)
         .unwrap()
         .max_in_flight(2)
-        .spawn(app.layer.subscribe());
+        .spawn(app.layer.handle().subscribe());
     let c = client();
     let started = Instant::now();
     for i in 0..40 {
@@ -645,11 +652,11 @@ async fn a_full_background_queue_still_redirects_and_counts_the_skipped_fills() 
         let got = get(&c, &app.at(&format!("q/{i}.bin"))).await;
         assert_eq!(got.status, StatusCode::FOUND, "always redirected");
     }
-    let stats = app.layer.background_stats();
+    let stats = app.layer.handle().background_stats();
     // At most one fill runs, one waits in the dispatcher and one in the queue.
     assert!(stats.dropped_queue_full >= 2, "{stats:?}");
     assert_eq!(stats.queued + stats.dropped_queue_full, 5, "{stats:?}");
-    let report = app.layer.shutdown(Duration::from_secs(10)).await;
+    let report = app.layer.handle().shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.aborted, 0, "{report:?}");
 }
 
@@ -685,7 +692,7 @@ async fn past_the_fill_limit_misses_wait_for_a_slot_or_are_told_to_retry() {
             tokio::spawn(async move { get(&c, &url).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(app.layer.fills_in_flight(), 1);
+        assert_eq!(app.layer.handle().fills_in_flight(), 1);
         // The same key still joins the running fill.
         let joined = {
             let (c, url) = (c.clone(), app.at("l/slow.bin"));
@@ -712,7 +719,7 @@ async fn past_the_fill_limit_misses_wait_for_a_slot_or_are_told_to_retry() {
         assert_eq!(slow.await.unwrap().outcome(), Some("pulled"));
         assert!(
             common::eventually(Duration::from_secs(2), || async {
-                app.layer.fills_in_flight() == 0
+                app.layer.handle().fills_in_flight() == 0
             })
             .await
         );

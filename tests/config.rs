@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::StatusCode;
 use object_store::memory::InMemory;
 use tower_origin_pull::config::Config;
-use tower_origin_pull::{Error, OriginPullLayer};
+use tower_origin_pull::{Error, OriginPullBuilder, OriginPullLayer};
 
 use common::*;
 
@@ -619,16 +619,18 @@ async fn a_webhook_with_the_longest_timeouts_delivers() {
     origin.object("c.txt", "hello");
     let (url, seen) = webhook_sink().await;
     let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone()).rule(
-        tower_origin_pull::Rule::new(tower_origin_pull::HttpOrigin::new(&origin.url).unwrap()),
-    );
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(tower_origin_pull::Rule::new(
+            tower_origin_pull::HttpOrigin::new(&origin.url).unwrap(),
+        ))
+        .build();
     let webhook = tower_origin_pull::Webhook::new(&url)
         .unwrap()
         .timeout(Duration::MAX)
         .min_backoff(Duration::MAX)
         .attempts(usize::MAX)
         .max_in_flight(usize::MAX)
-        .spawn(layer.subscribe());
+        .spawn(layer.handle().subscribe());
     let addr = serve(store_service(store).layer(layer)).await;
     assert_eq!(
         get(&client(), &format!("http://{addr}/c.txt")).await.status,

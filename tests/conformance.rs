@@ -18,7 +18,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{Attribute, ObjectStore, ObjectStoreExt};
 use tempfile::TempDir;
-use tower_origin_pull::{BucketStore, HttpOrigin, OriginPullLayer, Rule, ServeStore};
+use tower_origin_pull::{BucketStore, HttpOrigin, OriginPullBuilder, Rule, ServeStore};
 
 use common::*;
 
@@ -124,8 +124,9 @@ async fn stack(
         .idle_timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let layer =
-        OriginPullLayer::new(bucket(BucketStore::new(b.store.clone()))).rule(Rule::new(origin));
+    let layer = OriginPullBuilder::new(bucket(BucketStore::new(b.store.clone())))
+        .rule(Rule::new(origin))
+        .build();
     let app = axum::Router::new()
         .fallback_service(ServeStore::new(b.store.clone()))
         .layer(layer);

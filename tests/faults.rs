@@ -32,7 +32,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use tower_origin_pull::{
-    BucketStore, ClientDisconnect, HttpOrigin, Mode, OriginPullLayer, Rule, ServeStore,
+    BucketStore, ClientDisconnect, HttpOrigin, Mode, OriginPullBuilder, OriginPullLayer, Rule,
+    ServeStore,
 };
 
 use common::faulty::*;
@@ -111,9 +112,10 @@ impl Cell {
         let bucket = BucketStore::new(backend.store.clone())
             .with_multipart_threshold(THRESHOLD)
             .with_part_size(backend.part_size(THRESHOLD));
-        let layer = OriginPullLayer::new(bucket)
+        let layer = OriginPullBuilder::new(bucket)
             .rule(Rule::new(http()).prefix("async/").mode(Mode::Async))
-            .rule(Rule::new(http()));
+            .rule(Rule::new(http()))
+            .build();
         let misses = Misses::default();
         let inner = axum::Router::new().fallback_service(ServeStore::new(backend.store.clone()));
         let app = misses.count(inner).layer(layer.clone());
@@ -298,7 +300,7 @@ async fn run(kind: Kind, make: impl FnOnce(&Foreign) -> Fault) {
     let layer = c.layer.clone();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            layer.fills_in_flight() == 0
+            layer.handle().fills_in_flight() == 0
         })
         .await,
         "{what}: a fill is stuck"
@@ -423,7 +425,7 @@ async fn s3_faults_after_an_uploaded_part() {
         let bucket = BucketStore::new(backend.store.clone())
             .with_multipart_threshold(part)
             .with_part_size(part);
-        let layer = OriginPullLayer::new(bucket).rule(Rule::new(http));
+        let layer = OriginPullBuilder::new(bucket).rule(Rule::new(http)).build();
         let events = EventLog::spawn(&layer);
         let inner = axum::Router::new().fallback_service(ServeStore::new(backend.store.clone()));
         let url = format!("http://{}/big.bin", serve(inner.layer(layer)).await);
@@ -485,8 +487,9 @@ async fn paced(policy: ClientDisconnect) -> Paced {
     let bucket = BucketStore::new(backend.store.clone())
         .with_multipart_threshold(2 * PIECE)
         .with_part_size(2 * PIECE);
-    let layer = OriginPullLayer::new(bucket)
-        .rule(Rule::new(HttpOrigin::new(&origin.url).unwrap()).on_client_disconnect(policy));
+    let layer = OriginPullBuilder::new(bucket)
+        .rule(Rule::new(HttpOrigin::new(&origin.url).unwrap()).on_client_disconnect(policy))
+        .build();
     let misses = Misses::default();
     let inner = axum::Router::new().fallback_service(ServeStore::new(backend.store.clone()));
     let app = misses.count(inner).layer(layer.clone());
@@ -597,7 +600,7 @@ async fn check_settled(p: &Paced, what: &str) {
     let layer = p.layer.clone();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            layer.fills_in_flight() == 0
+            layer.handle().fills_in_flight() == 0
         })
         .await,
         "{what}: the fill is still registered"

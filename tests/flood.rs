@@ -19,7 +19,7 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use tokio::sync::Semaphore;
 use tower_origin_pull::warmup::Warmup;
-use tower_origin_pull::{HttpOrigin, Mode, OriginPullLayer, Rule};
+use tower_origin_pull::{HttpOrigin, Mode, OriginPullBuilder, OriginPullLayer, Rule};
 
 use common::*;
 
@@ -106,11 +106,12 @@ async fn flood_app(mode: Mode, background: usize) -> Flood {
     let origin = InFlight::default();
     let origin_url = slow_origin(origin.clone()).await;
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone())
+    let layer = OriginPullBuilder::from_object_store(store.clone())
         .max_fills(BOUND)
         .background_concurrency(background)
         .fill_queue_timeout(Duration::from_millis(200))
-        .rule(Rule::new(HttpOrigin::new(&origin_url).unwrap()).mode(mode));
+        .rule(Rule::new(HttpOrigin::new(&origin_url).unwrap()).mode(mode))
+        .build();
     let addr = serve(store_service(store.clone()).layer(layer.clone())).await;
     Flood {
         url: format!("http://{addr}/"),
@@ -155,7 +156,7 @@ fn is_retry_later(got: &Got) -> bool {
 async fn settle(app: &Flood) {
     assert!(
         eventually(Duration::from_secs(30), || async {
-            app.layer.fills_in_flight() == 0
+            app.layer.handle().fills_in_flight() == 0
         })
         .await,
         "every fill ends"
@@ -211,7 +212,7 @@ async fn async_flood_never_exceeds_the_bound() {
         assert_eq!(got.status, StatusCode::FOUND, "{key}: always redirected");
     }
     settle(&app).await;
-    let stats = app.layer.background_stats();
+    let stats = app.layer.handle().background_stats();
     let stored = listing(&*app.store).await.len();
     assert!(stored >= BOUND, "{stored} stored");
     assert_eq!(

@@ -24,7 +24,7 @@ use object_store::memory::InMemory;
 use tempfile::TempDir;
 use tower::Layer;
 use tower_http::services::ServeDir;
-use tower_origin_pull::{BucketStore, HttpOrigin, Mode, OriginPullLayer, Rule, ServeStore};
+use tower_origin_pull::{BucketStore, HttpOrigin, Mode, OriginPullBuilder, Rule, ServeStore};
 
 use common::faulty::*;
 use common::*;
@@ -59,8 +59,9 @@ impl App {
             _ => (Arc::new(InMemory::new()), None),
         };
         let store = CountingStore::new(backend);
-        let layer = OriginPullLayer::new(BucketStore::new(store.clone()))
-            .rule(rule(Rule::new(HttpOrigin::new(&origin.url).unwrap())));
+        let layer = OriginPullBuilder::new(BucketStore::new(store.clone()))
+            .rule(rule(Rule::new(HttpOrigin::new(&origin.url).unwrap())))
+            .build();
         let app = match inner {
             Inner::AlwaysMissing => axum::Router::new().layer(layer),
             Inner::ServeStore => axum::Router::new()
@@ -493,11 +494,13 @@ async fn a_rewritten_key_never_leaves_the_origin_base_path() {
     let origin = FaultyOrigin::start().await;
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let http = HttpOrigin::new(&format!("{}bucket", origin.url)).unwrap();
-    let layer = OriginPullLayer::new(BucketStore::new(store.clone())).rule(
-        Rule::new(http)
-            .prefix("img")
-            .rewrite(tower_origin_pull::Rewrite::identity().strip_prefix("img")),
-    );
+    let layer = OriginPullBuilder::new(BucketStore::new(store.clone()))
+        .rule(
+            Rule::new(http)
+                .prefix("img")
+                .rewrite(tower_origin_pull::Rewrite::identity().strip_prefix("img")),
+        )
+        .build();
     let addr = serve(axum::Router::new().layer(layer)).await;
     let (status, _) = raw_request(addr, &get_line(b"/img../secret", "")).await;
     assert_eq!(status, 502, "refused as a failed pull");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
-use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule};
+use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule};
 
 use common::*;
 
@@ -24,8 +24,9 @@ async fn progress_and_metrics_count_what_happened() {
     origin.object("a.txt", "aaaa");
     origin.object("b.txt", "bbbbbb");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone())
-        .rule(Rule::new(HttpOrigin::new(&origin.url).unwrap()));
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(Rule::new(HttpOrigin::new(&origin.url).unwrap()))
+        .build();
     let addr = serve(store_service(store).layer(layer.clone())).await;
     let c = client();
     let at = |p: &str| format!("http://{addr}/{p}");
@@ -35,7 +36,7 @@ async fn progress_and_metrics_count_what_happened() {
     get(&c, &at("b.txt")).await; // pulled
     get(&c, &at("none.txt")).await; // missed (origin 404)
 
-    let p = layer.progress();
+    let p = layer.handle().progress();
     assert_eq!((p.hits, p.pulled, p.missed), (2, 2, 1), "{p:?}");
     assert_eq!((p.keys_pulled, p.bytes_pulled), (2, 10), "{p:?}");
     assert_eq!(p.fills_in_flight, 0);

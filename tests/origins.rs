@@ -19,7 +19,7 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, PutOptions};
 use tower_origin_pull::{
     BucketOrigin, Checksum, Glob, HeadMiss, HeaderMatch, HeaderPolicy, HttpOrigin, Mode, Origin,
-    OriginPullLayer, Origins, Oversize, QueryPolicy, RangeMiss, Rule,
+    OriginPullBuilder, OriginPullLayer, Origins, Oversize, QueryPolicy, RangeMiss, Rule,
 };
 
 use common::*;
@@ -37,7 +37,9 @@ impl App {
 }
 
 async fn app_with(rule: Rule, store: Arc<dyn ObjectStore>) -> App {
-    let layer = OriginPullLayer::from_object_store(store.clone()).rule(rule);
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(rule)
+        .build();
     let addr = serve(store_service(store.clone()).layer(layer.clone())).await;
     App {
         url: format!("http://{addr}/"),
@@ -859,7 +861,7 @@ async fn errors_name_the_rule_the_key_and_the_origin_host() {
     let origin = TestOrigin::start().await;
     origin.put("e/x", Behaviour::Status(500));
     let app = app(Rule::new(http(&origin.url)).named("assets")).await;
-    let mut events = app.layer.subscribe();
+    let mut events = app.layer.handle().subscribe();
     get(&client(), &app.at("e/x")).await;
     loop {
         let event = events.recv().await.unwrap();

@@ -36,7 +36,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
 use tower::{Layer, ServiceExt};
-use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rewrite, Rule, ServeStore, key};
+use tower_origin_pull::{
+    HttpOrigin, OriginPullBuilder, OriginPullLayer, Rewrite, Rule, ServeStore, key,
+};
 
 use common::faulty::FaultyOrigin;
 
@@ -305,7 +307,7 @@ proptest! {
                 .prefix(prefix)
                 .suffix(suffix)
                 .rewrite(rewrite.clone());
-            let layer = OriginPullLayer::from_object_store(Arc::new(InMemory::new())).rule(rule);
+            let layer = OriginPullBuilder::from_object_store(Arc::new(InMemory::new())).rule(rule).build();
             let inner = tower::service_fn(|_req: Request<Empty<Bytes>>| async {
                 let mut res = Response::new(Full::new(Bytes::from_static(b"inner")));
                 *res.status_mut() = StatusCode::NOT_FOUND;

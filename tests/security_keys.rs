@@ -27,7 +27,7 @@ use object_store::path::Path;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use proptest::prelude::*;
 use tower_origin_pull::{
-    BucketStore, Error, HttpOrigin, OriginPullLayer, Rule, ServeStore, Store, key,
+    BucketStore, Error, HttpOrigin, OriginPullBuilder, Rule, ServeStore, Store, key,
 };
 
 use common::faulty::raw_request;
@@ -85,8 +85,9 @@ async fn dot_segments_for_java_servers_never_reach_the_origin() {
     }))
     .await;
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone())
-        .rule(Rule::new(origin(&format!("http://{any}/public"))));
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(Rule::new(origin(&format!("http://{any}/public"))))
+        .build();
     let m = serve(
         Router::new()
             .fallback_service(ServeStore::new(store.clone()))
@@ -299,7 +300,9 @@ async fn disk() -> Disk {
     origin.object("assets/logo.png", "PNG bytes");
     origin.object("v%231", "staging-like 1");
     origin.object("d/f.txt%2312", "staging-like 2");
-    let layer = OriginPullLayer::from_object_store(fs.clone()).rule(Rule::new(origin_of(&origin)));
+    let layer = OriginPullBuilder::from_object_store(fs.clone())
+        .rule(Rule::new(origin_of(&origin)))
+        .build();
     let addr = serve(
         Router::new()
             .fallback_service(ServeStore::new(fs))

@@ -33,8 +33,8 @@ use object_store::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower_origin_pull::{
-    BucketStore, HeaderPolicy, HttpOrigin, Mode, OriginPullLayer, Protocol, Rule, ServeStore,
-    Store, Webhook,
+    BucketStore, HeaderPolicy, HttpOrigin, Mode, OriginPullBuilder, OriginPullLayer, Protocol,
+    Rule, ServeStore, Store, Webhook,
 };
 
 use common::faulty::raw_request;
@@ -135,7 +135,9 @@ fn secrets(headers: &HeaderMap) -> Vec<&'static str> {
 /// The layer (rule over `origin`) over the tests' store-serving inner service.
 async fn mirror(rule: Rule) -> String {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone()).rule(rule);
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(rule)
+        .build();
     let addr = serve(store_service(store).layer(layer)).await;
     format!("http://{addr}/")
 }
@@ -412,13 +414,14 @@ async fn webhook_url_secrets_are_never_logged() {
     let from = TestOrigin::start().await;
     from.object("w.txt", "webhook");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone())
-        .rule(Rule::new(origin(&from.url).build().unwrap()));
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(Rule::new(origin(&from.url).build().unwrap()))
+        .build();
     let hook = Webhook::new(&url)
         .unwrap()
         .attempts(2)
         .min_backoff(Duration::from_millis(10))
-        .spawn(layer.subscribe());
+        .spawn(layer.handle().subscribe());
     let addr = serve(store_service(store).layer(layer)).await;
     assert_eq!(
         get(&client(), &format!("http://{addr}/w.txt")).await.body(),
@@ -477,8 +480,9 @@ async fn redirect_locations_come_from_configuration() {
     let from = TestOrigin::start().await;
     from.object("r/x.bin", "redirected");
     for mode in [Mode::Redirect, Mode::Async] {
-        let layer = OriginPullLayer::from_object_store(Arc::new(InMemory::new()))
-            .rule(Rule::new(origin(&from.url).build().unwrap()).mode(mode));
+        let layer = OriginPullBuilder::from_object_store(Arc::new(InMemory::new()))
+            .rule(Rule::new(origin(&from.url).build().unwrap()).mode(mode))
+            .build();
         let m = serve(always_missing().layer(layer)).await;
         for (row, raw) in [
             (
@@ -556,11 +560,14 @@ fn injected(head: &str) -> bool {
 async fn cr_lf_never_becomes_a_header() {
     let (o_addr, heads) = head_recorder().await;
     let rule = Rule::new(origin(&format!("http://{o_addr}/")).build().unwrap()).forward_query(true);
-    let m =
-        serve(always_missing().layer(
-            OriginPullLayer::from_object_store(Arc::new(InMemory::new())).rule(rule.clone()),
-        ))
-        .await;
+    let m = serve(
+        always_missing().layer(
+            OriginPullBuilder::from_object_store(Arc::new(InMemory::new()))
+                .rule(rule.clone())
+                .build(),
+        ),
+    )
+    .await;
     // In the key: not a clean key, nothing is asked.
     for target in ["/a%0d%0aX-Injected:%20yes", "/a%0aX-Injected:%20yes/b"] {
         let raw = format!("GET {target} HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n");
@@ -586,8 +593,9 @@ async fn cr_lf_never_becomes_a_header() {
     // In a redirect's Location: still encoded.
     let m = serve(
         always_missing().layer(
-            OriginPullLayer::from_object_store(Arc::new(InMemory::new()))
-                .rule(rule.mode(Mode::Redirect)),
+            OriginPullBuilder::from_object_store(Arc::new(InMemory::new()))
+                .rule(rule.mode(Mode::Redirect))
+                .build(),
         ),
     )
     .await;
@@ -621,9 +629,11 @@ async fn keys_cannot_escape_the_store_prefix() {
     }))
     .await;
     let bucket = BucketStore::new(fs.clone()).with_prefix(Path::from("mirror"));
-    let layer = OriginPullLayer::new(bucket.clone()).rule(Rule::new(
-        origin(&format!("http://{any}/")).build().unwrap(),
-    ));
+    let layer = OriginPullBuilder::new(bucket.clone())
+        .rule(Rule::new(
+            origin(&format!("http://{any}/")).build().unwrap(),
+        ))
+        .build();
     let inner = ServeStore::new(fs.clone()).with_prefix(Path::from("mirror"));
     let m = serve(Router::new().fallback_service(inner).layer(layer)).await;
     for target in [
@@ -759,7 +769,9 @@ async fn tls_is_always_verified() {
     assert!(why.to_ascii_lowercase().contains("certificate"), "{why}");
     // Through the layer: a 502, nothing stored.
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone()).rule(Rule::new(o));
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(Rule::new(o))
+        .build();
     let m = serve(store_service(store.clone()).layer(layer)).await;
     let got = get(&client(), &format!("http://{m}/x.bin")).await;
     assert_eq!(got.status, StatusCode::BAD_GATEWAY);
@@ -791,14 +803,15 @@ async fn the_webhook_follows_no_redirects() {
     let from = TestOrigin::start().await;
     from.object("w.txt", "webhook");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone())
-        .rule(Rule::new(origin(&from.url).build().unwrap()));
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(Rule::new(origin(&from.url).build().unwrap()))
+        .build();
     // Credentials in the URL: sent as Basic credentials, to the configured host only.
     let hook = Webhook::new(&format!("http://hook:s3cret@{hook_addr}/hook?token=t"))
         .unwrap()
         .attempts(2)
         .min_backoff(Duration::from_millis(10))
-        .spawn(layer.subscribe());
+        .spawn(layer.handle().subscribe());
     let m = serve(store_service(store).layer(layer)).await;
     assert_eq!(
         get(&client(), &format!("http://{m}/w.txt")).await.body(),

@@ -23,7 +23,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{Attribute, Attributes, ObjectStore};
 use tower::Layer;
 use tower_http::services::ServeDir;
-use tower_origin_pull::{BucketStore, HttpOrigin, OriginPullLayer, Rule, ServeStore, Store};
+use tower_origin_pull::{BucketStore, HttpOrigin, OriginPullBuilder, Rule, ServeStore, Store};
 
 use common::*;
 
@@ -78,8 +78,9 @@ fn assert_safety(got: &Got, what: &str) {
 
 /// `ServeStore` over `store`, the layer pulling misses into it.
 async fn serve_store_stack(store: Arc<dyn ObjectStore>, origin_url: &str) -> String {
-    let layer = OriginPullLayer::new(BucketStore::new(store.clone()))
-        .rule(Rule::new(http_origin(origin_url)));
+    let layer = OriginPullBuilder::new(BucketStore::new(store.clone()))
+        .rule(Rule::new(http_origin(origin_url)))
+        .build();
     let app = axum::Router::new()
         .fallback_service(ServeStore::new(store))
         .layer(layer);
@@ -193,8 +194,9 @@ async fn a_replayed_object_keeps_type_and_safety_headers() {
     let origin = TestOrigin::start().await;
     origin_object(&origin, "evil.html", EVIL, &SAFETY);
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::new(BucketStore::new(store.clone()))
-        .rule(Rule::new(http_origin(&origin.url)));
+    let layer = OriginPullBuilder::new(BucketStore::new(store.clone()))
+        .rule(Rule::new(http_origin(&origin.url)))
+        .build();
     // No route: every request is a 404 to the layer.
     let app = axum::Router::new().layer(layer);
     let url = format!("http://{}/evil.html", serve(app).await);
@@ -277,7 +279,9 @@ async fn a_local_disk_store_says_it_keeps_no_attributes() {
 /// that types by extension and sends no header the origin sent.
 async fn serve_dir_stack(dir: &std::path::Path, origin_url: &str) -> String {
     let store = BucketStore::new(Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap()));
-    let layer = OriginPullLayer::new(store).rule(Rule::new(http_origin(origin_url)));
+    let layer = OriginPullBuilder::new(store)
+        .rule(Rule::new(http_origin(origin_url)))
+        .build();
     let app = axum::Router::new().fallback_service(layer.layer(ServeDir::new(dir)));
     format!("http://{}/", serve(app).await)
 }

@@ -29,7 +29,7 @@ use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_origin_pull::{BucketStore, HttpOrigin, OriginPullLayer, Rule, ServeStore};
+use tower_origin_pull::{BucketStore, HttpOrigin, OriginPullBuilder, Rule, ServeStore};
 
 use common::faulty::*;
 use common::*;
@@ -199,9 +199,10 @@ async fn stress(cfg: Config) -> Report {
             .with_multipart_threshold(64 * 1024)
             .with_part_size(32 * 1024);
         // A small window: large objects and late joiners go through demotion to the store.
-        let layer = OriginPullLayer::new(bucket)
+        let layer = OriginPullBuilder::new(bucket)
             .coalesce_window(64 * 1024)
-            .rule(Rule::new(http));
+            .rule(Rule::new(http))
+            .build();
         let app = axum::Router::new()
             .fallback_service(ServeStore::new(store.clone()))
             .layer(layer.clone());
@@ -252,11 +253,11 @@ async fn stress(cfg: Config) -> Report {
         let layer = layer.clone();
         assert!(
             eventually(Duration::from_secs(10), || async {
-                layer.fills_in_flight() == 0
+                layer.handle().fills_in_flight() == 0
             })
             .await,
             "a fill is stuck: {} in flight",
-            layer.fills_in_flight()
+            layer.handle().fills_in_flight()
         );
     }
 
@@ -386,10 +387,11 @@ async fn a_reader_at_1_kib_per_s_neither_stalls_others_nor_grows_memory() {
         .with_multipart_threshold(MIB)
         .with_part_size(MIB)
         .with_max_concurrent_parts(2);
-    let layer = OriginPullLayer::new(bucket)
+    let layer = OriginPullBuilder::new(bucket)
         .coalesce_window(WINDOW)
         .slow_reader_grace(Duration::from_millis(100))
-        .rule(Rule::new(HttpOrigin::new(&origin.url).unwrap()));
+        .rule(Rule::new(HttpOrigin::new(&origin.url).unwrap()))
+        .build();
     let events = EventLog::spawn(&layer);
     let misses = Misses::default();
     let inner = axum::Router::new().fallback_service(ServeStore::new(store.clone()));

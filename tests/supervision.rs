@@ -20,8 +20,8 @@ use object_store::memory::InMemory;
 use tokio::sync::watch;
 use tower::ServiceExt;
 use tower_origin_pull::{
-    BucketStore, Error, HttpOrigin, Origin, OriginPullLayer, OriginRequest, OriginResponse, Rule,
-    Store, StoreWrite, StoredObject,
+    BucketStore, Error, HttpOrigin, Origin, OriginPullBuilder, OriginPullLayer, OriginRequest,
+    OriginResponse, Rule, Store, StoreWrite, StoredObject,
 };
 
 use common::*;
@@ -158,7 +158,7 @@ impl App {
 async fn app(
     origin: &TestOrigin,
     local: bool,
-    layer: impl FnOnce(OriginPullLayer) -> OriginPullLayer,
+    layer: impl FnOnce(OriginPullBuilder) -> OriginPullBuilder,
 ) -> App {
     let (store, dir): (Arc<dyn ObjectStore>, _) = if local {
         let dir = tempfile::tempdir().unwrap();
@@ -180,11 +180,12 @@ async fn app(
     let bucket = BucketStore::new(store.clone())
         .with_multipart_threshold(16 * 1024)
         .with_part_size(16 * 1024);
-    let layer = layer(OriginPullLayer::new(PanickyStore {
+    let layer = layer(OriginPullBuilder::new(PanickyStore {
         inner: bucket,
         armed: store_armed.clone(),
     }))
-    .rule(Rule::new(misbehaving));
+    .rule(Rule::new(misbehaving))
+    .build();
     let inner_calls = Arc::new(AtomicUsize::new(0));
     let inner = {
         let calls = inner_calls.clone();
@@ -243,7 +244,7 @@ async fn twenty_one_break(app: &App, key: &str, object: &Bytes, bound: Duration)
     );
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        app.layer.fills_in_flight(),
+        app.layer.handle().fills_in_flight(),
         1,
         "one fill for the 21 requests"
     );
@@ -272,7 +273,7 @@ async fn twenty_one_break(app: &App, key: &str, object: &Bytes, bound: Duration)
     );
     assert!(
         eventually(Duration::from_secs(5), || async {
-            app.layer.fills_in_flight() == 0
+            app.layer.handle().fills_in_flight() == 0
         })
         .await,
         "the slot is released"
@@ -368,7 +369,7 @@ async fn an_origin_that_never_answers_is_bounded_by_the_head_timeout() {
     );
     assert!(
         eventually(Duration::from_secs(2), || async {
-            app.layer.fills_in_flight() == 0
+            app.layer.handle().fills_in_flight() == 0
         })
         .await
     );
@@ -393,7 +394,7 @@ async fn an_origin_body_that_stalls_is_bounded_by_the_stall_timeout() {
     );
     assert!(
         eventually(Duration::from_secs(2), || async {
-            app.layer.fills_in_flight() == 0
+            app.layer.handle().fills_in_flight() == 0
         })
         .await
     );
@@ -431,7 +432,7 @@ async fn a_hundred_panics_with_a_bound_of_two_still_serve_a_healthy_key() {
     }
     assert!(
         eventually(Duration::from_secs(2), || async {
-            app.layer.fills_in_flight() == 0
+            app.layer.handle().fills_in_flight() == 0
         })
         .await,
         "every slot came back"
@@ -450,11 +451,13 @@ async fn a_body_error_downcasts_to_the_crate_error() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let mode = Arc::new(AtomicU8::new(PANIC_BODY));
     let (_gate, gate_rx) = watch::channel(true);
-    let layer = OriginPullLayer::from_object_store(store.clone()).rule(Rule::new(Misbehaving {
-        inner: HttpOrigin::new(&origin.url).unwrap(),
-        mode,
-        gate: gate_rx,
-    }));
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(Rule::new(Misbehaving {
+            inner: HttpOrigin::new(&origin.url).unwrap(),
+            mode,
+            gate: gate_rx,
+        }))
+        .build();
     let service = store_service(store).layer(layer);
     let response = service
         .oneshot(
@@ -518,7 +521,7 @@ fn a_fill_whose_runtime_shuts_down_releases_its_waiters() {
     main.block_on(async {
         assert!(
             eventually(Duration::from_secs(5), || async {
-                app.layer.fills_in_flight() == 1
+                app.layer.handle().fills_in_flight() == 1
             })
             .await
         );
@@ -543,7 +546,7 @@ fn a_fill_whose_runtime_shuts_down_releases_its_waiters() {
             "released, not stranded"
         );
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(app.layer.fills_in_flight(), 0);
+        assert_eq!(app.layer.handle().fills_in_flight(), 0);
         app.mode.store(HEALTHY, Ordering::SeqCst);
         let got = get(&client(), &app.at("r/obj.bin")).await;
         assert_eq!(got.body.unwrap(), object, "the next request starts afresh");
@@ -561,13 +564,12 @@ async fn a_proxy_client_that_never_reads_is_dropped_after_the_grace() {
     origin.object("big/never-read.bin", object);
     origin.object("big/next.bin", "next");
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let layer = OriginPullLayer::from_object_store(store.clone())
+    let layer = OriginPullBuilder::from_object_store(store.clone())
         .max_fills(1)
         .coalesce_window(256 * 1024)
         .slow_reader_grace(Duration::from_millis(200))
-        .rule(
-            Rule::new(HttpOrigin::new(&origin.url).unwrap()).mode(tower_origin_pull::Mode::Proxy),
-        );
+        .rule(Rule::new(HttpOrigin::new(&origin.url).unwrap()).mode(tower_origin_pull::Mode::Proxy))
+        .build();
     let addr = serve(store_service(store).layer(layer.clone())).await;
     let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
     stuck
@@ -576,13 +578,13 @@ async fn a_proxy_client_that_never_reads_is_dropped_after_the_grace() {
         .unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            layer.fills_in_flight() == 1
+            layer.handle().fills_in_flight() == 1
         })
         .await
     );
     assert!(
         eventually(Duration::from_secs(10), || async {
-            layer.fills_in_flight() == 0
+            layer.handle().fills_in_flight() == 0
         })
         .await,
         "the fill gave up on a client that reads nothing"

@@ -16,7 +16,7 @@ use object_store::{Attribute, ObjectStore, ObjectStoreExt};
 use tempfile::TempDir;
 use tower::Layer;
 use tower_http::services::ServeDir;
-use tower_origin_pull::{BucketStore, ClientDisconnect, HttpOrigin, OriginPullLayer, Rule};
+use tower_origin_pull::{BucketStore, ClientDisconnect, HttpOrigin, OriginPullBuilder, Rule};
 
 use common::*;
 
@@ -81,8 +81,9 @@ async fn stack_with(
             (Arc::new(fs), Some(dir))
         }
     };
-    let layer =
-        OriginPullLayer::new(bucket(BucketStore::new(store.clone()))).rule(rule(Rule::new(origin)));
+    let layer = OriginPullBuilder::new(bucket(BucketStore::new(store.clone())))
+        .rule(rule(Rule::new(origin)))
+        .build();
     let app = match &dir {
         None => store_service(store.clone()).layer(layer),
         Some(dir) => axum::Router::new().fallback_service(layer.layer(ServeDir::new(dir.path()))),
@@ -557,8 +558,11 @@ async fn http2_origins_work_with_prior_knowledge() {
         .http2_prior_knowledge(true)
         .build()
         .unwrap();
-    let app = store_service(store.clone())
-        .layer(OriginPullLayer::from_object_store(store.clone()).rule(Rule::new(h2)));
+    let app = store_service(store.clone()).layer(
+        OriginPullBuilder::from_object_store(store.clone())
+            .rule(Rule::new(h2))
+            .build(),
+    );
     let addr = serve(app).await;
     let got = get(&client(), &format!("http://{addr}/h2.bin")).await;
     assert_eq!(got.outcome(), Some("pulled"));

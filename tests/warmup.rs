@@ -9,13 +9,14 @@ use http::StatusCode;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use tower_origin_pull::warmup::Warmup;
-use tower_origin_pull::{BucketStore, HttpOrigin, OriginPullLayer, Rule};
+use tower_origin_pull::{BucketStore, HttpOrigin, OriginPullBuilder, OriginPullLayer, Rule};
 
 use common::*;
 
 fn layer(origin: &str, store: Arc<dyn ObjectStore>) -> OriginPullLayer {
-    OriginPullLayer::new(BucketStore::new(store).with_tombstones(true))
+    OriginPullBuilder::new(BucketStore::new(store).with_tombstones(true))
         .rule(Rule::new(HttpOrigin::new(origin).unwrap()).prefix("w/"))
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +110,7 @@ async fn deleted_keys_stay_deleted_until_undeleted() {
     let url = format!("http://{addr}/w/gone.txt");
     assert_eq!(get(&c, &url).await.outcome(), Some("pulled"));
 
-    layer.delete("w/gone.txt").await.unwrap();
+    layer.handle().delete("w/gone.txt").await.unwrap();
     assert!(stored(&*store, "w/gone.txt").await.is_none());
     let after = get(&c, &url).await;
     assert_eq!(after.status, StatusCode::NOT_FOUND, "not pulled back");
@@ -127,7 +128,7 @@ async fn deleted_keys_stay_deleted_until_undeleted() {
     .await;
     assert_eq!(marker.outcome(), None);
 
-    layer.undelete("w/gone.txt").await.unwrap();
+    layer.handle().undelete("w/gone.txt").await.unwrap();
     assert_eq!(get(&c, &url).await.outcome(), Some("pulled"));
     assert_eq!(origin.hits("w/gone.txt"), 2);
 }

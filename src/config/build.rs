@@ -23,7 +23,7 @@ use crate::rule::{
     Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, Mode, Oversize,
     QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
 };
-use crate::{BucketStore, DEFAULT_MAX_FILLS, OriginPullLayer, Webhook};
+use crate::{BucketStore, DEFAULT_MAX_FILLS, OriginPullBuilder, OriginPullLayer, Webhook};
 
 /// Collects problems; in the build pass, also opens and builds.
 struct Check {
@@ -1095,7 +1095,7 @@ fn assemble(
     let (Some(store), Some(rules)) = (store, rules.into_iter().collect::<Option<Vec<_>>>()) else {
         return None;
     };
-    let mut layer = OriginPullLayer::new(store).rules(rules);
+    let mut layer = OriginPullBuilder::new(store).rules(rules);
     if let Some(w) = window {
         layer = layer.coalesce_window(w);
     }
@@ -1131,7 +1131,7 @@ fn assemble(
         Some(None) if config.header_name.is_some() => layer = layer.without_header(),
         _ => {}
     }
-    Some((layer, webhook))
+    Some((layer.build(), webhook))
 }
 
 /// `[server]`'s values, read (what is not given is `None`).

@@ -644,7 +644,7 @@ impl Config {
         let webhook = match (webhook, runtime) {
             (Some(webhook), Ok(runtime)) => {
                 let _inside = runtime.enter();
-                Some(webhook.spawn(layer.subscribe()))
+                Some(webhook.spawn(layer.handle().subscribe()))
             }
             _ => None,
         };

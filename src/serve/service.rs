@@ -36,15 +36,16 @@ const ATTEMPTS: usize = 3;
 /// use std::sync::Arc;
 /// use axum::Router;
 /// use object_store::memory::InMemory;
-/// use tower_origin_pull::{HttpOrigin, OriginPullLayer, Rule, ServeStore};
+/// use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule, ServeStore};
 ///
 /// # fn main() -> Result<(), tower_origin_pull::Error> {
 /// let store = Arc::new(InMemory::new());
 /// let app: Router = Router::new()
 ///     .fallback_service(ServeStore::new(store.clone()))
 ///     .layer(
-///         OriginPullLayer::from_object_store(store)
-///             .rule(Rule::new(HttpOrigin::new("http://127.0.0.1:9000/")?)),
+///         OriginPullBuilder::from_object_store(store)
+///             .rule(Rule::new(HttpOrigin::new("http://127.0.0.1:9000/")?))
+///             .build(),
 ///     );
 /// # Ok(()) }
 /// ```

@@ -862,7 +862,7 @@ pub struct EventLog(Arc<Mutex<Vec<tower_origin_pull::FillEvent>>>);
 impl EventLog {
     pub fn spawn(layer: &tower_origin_pull::OriginPullLayer) -> Self {
         let log = Self::default();
-        let mut rx = layer.subscribe();
+        let mut rx = layer.handle().subscribe();
         let sink = log.0.clone();
         tokio::spawn(async move {
             while let Ok(event) = rx.recv().await {
