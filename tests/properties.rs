@@ -78,6 +78,16 @@ fn model_clean(segments: &[String]) -> bool {
                 && !s.contains('\\')
                 && !s.chars().any(char::is_control)
                 && !looks_encoded(s)
+                // What Java servers read as dot segments (`..;`, fullwidth dots): the model
+                // of that is `tests/security_keys.rs`'s, checked against it there.
+                && !key::reads_as_dot_segment(s)
+                // Characters whose NFKC form is a separator (`／`, `＼`, `℀`, ...).
+                && !s.chars().any(|c| {
+                    matches!(
+                        c,
+                        '\u{FF0F}' | '\u{FF3C}' | '\u{FE68}' | '\u{2100}' | '\u{2101}' | '\u{2105}' | '\u{2106}'
+                    )
+                })
         })
 }
 

@@ -331,3 +331,37 @@ async fn finding_2_a_crafted_404_is_not_remembered_for_everyone() {
         assert_eq!(victim.body(), CLEAN.as_bytes());
     }
 }
+
+/// Finding 9: `deny_hosts` applies to HTTP/2 requests too, which carry their host as
+/// `:authority`, not a `Host` header.
+#[tokio::test]
+async fn deny_hosts_holds_for_http2_authority() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let origin = reflecting_origin().await;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .rule(Rule::new(HttpOrigin::new(&origin).unwrap()).deny_hosts(["evil.example"]))
+        .build();
+    let addr = serve(store_service(store.clone()).layer(layer)).await;
+    for (authority, pulled) in [("evil.example", false), ("good.example", true)] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("http://{authority}/h2/{authority}.bin"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let res = send.send_request(req).await.unwrap();
+        assert_eq!(res.version(), http::Version::HTTP_2);
+        let expected = if pulled {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(res.status(), expected, "{authority}");
+    }
+    assert_eq!(listing(&*store).await, ["h2/good.example.bin"]);
+}
