@@ -41,6 +41,28 @@ pub fn parse(path: &str) -> Option<String> {
     (key.len() <= MAX_KEY_LEN).then_some(key)
 }
 
+/// The request path of a clean `key`: `/` and each segment percent-encoded, so that
+/// [`parse`] gives the key back.
+///
+/// ```
+/// use tower_origin_pull::key;
+/// assert_eq!(key::to_path("a b/c%d.png"), "/a%20b/c%25d.png");
+/// assert_eq!(key::parse(&key::to_path("a b/c%d.png")).as_deref(), Some("a b/c%d.png"));
+/// ```
+pub fn to_path(key: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let mut path = String::with_capacity(key.len() + 1);
+    for segment in key.split('/') {
+        path.push('/');
+        path.extend(percent_encoding::utf8_percent_encode(segment, SEGMENT));
+    }
+    path
+}
+
 /// Whether `key` (already decoded, no leading `/`) is a clean key, by the same rules as
 /// [`parse`]: what a warm-up list or an API caller names is held to the same standard as a
 /// request path.

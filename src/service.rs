@@ -56,7 +56,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let engine = &self.layer.engine;
         let captured = engine.wants(req.method()).then(|| Captured {
             method: req.method().clone(),
@@ -65,6 +65,15 @@ where
             range: req.headers().get(http::header::RANGE).cloned(),
             engine: engine.clone(),
         });
+        // A variant of a key (a rule keys some of the request's input) is its own object:
+        // the inner service is asked for the variant's key.
+        if let Some(c) = &captured {
+            if let Some(path) = engine.variant_path(&c.method, &c.uri, c.headers.as_ref()) {
+                if let Ok(uri) = http::Uri::builder().path_and_query(path).build() {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
         ResponseFuture::new(self.inner.call(req), captured)
     }
 }

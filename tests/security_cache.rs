@@ -216,6 +216,20 @@ fn rows() -> Vec<Row> {
             refused_at: Some("rules[0].request_headers"),
         },
         Row {
+            name: "a keyed query parameter",
+            rule: |r| r.key_query(["v"]),
+            toml: r#"key_query = ["v"]"#,
+            attacker: ("k/a.bin?v=evil", &[]),
+            refused_at: None,
+        },
+        Row {
+            name: "a keyed header",
+            rule: |r| r.key_headers(["accept-language"]).unwrap(),
+            toml: r#"key_headers = ["accept-language"]"#,
+            attacker: ("k/a.bin", &[("accept-language", "evil")]),
+            refused_at: None,
+        },
+        Row {
             name: "a host condition (selects the rule, forwards nothing)",
             rule: |r| r.allow_hosts(["mirror.example"]),
             toml: r#"allow_hosts = ["mirror.example"]"#,
@@ -364,4 +378,97 @@ async fn deny_hosts_holds_for_http2_authority() {
         assert_eq!(res.status(), expected, "{authority}");
     }
     assert_eq!(listing(&*store).await, ["h2/good.example.bin"]);
+}
+
+/// `key_query` / `key_headers`: what the rule keys reaches the origin and is stored per
+/// variant; each client gets its own variant, a repeated variant is a hit, and a key has at
+/// most `max_variants` stored variants.
+#[tokio::test]
+async fn keyed_input_makes_a_variant_per_value_each_a_hit_of_its_own() {
+    let origin = reflecting_origin().await;
+    type Keyed = (
+        &'static str,
+        fn(Rule) -> Rule,
+        (&'static str, &'static [(&'static str, &'static str)]),
+        &'static str,
+    );
+    let rows: [Keyed; 2] = [
+        (
+            "key_query",
+            |r| r.key_query(["lang"]),
+            ("kq/a.bin?lang=evil&other=x", &[]),
+            "q=lang=evil",
+        ),
+        (
+            "key_headers",
+            |r| r.key_headers(["accept-language"]).unwrap(),
+            ("kh/a.bin", &[("accept-language", "Evil ")]),
+            "lang=evil",
+        ),
+    ];
+    for (name, rule, (target, headers), attacker_sees) in rows {
+        for local in [false, true] {
+            let m = mirror(
+                local,
+                rule(Rule::new(HttpOrigin::new(&origin).unwrap())),
+                false,
+            )
+            .await;
+            let c = client();
+            let url = format!("{}{target}", m.url);
+            let attacker = get_with(&c, &url, headers).await;
+            let body = String::from_utf8(attacker.body().to_vec()).unwrap();
+            assert!(body.contains(attacker_sees), "{name}: {body}");
+            assert_eq!(
+                attacker.outcome(),
+                Some("pulled"),
+                "{name}: a variant is stored"
+            );
+            let key = target.split('?').next().unwrap();
+            let victim = get(&c, &format!("{}{key}", m.url)).await;
+            assert_eq!(
+                victim.body(),
+                CLEAN.as_bytes(),
+                "{name}: the victim's own (local {local})"
+            );
+            assert_eq!(victim.outcome(), Some("pulled"));
+            // Both are hits now, each of its own variant.
+            let again = get_with(&c, &url, headers).await;
+            assert_eq!(again.outcome(), None, "{name}: the variant is a hit");
+            assert_eq!(again.body(), attacker.body());
+            let plain = get(&c, &format!("{}{key}", m.url)).await;
+            assert_eq!(plain.outcome(), None);
+            assert_eq!(plain.body(), CLEAN.as_bytes());
+            assert_eq!(
+                listing(&*m.store).await.len(),
+                2,
+                "{name}: the plain key and one variant"
+            );
+        }
+    }
+    // At most max_variants stored variants per key; past it, answered privately.
+    let m = mirror(
+        false,
+        Rule::new(HttpOrigin::new(&origin).unwrap())
+            .key_query(["v"])
+            .max_variants(2),
+        false,
+    )
+    .await;
+    let c = client();
+    for (v, outcome) in [
+        ("1", "pulled"),
+        ("2", "pulled"),
+        ("3", "proxied"),
+        ("4", "proxied"),
+    ] {
+        let got = get(&c, &format!("{}mv/a.bin?v={v}", m.url)).await;
+        assert_eq!(got.outcome(), Some(outcome), "v={v}");
+        assert!(
+            std::str::from_utf8(got.body())
+                .unwrap()
+                .contains(&format!("q=v={v}"))
+        );
+    }
+    assert_eq!(listing(&*m.store).await.len(), 2);
 }

@@ -896,7 +896,20 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
     if let Some(max) = max_size {
         rule = rule.max_object_size(max, oversize.unwrap_or_default());
     }
+    if !r.key_headers.is_empty() {
+        match rule
+            .clone()
+            .key_headers(r.key_headers.iter().map(String::as_str))
+        {
+            Ok(keyed) => rule = keyed,
+            Err(e) => c.problem(format!("{at}.key_headers"), strip(e)),
+        }
+    }
+    if let Some(n) = c.count(&format!("{at}.max_variants"), r.max_variants, 1, 10_000) {
+        rule = rule.max_variants(n);
+    }
     rule = rule
+        .key_query(r.key_query.iter().cloned())
         .unkeyed_forwarding(r.unkeyed_forwarding.unwrap_or(false))
         .store_private(r.store_private.unwrap_or(false))
         .store_mistyped(r.store_mistyped.unwrap_or(false));

@@ -389,6 +389,16 @@ pub struct RuleConfig {
     /// Which request headers go to the origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_headers: Option<HeaderPolicyConfig>,
+    /// Query parameters put in the key: each combination of values is a variant of the key,
+    /// sent to the origin and stored on its own (see [`Rule::key_query`](crate::Rule::key_query)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_query: Vec<String>,
+    /// Request headers put in the key (see [`Rule::key_headers`](crate::Rule::key_headers)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_headers: Vec<String>,
+    /// At most this many variants of one key are stored (default 32; 1 ..= 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_variants: Option<usize>,
     /// Store and share responses although the rule forwards the query or client headers,
     /// which are not part of the key (default `false`; a rule that forwards them without
     /// this is refused: see [`Rule::unkeyed_forwarding`](crate::Rule::unkeyed_forwarding)).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::header::RANGE;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
-use super::Engine;
+use super::{Engine, variant};
 use crate::fill::FillSpec;
 use crate::origin::OriginRequest;
 use crate::progress::Outcome;
@@ -70,23 +70,42 @@ pub(crate) struct Redirect {
     pub(crate) background: Option<FillSpec>,
 }
 
-/// Decide what a miss becomes. Pure: it starts nothing and counts nothing.
+/// Decide what a miss becomes. It starts nothing and counts nothing but the variants of a
+/// key (for `max_variants`).
 pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
     let Some(key) = crate::key::parse(miss.uri.path()) else {
         return Action::Untouched;
     };
-    let Some((rule, request)) = engine.plan(&key, miss.method, miss.status, miss.uri, miss.headers)
+    let Some((rule, mut request)) =
+        engine.plan(&key, miss.method, miss.status, miss.uri, miss.headers)
     else {
         return Action::Untouched;
     };
     let head_only = miss.method == Method::HEAD;
+    let mut reason = private(rule, &request, miss.headers);
+    // Keyed input: this request is a variant of the key, stored and filled as its own key,
+    // and its keyed input goes to the origin.
+    let key = match variant::of(rule, &key, miss.uri, miss.headers) {
+        Some(variant) => {
+            if !engine.variants.admit(&key, &variant, rule.max_variants) {
+                reason.get_or_insert("the key has as many variants as the rule keeps");
+            }
+            request.query = match (variant.query, request.query.take()) {
+                (Some(keyed), Some(rest)) => Some(format!("{keyed}&{rest}")),
+                (keyed, rest) => keyed.or(rest),
+            };
+            request.headers.extend(variant.headers);
+            variant.key
+        }
+        None => key,
+    };
     let planned = Planned {
         engine,
         rule,
         key,
         head_only,
     };
-    if let Some(reason) = private(rule, &request, miss.headers) {
+    if let Some(reason) = reason {
         tracing::debug!(key = %planned.key, reason, "miss: answered for this client only");
         return planned.private(request, asked(miss.range));
     }

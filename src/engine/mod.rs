@@ -7,6 +7,7 @@
 //! `fill/` (the fill, its guard and readers) → `origin/` and `store/` → `body.rs`.
 
 mod decide;
+pub(crate) mod variant;
 
 use std::sync::Arc;
 
@@ -36,6 +37,11 @@ pub(crate) struct Engine {
     pub(crate) needs_headers: bool,
     /// The union of the rules' trigger statuses.
     statuses: Vec<StatusCode>,
+    /// Some rule puts request input in the key (then the hit path asks the inner service
+    /// for a request's variant).
+    keyed: bool,
+    /// Variants seen per key, for `max_variants`.
+    pub(crate) variants: variant::Counted,
     pub(crate) settings: FillSettings,
     pub(crate) events: Events,
     pub(crate) counters: Arc<Counters>,
@@ -76,6 +82,8 @@ impl Engine {
             }
         }
         Self {
+            keyed: rules.iter().any(Rule::keys_input),
+            variants: variant::Counted::default(),
             head: rules.iter().any(|r| r.accepts(&Method::HEAD)),
             needs_headers: trust_forwarded_proto || rules.iter().any(Rule::reads_request_headers),
             statuses,
@@ -95,6 +103,25 @@ impl Engine {
     #[inline]
     pub(crate) fn wants(&self, method: &Method) -> bool {
         (method == Method::GET || (self.head && method == Method::HEAD)) && !self.rules.is_empty()
+    }
+
+    /// The path the inner service is asked for: the request's variant's key when the rule
+    /// that would take the request keys some of its input, else `None` (the path as it is).
+    /// Costs nothing unless some rule keys input.
+    #[inline]
+    pub(crate) fn variant_path(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: Option<&HeaderMap>,
+    ) -> Option<String> {
+        if !self.keyed {
+            return None;
+        }
+        let key = crate::key::parse(uri.path())?;
+        let rule = self.rules.iter().find(|r| r.takes(&key, method, headers))?;
+        let variant = variant::of(rule, &key, uri, headers)?;
+        Some(crate::key::to_path(&variant.key))
     }
 
     /// Whether an inner response with this status may be pulled.

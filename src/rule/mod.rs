@@ -74,6 +74,9 @@ pub enum ClientDisconnect {
     CancelFill,
 }
 
+/// The default of [`Rule::max_variants`].
+pub const DEFAULT_MAX_VARIANTS: usize = 32;
+
 /// One origin-pull rule: conditions and an action.
 ///
 /// ```
@@ -113,6 +116,9 @@ pub struct Rule {
     pub(crate) head_miss: HeadMiss,
     pub(crate) checks: FillChecks,
     pub(crate) unkeyed_forwarding: bool,
+    pub(crate) key_query: Vec<String>,
+    pub(crate) key_headers: Vec<HeaderName>,
+    pub(crate) max_variants: usize,
 }
 
 impl fmt::Debug for Rule {
@@ -162,6 +168,9 @@ impl Rule {
             head_miss: HeadMiss::Ignore,
             checks: FillChecks::default(),
             unkeyed_forwarding: false,
+            key_query: Vec::new(),
+            key_headers: Vec::new(),
+            max_variants: DEFAULT_MAX_VARIANTS,
         }
     }
 
@@ -360,6 +369,50 @@ impl Rule {
         self
     }
 
+    /// Put these query parameters in the key: each combination of their values is a variant
+    /// of the key, sent to the origin, stored and coalesced on its own (under
+    /// `.origin-pull-variants/<key>/v-<hash>`, which the inner service is asked for, so each
+    /// variant is a hit of its own). Parameters are compared decoded, in any order; a
+    /// request without any of them is the plain key. At most
+    /// [`max_variants`](Self::max_variants) variants per key are stored.
+    #[must_use]
+    pub fn key_query<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.key_query.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Put these request headers in the key (compared trimmed and case-insensitively): each
+    /// value is a variant of the key, sent to the origin, stored and coalesced on its own;
+    /// see [`key_query`](Self::key_query). A name that is never sent to an origin (`Host`,
+    /// `Range`, hop-by-hop, conditionals) is an error.
+    pub fn key_headers<'a>(
+        mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, crate::Error> {
+        for name in names {
+            let checked = crate::HeaderPolicy::pass_only([name])?;
+            drop(checked);
+            let name = HeaderName::try_from(name)
+                .map_err(|_| crate::Error::config(format!("header name {name:?} is not valid")))?;
+            self.key_headers.push(name);
+        }
+        Ok(self)
+    }
+
+    /// How many variants of one key ([`key_query`](Self::key_query),
+    /// [`key_headers`](Self::key_headers)) are stored at most (default 32, at least 1);
+    /// further variants are answered privately (proxied, not stored), so a client cannot
+    /// fill the store with variants of one key. Counted per process.
+    #[must_use]
+    pub fn max_variants(mut self, variants: usize) -> Self {
+        self.max_variants = variants.max(1);
+        self
+    }
+
     /// Store and share responses although the rule forwards request input that is not part
     /// of the key — a query string, client headers (default `false`: such requests are
     /// proxied to their client only, and their `404`s are not remembered, so one client's
@@ -382,7 +435,22 @@ impl Rule {
 
     /// Whether matching or planning needs the request's headers.
     pub(crate) fn reads_request_headers(&self) -> bool {
-        !self.header_conditions.is_empty() || !self.hosts.is_empty() || self.headers.reads_request()
+        !self.header_conditions.is_empty()
+            || !self.hosts.is_empty()
+            || self.headers.reads_request()
+            || !self.key_headers.is_empty()
+    }
+
+    /// Whether the rule puts request input in the key.
+    pub(crate) fn keys_input(&self) -> bool {
+        !self.key_query.is_empty() || !self.key_headers.is_empty()
+    }
+
+    /// Whether the rule would take a request for `key`, whatever the inner status.
+    pub(crate) fn takes(&self, key: &str, method: &Method, headers: Option<&HeaderMap>) -> bool {
+        self.statuses
+            .first()
+            .is_some_and(|status| self.matches(key, method, *status, headers))
     }
 
     pub(crate) fn accepts(&self, method: &Method) -> bool {
