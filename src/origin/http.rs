@@ -536,6 +536,48 @@ fn connector(http: HttpConnector) -> Result<Connector, Error> {
     Ok(http)
 }
 
+impl HttpOrigin {
+    /// Send one request of a redirect chain and wait for its head, at most the first-byte
+    /// timeout (and what is left of the total timeout).
+    async fn send(
+        &self,
+        method: &http::Method,
+        uri: &Uri,
+        headers: &http::HeaderMap,
+        deadline: Option<Instant>,
+        url: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
+        let failed = |e: BoxError| Error::OriginRequest {
+            url: url.to_owned(),
+            source: e,
+        };
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(uri.clone())
+            .body(Empty::new())
+            .map_err(|e| failed(e.into()))?;
+        *req.headers_mut() = headers.clone();
+        // The Host always names the host asked, never the client's host.
+        if let Some(host) = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(HOST, host);
+        }
+        let mut wait = self.first_byte_timeout;
+        if let Some(deadline) = deadline {
+            wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        tokio::time::timeout(capped(wait), self.client.request(req))
+            .await
+            .map_err(|_| Error::OriginTimeout {
+                url: url.to_owned(),
+                timeout: wait,
+            })?
+            .map_err(|e| failed(e.into()))
+    }
+}
+
 impl Origin for HttpOrigin {
     fn fetch(&self, request: OriginRequest) -> BoxFuture<'static, Result<OriginResponse, Error>> {
         let scheme = self.scheme_for(request.client_scheme.as_ref());
@@ -549,34 +591,9 @@ impl Origin for HttpOrigin {
             let mut hops = 0;
             loop {
                 let url = strip_query(&uri);
-                let failed = |e: BoxError| Error::OriginRequest {
-                    url: url.clone(),
-                    source: e,
-                };
-                let mut req = Request::builder()
-                    .method(request.method.clone())
-                    .uri(uri.clone())
-                    .body(Empty::new())
-                    .map_err(|e| failed(e.into()))?;
-                *req.headers_mut() = headers.clone();
-                // The Host always names the host asked, never the client's host.
-                if let Some(host) = uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                {
-                    req.headers_mut().insert(HOST, host);
-                }
-                let mut wait = this.first_byte_timeout;
-                if let Some(deadline) = deadline {
-                    wait = wait.min(deadline.saturating_duration_since(Instant::now()));
-                }
-                let response = tokio::time::timeout(capped(wait), this.client.request(req))
-                    .await
-                    .map_err(|_| Error::OriginTimeout {
-                        url: url.clone(),
-                        timeout: wait,
-                    })?
-                    .map_err(|e| failed(e.into()))?;
+                let response = this
+                    .send(&request.method, &uri, &headers, deadline, &url)
+                    .await?;
                 let status = response.status();
                 let location = response
                     .headers()
