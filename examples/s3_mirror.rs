@@ -31,7 +31,7 @@ use std::sync::Arc;
 use axum::Router;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
-use tokio::net::TcpListener;
+use tower_origin_pull::server::Server;
 use tower_origin_pull::{HttpOrigin, HyperConnector, OriginPullBuilder, Rule, ServeStore};
 
 const USAGE: &str = "\
@@ -115,15 +115,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .build(),
         );
 
-    let listener = TcpListener::bind(&args.listen)
-        .await
+    // The crate's hardened server loop: header-read, idle and send timeouts, a connection
+    // cap and a backlog of 1,024 (see `tower_origin_pull::server`).
+    let addr: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .map_err(|e| format!("--listen {}: {e}", args.listen))?;
+    let listening = Server::bind(addr)
+        .listen()
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;
     println!(
         "serving {bucket} on http://{}/, pulling misses from {} (Ctrl-C to stop)",
-        listener.local_addr()?,
+        listening.local_addr()?,
         args.origin_url,
     );
-    axum::serve(listener, app)
+    listening
+        .serve(app)
         .with_graceful_shutdown(async {
             tokio::signal::ctrl_c().await.ok();
             println!("shutting down");

@@ -1,11 +1,11 @@
 //! Fill events: started, completed, failed — for notification (the FAQ's "how will I be
 //! notified after the offline origin-pull succeeds") and for progress views.
 //!
-//! Events go out on a bounded broadcast channel ([`OriginPullLayer::subscribe`]): sending
+//! Events go out on a bounded broadcast channel ([`OriginPullHandle::subscribe`]): sending
 //! never waits, so a slow subscriber can never slow a fill; it loses the oldest events instead
 //! (and its receiver reports how many, as `RecvError::Lagged`).
 //!
-//! [`OriginPullLayer::subscribe`]: crate::OriginPullLayer::subscribe
+//! [`OriginPullHandle::subscribe`]: crate::OriginPullHandle::subscribe
 
 use std::sync::Arc;
 use std::time::Duration;

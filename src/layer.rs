@@ -68,12 +68,12 @@ impl OriginPullBuilder {
         self
     }
 
-    /// Let the client's scheme choose the origin's for [`Protocol::Same`] origins: an
+    /// Let the client's scheme choose the origin's for [`Protocol::SameAsRequest`] origins: an
     /// absolute-form request target, HTTP/2's `:scheme`, `X-Forwarded-Proto` (default
     /// `false`: the origin's configured scheme is used). Turn it on only behind a proxy that
     /// sets `X-Forwarded-Proto` itself; an `https` origin is never downgraded either way.
     ///
-    /// [`Protocol::Same`]: crate::Protocol::Same
+    /// [`Protocol::SameAsRequest`]: crate::Protocol::SameAsRequest
     pub fn trust_forwarded_proto(mut self, trust: bool) -> Self {
         self.trust_forwarded_proto = trust;
         self
@@ -168,7 +168,8 @@ impl OriginPullBuilder {
         self.with_settings(|s| s.stall_timeout = timeout)
     }
 
-    /// How many async-mode fills may wait to start (default 1024). When the queue is full, a
+    /// How many background fills (async mode, the full fill behind a cold `Range`) may wait
+    /// to start (default 1024). When the queue is full, a
     /// request is still redirected but its fill is skipped (and counted in
     /// [`OriginPullHandle::background_stats`]).
     pub fn background_queue(self, capacity: usize) -> Self {

@@ -1,6 +1,6 @@
 //! Migration progress and metrics: how much is served from the store versus pulled.
 //!
-//! [`OriginPullLayer::progress`](crate::OriginPullLayer::progress) reads counters kept with
+//! [`OriginPullHandle::progress`](crate::OriginPullHandle::progress) reads counters kept with
 //! relaxed atomics (one increment per request the layer could have pulled). With the
 //! `metrics` feature the same events go to the [`metrics`](https://docs.rs/metrics) facade:
 //!

@@ -11,9 +11,10 @@ use crate::layer::OriginPullLayer;
 /// Middleware that pulls missing objects from an origin; see [`OriginPullLayer`].
 ///
 /// Requests that no rule could match (other methods, or no rules) go straight to the inner
-/// service. For the others the request's method and URI are remembered (no other
-/// allocation), the inner service answers, and only a response whose status triggers a rule
-/// goes further. The service's error type is the inner service's: the middleware's own
+/// service. For the others the request's method, URI and `Range` are remembered (refcounts;
+/// the headers too when a rule reads them; when a rule keys request input, the inner
+/// service is asked for the request's variant), the inner service answers, and only a
+/// response whose status triggers a rule goes further. The service's error type is the inner service's: the middleware's own
 /// failures become responses (`502`) or body errors.
 #[derive(Clone, Debug)]
 pub struct OriginPull<S> {

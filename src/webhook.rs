@@ -245,7 +245,7 @@ impl Webhook {
     }
 
     /// Deliver every event received from `events` (see
-    /// [`OriginPullLayer::subscribe`](crate::OriginPullLayer::subscribe)) on the current
+    /// [`OriginPullHandle::subscribe`](crate::OriginPullHandle::subscribe)) on the current
     /// Tokio runtime, until the layer is dropped or the handle is.
     ///
     /// # Panics

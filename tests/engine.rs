@@ -301,3 +301,58 @@ async fn every_mode_method_and_policy_with_a_free_and_a_full_bound() {
         }
     }
 }
+
+/// Background fills hold at most `background_concurrency` of the `max_fills` slots: with
+/// the background share full of slow async fills, a live miss still gets a slot at once.
+#[tokio::test]
+async fn a_full_background_share_never_starves_a_live_miss() {
+    let origin = TestOrigin::start().await;
+    let object = random_bytes(4096, 31);
+    for i in 0..6 {
+        slow(
+            &origin,
+            &format!("bg/{i}.bin"),
+            &object,
+            Duration::from_secs(2),
+        );
+    }
+    origin.object("live.bin", object.clone());
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let layer = OriginPullBuilder::from_object_store(store.clone())
+        .max_fills(3)
+        .background_concurrency(2)
+        .fill_queue_timeout(Duration::from_millis(50))
+        .rule(
+            Rule::new(HttpOrigin::new(&origin.url).unwrap())
+                .prefix("bg/")
+                .mode(Mode::Async),
+        )
+        .rule(Rule::new(HttpOrigin::new(&origin.url).unwrap()))
+        .build();
+    let url = router(store, layer.clone()).await;
+    let c = client();
+    for i in 0..6 {
+        let got = get(&c, &format!("{url}bg/{i}.bin")).await;
+        assert_eq!(got.status, StatusCode::FOUND);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            layer.handle().fills_in_flight() == 2
+        })
+        .await,
+        "the background share is full"
+    );
+    let live = get(&c, &format!("{url}live.bin")).await;
+    assert_eq!(
+        live.outcome(),
+        Some("pulled"),
+        "a live miss gets the slot left"
+    );
+    assert_eq!(live.body.unwrap(), object);
+    assert_eq!(
+        layer.handle().fills_in_flight(),
+        2,
+        "still only 2 background fills"
+    );
+    layer.handle().shutdown(Duration::ZERO).await;
+}

@@ -472,3 +472,26 @@ async fn keyed_input_makes_a_variant_per_value_each_a_hit_of_its_own() {
     }
     assert_eq!(listing(&*m.store).await.len(), 2);
 }
+
+/// A variant's key cannot be written by a request that names it.
+#[tokio::test]
+async fn a_variants_key_is_never_pulled_by_name() {
+    let origin = reflecting_origin().await;
+    let m = mirror(
+        false,
+        Rule::new(HttpOrigin::new(&origin).unwrap()).key_query(["v"]),
+        false,
+    )
+    .await;
+    let c = client();
+    let fr = get(&c, &format!("{}r/a.bin?v=fr", m.url)).await;
+    assert_eq!(fr.outcome(), Some("pulled"));
+    let stored = listing(&*m.store).await;
+    assert_eq!(stored.len(), 1);
+    // Another key's variant path, named directly: not pulled, nothing written.
+    let forged = stored[0].replace("r/a.bin", "r/b.bin");
+    let got = get(&c, &format!("{}{forged}", m.url)).await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+    assert_eq!(got.outcome(), None);
+    assert_eq!(listing(&*m.store).await, stored);
+}

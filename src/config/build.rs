@@ -1025,7 +1025,7 @@ fn assemble(
     if config.fill_overflow.is_some() {
         c.problem(
             "fill_overflow",
-            "removed in 0.2: past `max_fills` a miss waits `fill_queue_timeout`, then gets `503` \
+            "removed (see CHANGELOG, Unreleased): past `max_fills` a miss waits `fill_queue_timeout`, then gets `503` \
              with `Retry-After` (`retry_after`); delete this line",
         );
     }

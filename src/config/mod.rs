@@ -78,7 +78,7 @@
 //! | `server.http2_max_concurrent_streams` | 1 ..= 100,000 |
 //! | `server.admin_token` | at least 16 visible ASCII characters |
 //!
-//! ## Migrating from 0.1: `fill_overflow`
+//! ## Migrating: `fill_overflow` is gone
 //!
 //! `fill_overflow` is gone: [`max_fills`](Config::max_fills) now bounds fills of every kind,
 //! so a miss past it can no longer be proxied (that would be one more fill). It waits up to
@@ -146,54 +146,54 @@ pub struct Config {
     pub header_name: Option<String>,
     /// Bytes of a fill kept in memory for the readers that join it late (default `"4MiB"`;
     /// `0` up to the platform's `usize`). See
-    /// [`OriginPullLayer::coalesce_window`](crate::OriginPullLayer::coalesce_window).
+    /// [`OriginPullBuilder::coalesce_window`](crate::OriginPullBuilder::coalesce_window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesce_window: Option<String>,
     /// How long a reader that keeps the window full may hold its fill up before it is
     /// demoted (default `"250ms"`; any duration). See
-    /// [`OriginPullLayer::slow_reader_grace`](crate::OriginPullLayer::slow_reader_grace).
+    /// [`OriginPullBuilder::slow_reader_grace`](crate::OriginPullBuilder::slow_reader_grace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_reader_grace: Option<String>,
     /// How long an origin's `404` is remembered (default: not at all; `"0s"`: not at all;
     /// any duration). See
-    /// [`OriginPullLayer::remember_not_found`](crate::OriginPullLayer::remember_not_found).
+    /// [`OriginPullBuilder::remember_not_found`](crate::OriginPullBuilder::remember_not_found).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remember_not_found: Option<String>,
     /// Background fills (async mode, cold `Range` background fills) that may wait to start
     /// (default 1024; 1 ..= 1,000,000). See
-    /// [`OriginPullLayer::background_queue`](crate::OriginPullLayer::background_queue).
+    /// [`OriginPullBuilder::background_queue`](crate::OriginPullBuilder::background_queue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background_queue: Option<usize>,
     /// The share of `max_fills` that background and warm-up fills may hold at once
     /// (default 4; 1 ..= `max_fills`, which is 64 when not given). See
-    /// [`OriginPullLayer::background_concurrency`](crate::OriginPullLayer::background_concurrency).
+    /// [`OriginPullBuilder::background_concurrency`](crate::OriginPullBuilder::background_concurrency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background_concurrency: Option<usize>,
     /// The bound on fills of every kind in flight at once (default
     /// [`DEFAULT_MAX_FILLS`](crate::DEFAULT_MAX_FILLS) = 64; 1 ..= 1,000,000). See
-    /// [`OriginPullLayer::max_fills`](crate::OriginPullLayer::max_fills).
+    /// [`OriginPullBuilder::max_fills`](crate::OriginPullBuilder::max_fills).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_fills: Option<usize>,
     /// How long a miss that would start a fill waits for a slot of `max_fills` before it is
     /// answered `503` (default `"1s"`; `"0s"`: no wait; any duration). See
-    /// [`OriginPullLayer::fill_queue_timeout`](crate::OriginPullLayer::fill_queue_timeout).
+    /// [`OriginPullBuilder::fill_queue_timeout`](crate::OriginPullBuilder::fill_queue_timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fill_queue_timeout: Option<String>,
     /// The `Retry-After` of that `503` (default `"1s"`; sent in whole seconds, at least 1;
-    /// any duration). See [`OriginPullLayer::retry_after`](crate::OriginPullLayer::retry_after).
+    /// any duration). See [`OriginPullBuilder::retry_after`](crate::OriginPullBuilder::retry_after).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<String>,
     /// How long a fill may take to get the origin's head, and its readers wait for it
     /// (default: the rule's origin's attempt budget plus 10 s; any duration but `"0s"`). See
-    /// [`OriginPullLayer::head_timeout`](crate::OriginPullLayer::head_timeout).
+    /// [`OriginPullBuilder::head_timeout`](crate::OriginPullBuilder::head_timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_timeout: Option<String>,
     /// How long one step of a fill after the head (a body chunk, a store write, the commit)
     /// may take (default `"60s"`; any duration but `"0s"`). See
-    /// [`OriginPullLayer::stall_timeout`](crate::OriginPullLayer::stall_timeout).
+    /// [`OriginPullBuilder::stall_timeout`](crate::OriginPullBuilder::stall_timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_timeout: Option<String>,
-    /// Removed in 0.2, kept only so that a file setting it gets a clear error rather than
+    /// Removed (see the CHANGELOG), kept only so that a file setting it gets a clear error rather than
     /// "unknown field": any value is refused with a migration note (see the
     /// [module docs](self#migrating-from-01-fill_overflow)).
     #[serde(default, skip_serializing_if = "Option::is_none")]

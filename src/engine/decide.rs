@@ -76,6 +76,10 @@ pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
     let Some(key) = crate::key::parse(miss.uri.path()) else {
         return Action::Untouched;
     };
+    // Variants' keys are written only as variants, never by a request naming them.
+    if variant::reserved(&key) {
+        return Action::Untouched;
+    }
     let Some((rule, mut request)) =
         engine.plan(&key, miss.method, miss.status, miss.uri, miss.headers)
     else {
@@ -454,6 +458,49 @@ mod tests {
             act(Rule::new(Hidden).mode(Mode::Async), Method::GET, None),
             "cannot-redirect(r)"
         );
+    }
+
+    #[test]
+    fn the_clients_scheme_counts_only_when_trusted() {
+        let uri: Uri = "http://mirror/k.bin".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        for (trust, expected) in [(false, None), (true, Some(http::uri::Scheme::HTTP))] {
+            let engine = Engine::new(
+                vec![Rule::new(origin()).named("r")],
+                Arc::new(crate::BucketStore::new(Arc::new(
+                    object_store::memory::InMemory::new(),
+                ))),
+                None,
+                trust,
+                FillSettings::default(),
+            );
+            let (_, request) = engine
+                .plan(
+                    "k.bin",
+                    &Method::GET,
+                    StatusCode::NOT_FOUND,
+                    &uri,
+                    Some(&headers),
+                )
+                .unwrap();
+            assert_eq!(request.client_scheme, expected, "trust {trust}");
+            let relative: Uri = "/k.bin".parse().unwrap();
+            let (_, request) = engine
+                .plan(
+                    "k.bin",
+                    &Method::GET,
+                    StatusCode::NOT_FOUND,
+                    &relative,
+                    Some(&headers),
+                )
+                .unwrap();
+            let forwarded = trust.then_some(http::uri::Scheme::HTTPS);
+            assert_eq!(
+                request.client_scheme, forwarded,
+                "X-Forwarded-Proto, trust {trust}"
+            );
+        }
     }
 
     #[test]

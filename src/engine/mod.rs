@@ -29,7 +29,7 @@ pub(crate) struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) header_name: Option<HeaderName>,
     /// Whether the client's scheme (an absolute-form target, HTTP/2 `:scheme`,
-    /// `X-Forwarded-Proto`) may choose the origin's scheme for `Protocol::Same`.
+    /// `X-Forwarded-Proto`) may choose the origin's scheme for `Protocol::SameAsRequest`.
     pub(crate) trust_forwarded_proto: bool,
     /// Some rule accepts HEAD.
     head: bool,

@@ -17,11 +17,18 @@ use sha2::{Digest, Sha256};
 
 use crate::rule::Rule;
 
-/// Where variants are stored: a prefix no request path can make a plain key of by accident
-/// (a key under it is a variant's key, served as such).
+/// Where variants are stored. The prefix is reserved: a request for a key under it is never
+/// pulled (its miss stays the inner response), so no client can write a variant's key by
+/// naming it.
 pub(crate) const VARIANTS_PREFIX: &str = ".origin-pull-variants";
 
-/// Keys whose variants are counted at most (past it the oldest keys are forgotten).
+/// Whether `key` lies under the reserved variants prefix.
+pub(crate) fn reserved(key: &str) -> bool {
+    key.split('/').next() == Some(VARIANTS_PREFIX)
+}
+
+/// Keys whose variants are counted at most (past it, one counted key is forgotten for each
+/// new one).
 const MAX_COUNTED_KEYS: usize = 100_000;
 
 /// Query characters left as they are when the keyed parameters are re-encoded.
@@ -52,7 +59,7 @@ pub(crate) fn of(
     uri: &Uri,
     headers: Option<&HeaderMap>,
 ) -> Option<Variant> {
-    if rule.key_query.is_empty() && rule.key_headers.is_empty() {
+    if rule.key_query.is_empty() && rule.key_headers.is_empty() || reserved(key) {
         return None;
     }
     let mut pairs: Vec<(String, String)> = uri
@@ -132,7 +139,9 @@ impl Counted {
     pub(crate) fn admit(&self, key: &str, variant: &Variant, max: usize) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= MAX_COUNTED_KEYS && !seen.contains_key(key) {
-            seen.clear();
+            if let Some(forget) = seen.keys().next().cloned() {
+                seen.remove(&forget);
+            }
         }
         let hashes = seen.entry(key.to_owned()).or_default();
         if hashes.contains(&variant.hash) {
@@ -143,5 +152,69 @@ impl Counted {
         }
         hashes.insert(variant.hash);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HttpOrigin, Rule};
+
+    fn rule() -> Rule {
+        Rule::new(HttpOrigin::new("http://127.0.0.1:9/").unwrap())
+            .key_query(["lang", "v"])
+            .key_headers(["accept-language"])
+            .unwrap()
+    }
+
+    fn of_request(query: &str, lang: Option<&str>) -> Option<Variant> {
+        let uri: Uri = format!("/a.png?{query}").parse().unwrap();
+        let mut headers = HeaderMap::new();
+        if let Some(lang) = lang {
+            headers.insert("accept-language", HeaderValue::from_str(lang).unwrap());
+        }
+        of(&rule(), "a.png", &uri, Some(&headers))
+    }
+
+    #[test]
+    fn spellings_of_one_input_are_one_variant() {
+        let a = of_request("v=1&lang=fr", None).unwrap();
+        assert_eq!(of_request("lang=fr&v=1", None).unwrap(), a, "any order");
+        assert_eq!(
+            of_request("lang=%66r&v=1&other=x", None).unwrap(),
+            a,
+            "decoded; others ignored"
+        );
+        assert_eq!(a.query.as_deref(), Some("lang=fr&v=1"));
+        let h = of_request("", Some(" FR-ca ")).unwrap();
+        assert_eq!(
+            of_request("", Some("fr-CA")).unwrap(),
+            h,
+            "trimmed, any case"
+        );
+        assert!(h.key.starts_with(".origin-pull-variants/a.png/v-"));
+        assert_ne!(a.key, h.key);
+    }
+
+    #[test]
+    fn no_keyed_input_is_the_plain_key_and_the_prefix_is_reserved() {
+        assert!(of_request("other=1", None).is_none());
+        let uri: Uri = "/x?v=1".parse().unwrap();
+        assert!(of(&rule(), ".origin-pull-variants/a.png/v-00", &uri, None).is_none());
+        assert!(reserved(".origin-pull-variants/a"));
+        assert!(!reserved("a/.origin-pull-variants"));
+    }
+
+    #[test]
+    fn max_variants_holds_whatever_else_is_counted() {
+        let counted = Counted::default();
+        let v = |q: &str| of_request(q, None).unwrap();
+        assert!(counted.admit("a.png", &v("v=1"), 2));
+        assert!(counted.admit("a.png", &v("v=2"), 2));
+        assert!(!counted.admit("a.png", &v("v=3"), 2));
+        assert!(
+            counted.admit("a.png", &v("v=1"), 2),
+            "a variant seen before"
+        );
     }
 }

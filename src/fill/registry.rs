@@ -113,7 +113,7 @@ pub struct BackgroundStats {
     pub dropped_shutdown: u64,
 }
 
-/// What [`OriginPullLayer::shutdown`](crate::OriginPullLayer::shutdown) did.
+/// What [`OriginPullHandle::shutdown`](crate::OriginPullHandle::shutdown) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {

@@ -304,7 +304,8 @@ impl HttpOrigin {
             .any(|e| e.matches(scheme, authority))
     }
 
-    /// The URL requested for `path` (and `query`), always on the configured host.
+    /// The URL requested for `path` (and `query`) with the base URL's scheme (the one
+    /// requested unless `protocol` says otherwise), always on the configured host.
     pub fn url_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Error> {
         self.url_with_scheme(self.scheme.clone(), path, query)
     }

@@ -148,7 +148,7 @@ pub trait Origin: fmt::Debug + Send + Sync + 'static {
     /// (connect and first byte, redirects, failover to other hosts, retries and their
     /// backoff). Readers of a fill wait for the origin's head at most this long (plus a
     /// margin for the store), unless
-    /// [`OriginPullLayer::head_timeout`](crate::OriginPullLayer::head_timeout) says otherwise.
+    /// [`OriginPullBuilder::head_timeout`](crate::OriginPullBuilder::head_timeout) says otherwise.
     /// The default, for origins that do not know, is 60 s.
     fn attempt_budget(&self) -> std::time::Duration {
         std::time::Duration::from_secs(60)

@@ -151,7 +151,6 @@ impl HeaderPolicy {
         !matches!(self.pass, Pass::Nothing)
     }
 
-    /// The headers to send for a request that carried `incoming`.
     /// What of the client's own request this policy sends to the origin: any header at
     /// all, and its credentials (`Authorization`, `Cookie`, `Proxy-Authorization`). A header
     /// the policy [`set`](Self::set)s is configuration, not client input.
@@ -179,6 +178,7 @@ impl HeaderPolicy {
         }
     }
 
+    /// The headers to send for a request that carried `incoming`.
     pub(crate) fn apply(&self, incoming: Option<&HeaderMap>) -> HeaderMap {
         let mut out = HeaderMap::new();
         if let Some(incoming) = incoming {
@@ -204,8 +204,10 @@ impl HeaderPolicy {
     }
 }
 
-/// Which part of the client's query string goes to the origin. The store key never includes
-/// the query string.
+/// Which part of the client's query string goes to the origin. The query string is not part
+/// of the key (only [`Rule::key_query`](crate::Rule::key_query)'s parameters are), so a rule
+/// that forwards it answers such requests privately unless it says
+/// [`unkeyed_forwarding`](crate::Rule::unkeyed_forwarding).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum QueryPolicy {
     /// Send none of it (the default, as OSS does).
@@ -364,6 +366,41 @@ mod tests {
         );
         let set = HeaderPolicy::none().set("x-token", "t").unwrap();
         assert_eq!(set.apply(None)["x-token"], "t");
+        // What of the client's request reaches the origin: a configured header (even one
+        // named Authorization) is configuration, not client input.
+        let input = |p: HeaderPolicy| p.client_input(Some(&incoming));
+        assert_eq!(input(HeaderPolicy::none()), ClientInput::default());
+        let configured = HeaderPolicy::none()
+            .set("authorization", "Bearer origin")
+            .unwrap();
+        assert_eq!(input(configured), ClientInput::default());
+        let overridden = HeaderPolicy::pass_only(["authorization", "x-tenant"])
+            .unwrap()
+            .set("authorization", "Bearer origin")
+            .unwrap();
+        assert_eq!(
+            input(overridden),
+            ClientInput {
+                headers: true,
+                credentials: false
+            }
+        );
+        let forwarded = HeaderPolicy::pass_only(["cookie"]).unwrap();
+        assert_eq!(
+            input(forwarded),
+            ClientInput {
+                headers: true,
+                credentials: true
+            }
+        );
+        assert_eq!(
+            input(HeaderPolicy::pass_all()),
+            ClientInput {
+                headers: true,
+                credentials: false
+            },
+            "pass_all never sends Authorization or Cookie"
+        );
         for bad in [
             "connection",
             "host",
