@@ -16,10 +16,14 @@
 //! - `--mode MODE`     `sync` (default), `async`, `redirect`, `proxy`
 //! - `--grace SECS`    how long Ctrl-C (or SIGTERM) lets requests in flight finish, then how
 //!   long it lets the fills still running finish before aborting them (10 each)
+//! - `--drain SECS`    on Ctrl-C or SIGTERM, how long `/_origin_pull/ready` answers `503`
+//!   while the server still serves everything, so a balancer moves traffic away before
+//!   the server stops accepting (5; `0` skips it; a second signal cuts it short)
 //! - `--no-layer`      serve the store without the origin-pull layer (the bare inner
 //!   service, for benchmarks: `benches/README.md`)
 //! - `--admin-token TOKEN`, `--admin-token-env NAME`: every `/_origin_pull/*` endpoint then
-//!   requires `Authorization: Bearer TOKEN` (`401` otherwise). `--admin-token-env` reads the
+//!   requires `Authorization: Bearer TOKEN` (`401` otherwise), except the two probes
+//!   below. `--admin-token-env` reads the
 //!   token from the environment variable `NAME`, which keeps it out of the process list
 //!   (`--admin-token` is visible there to every local user). At least 16 characters.
 //! - `--header-read-timeout SECS` (10), `--idle-timeout SECS` (60), `--send-timeout SECS`
@@ -35,11 +39,18 @@
 //! connection is a file descriptor); if that still leaves fewer than 64 descriptors beside
 //! `--max-connections`, the cap is lowered to fit, with a warning.
 //!
+//! `GET /_origin_pull/health` (liveness: `200` while the process runs) and
+//! `GET /_origin_pull/ready` (readiness: `200` when a cheap store call, a `HEAD` of the key
+//! `.origin-pull-ready`, answers within 2 s (`NotFound` counts as reachable) and the mirror
+//! is not draining; `503` otherwise) are for balancers and orchestrators: they answer
+//! without the admin token, reveal nothing beyond `ok`/`draining`/`store unreachable`, and
+//! are never pulled from the origin.
+//!
 //! `GET /_origin_pull/status` answers the migration's progress as JSON: requests served
 //! from the store versus pulled, keys and bytes pulled, fills in flight, background queue.
 //! It is open unless an admin token is set; other `/_origin_pull/*` paths are `404` (never
 //! pulled from the origin). Logs go to stderr (`RUST_LOG=debug` for more). On Ctrl-C or
-//! SIGTERM the server stops accepting, requests in flight get `--grace` to finish, then
+//! SIGTERM `ready` turns `503` for `--drain`, then the server stops accepting, requests in flight get `--grace` to finish, then
 //! fills still running get `--grace`, the rest are aborted: nothing partial is left.
 //!
 //! At start, for a `file://` store, staging files that a killed process left behind (older
@@ -48,12 +59,16 @@
 //! layer (`Config::build`); its counters are logged at shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStore};
 use tower_layer::Layer;
 use tower_origin_pull::config::{Config, OriginConfig, RuleConfig, StoreConfig};
 use tower_origin_pull::server::{AdminToken, Server};
@@ -63,6 +78,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: mirror [--config FILE] [--listen ADDR] [--origin URL] \
                      [--store URL] [--mode sync|async|redirect|proxy] [--grace SECS] \
+                     [--drain SECS] \
                      [--no-layer] [--admin-token TOKEN | --admin-token-env NAME] \
                      [--header-read-timeout SECS] [--idle-timeout SECS] \
                      [--send-timeout SECS] [--max-connections N] [--backlog N] \
@@ -77,6 +93,8 @@ struct Args {
     grace: Duration,
     /// `--grace` given: it then overrides `[server] shutdown_grace` too.
     grace_given: bool,
+    /// How long `ready` answers `503` before the server stops accepting.
+    drain: Duration,
     no_layer: bool,
     admin_token: Option<String>,
     admin_token_env: Option<String>,
@@ -111,6 +129,7 @@ fn parse_args() -> Result<Args, String> {
         mode: None,
         grace: Duration::from_secs(10),
         grace_given: false,
+        drain: Duration::from_secs(5),
         no_layer: false,
         admin_token: None,
         admin_token_env: None,
@@ -136,6 +155,14 @@ fn parse_args() -> Result<Args, String> {
                 let secs: u64 = value()?.parse().map_err(|e| format!("--grace: {e}"))?;
                 args.grace = Duration::from_secs(secs);
                 args.grace_given = true;
+            }
+            "--drain" => {
+                let text = value()?;
+                args.drain = text
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| format!("--drain: {text:?} is not a number of seconds"))?;
             }
             "--no-layer" => args.no_layer = true,
             "--admin-token" => args.admin_token = Some(value()?),
@@ -223,7 +250,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // Builds the layer and starts the webhook of `[events]`, if any (once: not again here).
     let built = config.build(Some(store.clone()))?;
     let (layer, webhook) = (built.layer, built.webhook);
-    let mut serve_store = ServeStore::new(store);
+    let mut serve_store = ServeStore::new(store.clone());
     if let Some(prefix) = config.store.key_prefix() {
         serve_store = serve_store.with_prefix(prefix);
     }
@@ -249,7 +276,28 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Some(token) => admin.layer(token.layer()),
         None => admin,
     };
-    let app = Router::new().nest("/_origin_pull", admin);
+    // The probes are outside the token (balancers and orchestrators call them; they reveal
+    // nothing): exact routes win over the nested admin router's catch-all.
+    let draining = Arc::new(AtomicBool::new(false));
+    let marker = match config.store.key_prefix() {
+        Some(prefix) => prefix.join(READY_MARKER),
+        None => Path::from(READY_MARKER),
+    };
+    let probe = Probe {
+        store: store.clone(),
+        marker,
+        draining: draining.clone(),
+    };
+    let app = Router::new()
+        .route("/_origin_pull/health", get(|| async { "ok\n" }))
+        .route(
+            "/_origin_pull/ready",
+            get(move || {
+                let probe = probe.clone();
+                async move { probe.ready().await }
+            }),
+        )
+        .nest("/_origin_pull", admin);
     // The layer wraps the store's service only (the admin routes are not objects), so
     // axum boxes the layered service once, as it boxes the bare one. `--no-layer`: the
     // same router without the layer, to measure what the layer costs.
@@ -270,10 +318,22 @@ async fn run(args: Args) -> Result<(), BoxError> {
         admin_token = token.is_some(),
         "mirror serving"
     );
+    let drain = args.drain;
     listening
         .serve(app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             shutdown_signal().await;
+            draining.store(true, Ordering::SeqCst);
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain = ?drain,
+                    "draining: ready answers 503, still serving (a second signal cuts it short)"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(drain) => {}
+                    _ = shutdown_signal() => {}
+                }
+            }
             tracing::info!("shutting down: no new connections, requests in flight finish");
         })
         .await?;
@@ -326,6 +386,43 @@ fn server(
         server = server.with_max_header_size(n);
     }
     Ok(server)
+}
+
+/// The key `ready` asks the store about (a `HEAD`; it need not exist).
+const READY_MARKER: &str = ".origin-pull-ready";
+
+/// How long `ready` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/_origin_pull/ready` checks: the store answers, and the mirror is not draining.
+#[derive(Clone)]
+struct Probe {
+    store: Arc<dyn ObjectStore>,
+    marker: Path,
+    draining: Arc<AtomicBool>,
+}
+
+impl Probe {
+    async fn ready(&self) -> (StatusCode, &'static str) {
+        if self.draining.load(Ordering::SeqCst) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+        }
+        let head = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        match tokio::time::timeout(READY_TIMEOUT, self.store.get_opts(&self.marker, head)).await {
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => (StatusCode::OK, "ok\n"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "ready: the store is unreachable");
+                (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?READY_TIMEOUT, "ready: the store did not answer");
+                (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
+            }
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what service managers and container runtimes send).
