@@ -54,7 +54,11 @@ impl OriginPullHandle {
     /// Delete `key` from the store and leave a tombstone so that misses for it are not
     /// pulled back from the origin (the store must keep tombstones, see
     /// [`BucketStore::with_tombstones`](crate::BucketStore::with_tombstones)).
+    ///
+    /// A fill of `key` in flight is cancelled first (its write is aborted), so it cannot
+    /// write the object back after the delete.
     pub async fn delete(&self, key: &str) -> Result<(), crate::Error> {
+        self.engine.fills.cancel_key(key);
         self.engine.store.set_deleted(key, true).await
     }
 

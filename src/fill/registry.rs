@@ -387,6 +387,13 @@ impl Fills {
         Detached::Started(fill)
     }
 
+    /// Cancel the shared fill of `key` in flight, if any (a delete wins over it).
+    pub(crate) fn cancel_key(&self, key: &str) {
+        if let Some(fill) = lock(&self.map).get(key) {
+            fill.cancel();
+        }
+    }
+
     /// Called by a fill's guard when the fill has ended, however it ended.
     pub(crate) fn finished(
         &self,

@@ -323,7 +323,12 @@ impl Fill {
         st.cancelled || (self.cancel_when_alone && st.had_reader && st.readers.is_empty())
     }
 
-    /// Stop the fill at its next step (shutdown).
+    /// Whether [`cancel`](Self::cancel) was called (shutdown, a delete of the key).
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
+    /// Stop the fill at its next step (shutdown, a delete of the key).
     pub(crate) fn cancel(&self) {
         self.lock().cancelled = true;
         self.space.notify_one();

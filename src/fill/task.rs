@@ -308,6 +308,11 @@ async fn copy(
         unstored,
     };
     match tee.copy(body, expected).await {
+        // Cancelled meanwhile (a delete of the key): nothing is written back.
+        Ok(_) if fill.is_cancelled() => {
+            tee.abort().await;
+            Err(cancelled(key))
+        }
         Ok((bytes, held)) => {
             let committed = match tee.unstored {
                 None => tee.commit().await.map(Some),

@@ -169,6 +169,10 @@ impl<B> Service<Request<B>> for ServeStore {
         let Some((location, key)) = found else {
             return ServeFuture::ready(message(StatusCode::BAD_REQUEST, "not a valid key\n"));
         };
+        // The crate's own bookkeeping (tombstones) is never served as an object.
+        if key.split('/').next() == Some(crate::store::TOMBSTONE_PREFIX) {
+            return ServeFuture::ready(message(StatusCode::NOT_FOUND, "not found\n"));
+        }
         let store = self.store.clone();
         ServeFuture::new(
             async move {
