@@ -160,43 +160,8 @@ fn a_replica_killed_mid_fill_leaves_an_error_and_nothing_partial_and_the_next_ow
 mod mirror_process {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{SocketAddr, TcpStream};
-    use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
-
-    /// The mirror example's binary, built with this test's features if it is not there.
-    fn mirror_binary() -> PathBuf {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let binary = profile_dir.join("examples/mirror");
-        let mut features = Vec::new();
-        for (on, name) in [
-            (cfg!(feature = "rustls"), "rustls"),
-            (cfg!(feature = "aws"), "aws"),
-            (cfg!(feature = "config"), "config"),
-            (cfg!(feature = "metrics"), "metrics"),
-            (cfg!(feature = "server"), "server"),
-        ] {
-            if on {
-                features.push(name);
-            }
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--example", "mirror", "--no-default-features"])
-            .arg("--features")
-            .arg(features.join(","));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(
-            build.status().unwrap().success(),
-            "cargo build --example mirror"
-        );
-        binary
-    }
 
     /// One GET on a fresh connection: the status code, or `None` if nothing answers.
     fn status(addr: SocketAddr, path: &str) -> Option<u16> {
@@ -216,7 +181,7 @@ mod mirror_process {
     fn mirror_probes_answer_without_the_token_and_ready_turns_503_while_draining() {
         let store = tempfile::tempdir().unwrap();
         std::fs::write(store.path().join("hello.txt"), b"hello").unwrap();
-        let mut child = Command::new(mirror_binary())
+        let mut child = Command::new(crate::common::mirror_binary())
             .args(["--origin", "http://127.0.0.1:9/", "--listen", "127.0.0.1:0"])
             .arg("--store")
             .arg(format!("file://{}", store.path().display()))

@@ -10,10 +10,11 @@
 //! The tests that measure time run one at a time (`SERIAL`); each prints its figures
 //! (`cargo test --all-features --test server -- --nocapture`).
 
+mod common;
+
 use std::future::IntoFuture;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -629,45 +630,6 @@ fn server_section_is_validated_with_locations_and_applied() {
 // The mirror example, as a process
 // ---------------------------------------------------------------------------------------
 
-/// The mirror example's binary, built with this test's features if it is not there yet.
-fn mirror_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            // target/<profile>/deps/server-HASH → target/<profile>/examples/mirror
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().unwrap().parent().unwrap();
-            let binary = profile_dir.join("examples/mirror");
-            let mut features = Vec::new();
-            for (on, name) in [
-                (cfg!(feature = "rustls"), "rustls"),
-                (cfg!(feature = "aws"), "aws"),
-                (cfg!(feature = "config"), "config"),
-                (cfg!(feature = "metrics"), "metrics"),
-                (cfg!(feature = "server"), "server"),
-            ] {
-                if on {
-                    features.push(name);
-                }
-            }
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let mut build = Command::new(cargo);
-            build
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["build", "--example", "mirror", "--no-default-features"])
-                .arg("--features")
-                .arg(features.join(","));
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo build --example mirror");
-            assert!(status.success(), "cargo build --example mirror failed");
-            assert!(binary.exists(), "{} missing", binary.display());
-            binary
-        })
-        .clone()
-}
-
 /// A mirror process on 127.0.0.1 (port chosen by the system) over a local store holding
 /// `hello.txt` (4 KiB); its origin is a port where nothing listens (hits only).
 struct Mirror {
@@ -680,7 +642,7 @@ impl Mirror {
     fn start(extra: &[&str], envs: &[(&str, &str)], open_files: Option<u64>) -> Self {
         let store = tempfile::tempdir().unwrap();
         std::fs::write(store.path().join("hello.txt"), vec![b'h'; 4096]).unwrap();
-        let mut cmd = Command::new(mirror_binary());
+        let mut cmd = Command::new(common::mirror_binary());
         cmd.args(["--origin", "http://127.0.0.1:9/", "--listen", "127.0.0.1:0"])
             .arg("--store")
             .arg(format!("file://{}", store.path().display()))

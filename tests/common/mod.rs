@@ -27,6 +27,46 @@ use tokio::net::TcpListener;
 
 pub mod faulty;
 
+/// The mirror example's binary, built with the running test's features if it is not there
+/// yet (`cargo test --test <name>` alone does not build examples).
+pub fn mirror_binary() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/<test>-HASH → target/<profile>/examples/mirror
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap();
+            let binary = profile_dir.join("examples/mirror");
+            let mut features = Vec::new();
+            for (on, name) in [
+                (cfg!(feature = "rustls"), "rustls"),
+                (cfg!(feature = "aws"), "aws"),
+                (cfg!(feature = "config"), "config"),
+                (cfg!(feature = "metrics"), "metrics"),
+                (cfg!(feature = "server"), "server"),
+            ] {
+                if on {
+                    features.push(name);
+                }
+            }
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut build = std::process::Command::new(cargo);
+            build
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["build", "--example", "mirror", "--no-default-features"])
+                .arg("--features")
+                .arg(features.join(","));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo build --example mirror");
+            assert!(status.success(), "cargo build --example mirror failed");
+            assert!(binary.exists(), "{} missing", binary.display());
+            binary
+        })
+        .clone()
+}
+
 /// What the well-behaved origin does for a path.
 #[derive(Clone)]
 pub enum Behaviour {
