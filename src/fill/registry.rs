@@ -629,6 +629,80 @@ enum Detached {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::{Origin, OriginRequest, OriginResponse};
+    use crate::rule::{ClientDisconnect, FillChecks};
+
+    /// An origin that never answers: the fill stays in flight until it is failed.
+    #[derive(Debug)]
+    struct Silent;
+
+    impl Origin for Silent {
+        fn fetch(
+            &self,
+            _: OriginRequest,
+        ) -> BoxFuture<'static, Result<OriginResponse, crate::Error>> {
+            futures::future::pending().boxed()
+        }
+    }
+
+    fn spec() -> FillSpec {
+        FillSpec {
+            key: "k".to_owned(),
+            rule: Arc::from("r"),
+            origin: Arc::new(Silent),
+            request: OriginRequest::new("k"),
+            store: None,
+            on_disconnect: ClientDisconnect::FinishFill,
+            pinned: true,
+            report: false,
+            checks: FillChecks::default(),
+        }
+    }
+
+    /// The default head timeout is the origin's attempt budget plus the store's margin; a
+    /// configured one replaces it.
+    #[test]
+    fn the_head_timeout_covers_the_origins_attempt_budget() {
+        let default = Fills::new(FillSettings::default(), Events::new(), Arc::default());
+        assert_eq!(
+            default.head_timeout(&spec()),
+            Silent.attempt_budget() + STORE_MARGIN
+        );
+        let set = Fills::new(
+            FillSettings {
+                head_timeout: Some(Duration::from_secs(3)),
+                ..FillSettings::default()
+            },
+            Events::new(),
+            Arc::default(),
+        );
+        assert_eq!(set.head_timeout(&spec()), Duration::from_secs(3));
+    }
+
+    /// Invariant 8: a fill that has failed, even while its guard has not yet removed it
+    /// from the map, is never joined; the next request starts a fresh one.
+    #[tokio::test]
+    async fn a_failed_fill_still_in_the_map_is_not_joined() {
+        let fills = Arc::new(Fills::new(
+            FillSettings::default(),
+            Events::new(),
+            Arc::default(),
+        ));
+        assert!(matches!(fills.join_or_start(spec()), Joined::Leader(_)));
+        assert!(matches!(fills.join_or_start(spec()), Joined::Waiter(_)));
+        let first = lock(&fills.map).get("k").cloned().unwrap();
+        first.fail(crate::Error::FillAborted {
+            key: "k".to_owned(),
+            reason: "failed for the test",
+        });
+        assert!(
+            matches!(fills.join_or_start(spec()), Joined::Leader(_)),
+            "a fresh fill"
+        );
+        let now = lock(&fills.map).get("k").cloned().unwrap();
+        assert!(!Arc::ptr_eq(&first, &now));
+        fills.shutdown(Duration::ZERO).await;
+    }
 
     #[test]
     fn the_remembered_404s_stay_bounded_and_make_room_without_a_scan() {
