@@ -27,6 +27,9 @@ pub(crate) struct Captured {
     /// The request's headers, only when some rule reads them.
     pub(crate) headers: Option<HeaderMap>,
     pub(crate) range: Option<HeaderValue>,
+    /// The request's preconditions (`If-*`), only when it has some: evaluated against the
+    /// origin's validators as a hit would be.
+    pub(crate) conditions: Option<HeaderMap>,
     pub(crate) engine: Arc<Engine>,
 }
 
@@ -109,6 +112,10 @@ fn start<B>(c: Captured, inner: Response<B>) -> Step<B> {
             status: inner.status(),
             headers: c.headers.as_ref(),
             range: c.range.as_ref(),
+            if_range: c
+                .conditions
+                .as_ref()
+                .and_then(|h| h.get(http::header::IF_RANGE)),
         },
     );
     let finish = |answer| Step::Done(finish(&engine, answer));
@@ -139,7 +146,8 @@ fn start<B>(c: Captured, inner: Response<B>) -> Step<B> {
             tracing::debug!(key = %pull.spec.key, rule = %pull.spec.rule, "miss: fill");
             let spec = pull.spec.clone();
             pull.background = None;
-            attach(&engine, engine.fills.join_or_start(spec), pull, inner)
+            let joined = engine.fills.join_or_start(spec);
+            attach(&engine, joined, pull, inner, c.conditions)
         }
         Action::Proxy(mut pull) => {
             tracing::debug!(key = %pull.spec.key, rule = %pull.spec.rule, "miss: proxy");
@@ -149,13 +157,25 @@ fn start<B>(c: Captured, inner: Response<B>) -> Step<B> {
                 tracing::debug!(%key, ?enqueued, "range miss: background fill");
             }
             let spec = pull.spec.clone();
-            attach(&engine, engine.fills.start_private(spec), pull, inner)
+            attach(
+                &engine,
+                engine.fills.start_private(spec),
+                pull,
+                inner,
+                c.conditions,
+            )
         }
     }
 }
 
 /// A request attached to a fill (or waiting for a slot to start one).
-fn attach<B>(engine: &Arc<Engine>, joined: Joined, pull: Pull, inner: Response<B>) -> Step<B> {
+fn attach<B>(
+    engine: &Arc<Engine>,
+    joined: Joined,
+    pull: Pull,
+    inner: Response<B>,
+    conditions: Option<HeaderMap>,
+) -> Step<B> {
     // Should the fill's response turn out to be its first requester's alone, a request that
     // joined it fetches its own with this.
     let mut own = pull.spec.clone();
@@ -171,6 +191,7 @@ fn attach<B>(engine: &Arc<Engine>, joined: Joined, pull: Pull, inner: Response<B
         head_timer: None,
         inner: Some(inner),
         range: pull.range,
+        conditions,
         head_only: pull.head_only,
         outcome: pull.outcome,
     });
@@ -216,6 +237,7 @@ struct Pulling<B> {
     head_timer: Option<Pin<Box<Sleep>>>,
     inner: Option<Response<B>>,
     range: Option<HeaderValue>,
+    conditions: Option<HeaderMap>,
     head_only: bool,
     outcome: Outcome,
 }
@@ -290,10 +312,22 @@ impl<B> Pulling<B> {
                     None => Answer::Made(respond::bad_gateway(&self.key, None), Outcome::Failed),
                 },
                 HeadView::Ready(head) => {
+                    let decided = self.conditions.as_ref().and_then(|c| {
+                        let response = respond::preconditions(&head, c)?;
+                        Some(Answer::Made(response, self.outcome))
+                    });
+                    if let Some(answer) = decided {
+                        // The fill goes on: the next request is a hit all the same.
+                        return Poll::Ready(answer);
+                    }
+                    let range = self
+                        .range
+                        .as_ref()
+                        .filter(|_| respond::if_range_holds(&head, self.conditions.as_ref()));
                     let (response, outcome) = respond::pulled(
                         &head,
                         self.reader.take(),
-                        self.range.as_ref(),
+                        range,
                         self.head_only,
                         self.outcome,
                     );

@@ -80,7 +80,7 @@ pub use crate::origin::{
 pub use crate::progress::{Outcome, Progress};
 pub use crate::rule::{
     Checksum, ClientDisconnect, DEFAULT_MAX_VARIANTS, Glob, HeadMiss, HeaderMatch, HeaderPolicy,
-    Mode, Oversize, QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
+    KeepHeaders, Mode, Oversize, QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
 };
 pub use crate::serve::{ServeBody, ServeFuture, ServeStore};
 pub use crate::service::OriginPull;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderName, HeaderValue, LAST_MODIFIED,
+};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::Error;
@@ -11,6 +13,7 @@ use crate::body::ResponseBody;
 use crate::fill::reader::Reader;
 use crate::fill::shared::Head;
 use crate::progress::Outcome;
+use crate::serve::conditional::{self, Validators, whole_seconds};
 use crate::serve::range::{self, Decision};
 
 /// Add the header saying what happened.
@@ -101,6 +104,60 @@ fn unsatisfiable<B>(len: Option<u64>) -> Response<ResponseBody<B>> {
         .headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     response
+}
+
+/// The validators a hit of the object will answer with: the origin's `ETag` and
+/// `Last-Modified` (kept with the object), or — for an origin that sends no
+/// `Last-Modified` — the time it is stored, now.
+pub(crate) fn validators(head: &Head) -> Validators {
+    let last_modified = head
+        .headers
+        .get(LAST_MODIFIED)
+        .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
+        .unwrap_or_else(std::time::SystemTime::now);
+    Validators {
+        etag: head.headers.get(ETAG).cloned(),
+        last_modified: whole_seconds(last_modified),
+    }
+}
+
+/// The request's preconditions evaluated against the fill's head, with the rules and order
+/// `ServeStore` applies on a hit: `Some` answer (`304` or `412`) when they decide it. Only a
+/// whole or ranged object is judged; other statuses pass through as they are.
+pub(crate) fn preconditions<B>(
+    head: &Head,
+    conditions: &HeaderMap,
+) -> Option<Response<ResponseBody<B>>> {
+    if !matches!(head.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT) {
+        return None;
+    }
+    match conditional::evaluate(conditions, &validators(head)) {
+        conditional::Outcome::Proceed => None,
+        conditional::Outcome::NotModified => {
+            let headers = crate::serve::headers::not_modified_headers(&head.headers);
+            Some(with_headers(
+                ResponseBody::empty(),
+                StatusCode::NOT_MODIFIED,
+                &headers,
+            ))
+        }
+        conditional::Outcome::Failed => {
+            let mut response =
+                Response::new(ResponseBody::message("precondition failed\n".to_owned()));
+            *response.status_mut() = StatusCode::PRECONDITION_FAILED;
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Some(response)
+        }
+    }
+}
+
+/// Whether the client's `Range` may be honoured on the fill's head: its `If-Range`, if
+/// any, matches the validators a hit would have.
+pub(crate) fn if_range_holds(head: &Head, conditions: Option<&HeaderMap>) -> bool {
+    conditions.is_none_or(|c| conditional::if_range_holds(c, &validators(head)))
 }
 
 /// A redirect to `location`.

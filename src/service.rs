@@ -64,6 +64,7 @@ where
             uri: req.uri().clone(),
             headers: engine.needs_headers.then(|| headers_of(&req)),
             range: req.headers().get(http::header::RANGE).cloned(),
+            conditions: conditions_of(req.headers()),
             engine: engine.clone(),
         });
         // A variant of a key (a rule keys some of the request's input) is its own object:
@@ -77,6 +78,26 @@ where
         }
         ResponseFuture::new(self.inner.call(req), captured)
     }
+}
+
+/// The request's preconditions, `None` (and nothing copied) when it has none.
+fn conditions_of(headers: &http::HeaderMap) -> Option<http::HeaderMap> {
+    use http::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE};
+    let names = [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+        IF_RANGE,
+    ];
+    let mut out: Option<http::HeaderMap> = None;
+    for name in names {
+        for value in headers.get_all(&name) {
+            out.get_or_insert_with(http::HeaderMap::new)
+                .append(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// The request's headers for rules that read them; an HTTP/2 request carries its host as

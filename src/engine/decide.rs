@@ -25,6 +25,9 @@ pub(crate) struct Miss<'a> {
     pub(crate) headers: Option<&'a HeaderMap>,
     /// The request's `Range`, if any.
     pub(crate) range: Option<&'a HeaderValue>,
+    /// The request's `If-Range`, if any: sent with a range the origin is asked for, so the
+    /// origin answers the whole object when the client's copy is stale.
+    pub(crate) if_range: Option<&'a HeaderValue>,
 }
 
 /// What to do with a miss.
@@ -77,7 +80,7 @@ pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
         return Action::Untouched;
     };
     // Variants' keys are written only as variants, never by a request naming them.
-    if variant::reserved(&key) {
+    if variant::reserved(&key) || crate::store::sidecar::reserved(&key) {
         return Action::Untouched;
     }
     let Some((rule, mut request)) =
@@ -108,6 +111,7 @@ pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
         rule,
         key,
         head_only,
+        if_range: miss.if_range,
     };
     if let Some(reason) = reason {
         tracing::debug!(key = %planned.key, reason, "miss: answered for this client only");
@@ -168,6 +172,7 @@ struct Planned<'a> {
     rule: &'a Rule,
     key: String,
     head_only: bool,
+    if_range: Option<&'a HeaderValue>,
 }
 
 impl Planned<'_> {
@@ -223,12 +228,14 @@ impl Planned<'_> {
             }
             Asked::Several(value) => self.fill(&request, true, Some(value)),
             // One range: the origin is asked for it (or the fill serves it).
-            Asked::One(value) if proxy_mode => self.proxy(forward(request, value), Some(value)),
+            Asked::One(value) if proxy_mode => {
+                self.proxy(self.forward(request, value), Some(value))
+            }
             Asked::One(value) => match self.rule.range_miss {
                 RangeMiss::FillThenServe => self.fill(&request, true, Some(value)),
-                RangeMiss::ProxyRange => self.proxy(forward(request, value), Some(value)),
+                RangeMiss::ProxyRange => self.proxy(self.forward(request, value), Some(value)),
                 RangeMiss::ServeRangeAndFill => {
-                    let ranged = self.spec(&forward(request.clone(), value), false, false);
+                    let ranged = self.spec(&self.forward(request.clone(), value), false, false);
                     let mut ranged = self.pull(ranged, Some(value), Outcome::Proxied);
                     ranged.background = Some(self.spec(&request, true, true));
                     Action::Proxy(ranged)
@@ -250,7 +257,7 @@ impl Planned<'_> {
             },
             _ if self.head_only => self.proxy(request.with_method(Method::HEAD), None),
             (_, Asked::Whole) => self.proxy(request, None),
-            (_, Asked::One(value)) => self.proxy(forward(request, value), Some(value)),
+            (_, Asked::One(value)) => self.proxy(self.forward(request, value), Some(value)),
             (_, Asked::Several(value)) => self.proxy(request, Some(value)),
         }
     }
@@ -282,9 +289,17 @@ impl Planned<'_> {
 }
 
 /// The request with the client's `Range` forwarded to the origin.
-fn forward(mut request: OriginRequest, value: &HeaderValue) -> OriginRequest {
-    request.headers.insert(RANGE, value.clone());
-    request
+impl Planned<'_> {
+    /// `request` asking the origin for the range `value` (with the client's `If-Range`).
+    fn forward(&self, mut request: OriginRequest, value: &HeaderValue) -> OriginRequest {
+        request.headers.insert(RANGE, value.clone());
+        if let Some(if_range) = self.if_range {
+            request
+                .headers
+                .insert(http::header::IF_RANGE, if_range.clone());
+        }
+        request
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +337,7 @@ mod tests {
                 status: StatusCode::NOT_FOUND,
                 headers: None,
                 range: range.as_ref(),
+                if_range: None,
             },
         );
         describe(&action)
@@ -516,6 +532,7 @@ mod tests {
                     status,
                     headers: None,
                     range: None,
+                    if_range: None,
                 },
             ))
         };

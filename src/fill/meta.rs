@@ -4,6 +4,11 @@
 //! `Content-Type` never travels alone: `X-Content-Type-Options`, `Content-Security-Policy`
 //! and `Content-Disposition` are what make a typed object safe to serve from the mirror's
 //! origin, so all four are passed to the client, stored and served back together.
+//!
+//! The origin's validators (`ETag`, `Last-Modified`), its `Expires`, its user metadata in
+//! any of the three conventions (`x-amz-meta-*`, `x-oss-meta-*`, `x-cos-meta-*`) and the
+//! headers a rule keeps ([`KeepHeaders`]) are stored too, under metadata names this crate
+//! reserves, so a hit answers with the same headers as the pull that stored the object.
 
 use http::HeaderMap;
 use http::HeaderValue;
@@ -12,12 +17,15 @@ use http::header::{
     CONTENT_LENGTH, CONTENT_RANGE, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, EXPIRES,
     HeaderName, LAST_MODIFIED, LOCATION, X_CONTENT_TYPE_OPTIONS,
 };
-use object_store::{Attribute, Attributes};
+use object_store::{Attribute, AttributeValue, Attributes};
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
+use crate::rule::KeepHeaders;
 use crate::store::StoredObject;
 
 /// Origin response headers passed on to the client of a pull (an allow-list: nothing else
-/// from the origin reaches the client).
+/// from the origin reaches the client, but for user metadata and the headers the rule
+/// keeps).
 const PASSED: [HeaderName; 14] = [
     ACCEPT_RANGES,
     // For origin redirects passed through (`Rule::pass_through([302])`, redirects not
@@ -38,7 +46,46 @@ const PASSED: [HeaderName; 14] = [
     LAST_MODIFIED,
 ];
 
-/// The prefix of user metadata headers, kept as `Attribute::Metadata` without the prefix.
+/// Headers never kept with an object whatever the rule says: hop-by-hop headers (RFC 9110
+/// §7.6.1), what would be wrong on a later response (`Date`, `Age`, request ids), what a
+/// shared cache must not replay to other clients (`Set-Cookie`, authentication challenges),
+/// and host-wide policies that would bind the mirror's own host (`Strict-Transport-Security`,
+/// `Alt-Svc`, `Clear-Site-Data`).
+const NEVER_KEPT: [&str; 24] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "set-cookie",
+    "set-cookie2",
+    "www-authenticate",
+    "authentication-info",
+    "date",
+    "age",
+    "server",
+    "via",
+    "warning",
+    "strict-transport-security",
+    "alt-svc",
+    "clear-site-data",
+    "public-key-pins",
+    "x-amz-request-id",
+    "x-amz-id-2",
+];
+
+/// The user metadata conventions: S3's, OSS's and COS's header prefixes.
+const USER_META_PREFIXES: [(&str, &str); 3] = [
+    ("x-amz-meta-", "amz"),
+    ("x-oss-meta-", "oss"),
+    ("x-cos-meta-", "cos"),
+];
+
+/// The prefix of user metadata headers in S3's convention, the default on hits.
 pub(crate) const USER_META_PREFIX: &str = "x-amz-meta-";
 
 /// The prefix of the `Attribute::Metadata` names this crate keeps for itself. User metadata
@@ -53,19 +100,72 @@ pub(crate) const NOSNIFF_META: &str = "origin_pull_x_content_type_options";
 /// `Content-Security-Policy`, stored as this `Attribute::Metadata` name.
 pub(crate) const CSP_META: &str = "origin_pull_content_security_policy";
 
-/// The user metadata name of an `x-amz-meta-*` header, `None` for other headers and for
-/// names this crate reserves.
-fn user_meta(name: &HeaderName) -> Option<&str> {
-    name.as_str()
-        .strip_prefix(USER_META_PREFIX)
-        .filter(|meta| !meta.is_empty() && !meta.starts_with(RESERVED_META_PREFIX))
+/// The origin's `ETag`, as it sent it.
+pub(crate) const ETAG_META: &str = "origin_pull_etag";
+
+/// The origin's `Last-Modified`, as it sent it.
+pub(crate) const LAST_MODIFIED_META: &str = "origin_pull_last_modified";
+
+/// The origin's `Expires` (object_store has no attribute for it).
+pub(crate) const EXPIRES_META: &str = "origin_pull_expires";
+
+/// Which user metadata names came in a convention other than S3's: `name=oss&name=cos`.
+const META_STYLE_META: &str = "origin_pull_meta_style";
+
+/// The headers a rule keeps ([`KeepHeaders`]): `name=value&name=value`, percent-encoded.
+const KEPT_META: &str = "origin_pull_headers";
+
+/// The reserved names that become a header as they are.
+const REPLAYED: [(&str, HeaderName); 5] = [
+    (NOSNIFF_META, X_CONTENT_TYPE_OPTIONS),
+    (CSP_META, CONTENT_SECURITY_POLICY),
+    (ETAG_META, ETAG),
+    (LAST_MODIFIED_META, LAST_MODIFIED),
+    (EXPIRES_META, EXPIRES),
+];
+
+/// The user metadata name of a user metadata header and its convention (`amz`, `oss`,
+/// `cos`); `None` for other headers and for names this crate reserves.
+fn user_meta(name: &HeaderName) -> Option<(&str, &'static str)> {
+    USER_META_PREFIXES.iter().find_map(|(prefix, style)| {
+        let meta = name.as_str().strip_prefix(prefix)?;
+        (!meta.is_empty() && !meta.starts_with(RESERVED_META_PREFIX)).then_some((meta, *style))
+    })
 }
 
-/// The headers the client of a pull sees (before the middleware adds its own).
-pub(crate) fn client_headers(origin: &HeaderMap) -> HeaderMap {
+/// Whether `keep` keeps the origin header `name` (which is not one passed anyway).
+fn kept(keep: &KeepHeaders, name: &HeaderName, origin: &HeaderMap) -> bool {
+    let wanted = match keep {
+        KeepHeaders::None => false,
+        KeepHeaders::All => true,
+        KeepHeaders::Only(names) => names.contains(name),
+    };
+    wanted
+        && !PASSED.contains(name)
+        && user_meta(name).is_none()
+        && !USER_META_PREFIXES
+            .iter()
+            .any(|(p, _)| name.as_str().starts_with(p))
+        && !NEVER_KEPT.contains(&name.as_str())
+        && !listed_in_connection(name, origin)
+}
+
+/// Whether the origin's `Connection` header names `name` (a hop-by-hop header of its own).
+fn listed_in_connection(name: &HeaderName, origin: &HeaderMap) -> bool {
+    origin.get_all(http::header::CONNECTION).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|n| n.trim().eq_ignore_ascii_case(name.as_str()))
+        })
+    })
+}
+
+/// The headers the client of a pull sees (before the middleware adds its own): the
+/// allow-list, user metadata, and what `keep` keeps.
+pub(crate) fn client_headers(origin: &HeaderMap, keep: &KeepHeaders) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(PASSED.len());
     for (name, value) in origin {
-        if PASSED.contains(name) || user_meta(name).is_some() {
+        if PASSED.contains(name) || user_meta(name).is_some() || kept(keep, name, origin) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -106,32 +206,82 @@ pub(crate) fn private_reason(origin: &HeaderMap) -> Option<&'static str> {
     None
 }
 
-/// The response header a stored attribute is served as (`x-amz-meta-<name>` for user
-/// metadata); `None` for attributes that are not headers (storage class, ...).
-pub(crate) fn header_for(attribute: &Attribute) -> Option<HeaderName> {
+/// The response header a stored attribute is served as; `None` for attributes that are not
+/// one header (storage class, the crate's lists, reserved names a later version wrote).
+fn header_for(attribute: &Attribute) -> Option<HeaderName> {
     Some(match attribute {
         Attribute::ContentType => CONTENT_TYPE,
         Attribute::CacheControl => CACHE_CONTROL,
         Attribute::ContentDisposition => CONTENT_DISPOSITION,
         Attribute::ContentEncoding => CONTENT_ENCODING,
         Attribute::ContentLanguage => CONTENT_LANGUAGE,
-        Attribute::Metadata(meta) => match meta.as_ref() {
-            NOSNIFF_META => X_CONTENT_TYPE_OPTIONS,
-            CSP_META => CONTENT_SECURITY_POLICY,
-            // Reserved but unknown (written by a later version): not served.
-            meta if meta.starts_with(RESERVED_META_PREFIX) => return None,
-            meta => HeaderName::try_from(format!("{USER_META_PREFIX}{meta}")).ok()?,
-        },
+        Attribute::Metadata(meta) => {
+            if let Some((_, header)) = REPLAYED.iter().find(|(m, _)| m == meta) {
+                return Some(header.clone());
+            }
+            if meta.starts_with(RESERVED_META_PREFIX) {
+                return None;
+            }
+            HeaderName::try_from(format!("{USER_META_PREFIX}{meta}")).ok()?
+        }
         _ => return None,
     })
 }
 
+/// `a=b&c=d` with both sides percent-encoded, and back.
+fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::new();
+    for (name, value) in pairs {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.extend(utf8_percent_encode(name, NON_ALPHANUMERIC));
+        out.push('=');
+        out.extend(utf8_percent_encode(value, NON_ALPHANUMERIC));
+    }
+    out
+}
+
+fn decode_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    text.split('&').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        let name = percent_decode_str(name).decode_utf8().ok()?;
+        let value = percent_decode_str(value).decode_utf8().ok()?;
+        Some((name.into_owned(), value.into_owned()))
+    })
+}
+
 /// Insert the headers of every attribute that is one. `HeaderValue` refuses CR/LF, so a
-/// stored value cannot split a response.
+/// stored value cannot split a response. User metadata goes back under the convention it
+/// came in; kept headers are appended as they were.
 pub(crate) fn insert_attribute_headers(attributes: &Attributes, headers: &mut HeaderMap) {
+    let style = attributes
+        .get(&Attribute::Metadata(META_STYLE_META.into()))
+        .map(|v| decode_pairs(v.as_ref()).collect::<Vec<_>>())
+        .unwrap_or_default();
     for (attribute, value) in attributes.iter() {
-        if let (Some(name), Ok(value)) = (header_for(attribute), HeaderValue::from_str(value)) {
+        let Ok(value) = HeaderValue::from_str(value) else {
+            continue;
+        };
+        let styled = match attribute {
+            Attribute::Metadata(meta) => style
+                .iter()
+                .find(|(name, _)| name == meta.as_ref())
+                .and_then(|(_, s)| HeaderName::try_from(format!("x-{s}-meta-{meta}")).ok()),
+            _ => None,
+        };
+        if let Some(name) = styled.or_else(|| header_for(attribute)) {
             headers.insert(name, value);
+        }
+    }
+    let kept = attributes.get(&Attribute::Metadata(KEPT_META.into()));
+    for (name, value) in kept.iter().flat_map(|v| decode_pairs(v.as_ref())) {
+        let name = HeaderName::try_from(name.as_str());
+        let value = HeaderValue::try_from(value.as_str());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            if !PASSED.contains(&name) && !NEVER_KEPT.contains(&name.as_str()) {
+                headers.append(name, value);
+            }
         }
     }
 }
@@ -140,10 +290,11 @@ pub(crate) fn insert_attribute_headers(attributes: &Attributes, headers: &mut He
 pub(crate) fn stored_headers(object: &StoredObject) -> HeaderMap {
     let mut out = HeaderMap::new();
     out.insert(CONTENT_LENGTH, HeaderValue::from(object.size));
+    out.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(etag) = object
         .e_tag
         .as_deref()
-        .and_then(|e| HeaderValue::from_str(e).ok())
+        .and_then(crate::serve::conditional::etag_header)
     {
         out.insert(ETAG, etag);
     }
@@ -151,13 +302,17 @@ pub(crate) fn stored_headers(object: &StoredObject) -> HeaderMap {
     out
 }
 
-/// The attributes stored with the object.
+/// The attributes stored with the object: the representation headers object_store knows,
+/// the reserved ones (safety headers, validators, `Expires`), user metadata of every
+/// convention, and the headers `keep` keeps.
 ///
 /// Several `Content-Security-Policy` headers are several policies, all enforced; they are
 /// kept as one comma-separated list, which means the same (CSP 3 §3.1). For the other
 /// headers the last value is kept.
-pub(crate) fn attributes(origin: &HeaderMap) -> Attributes {
+pub(crate) fn attributes(origin: &HeaderMap, keep: &KeepHeaders) -> Attributes {
     let mut out = Attributes::new();
+    let mut styles = Vec::new();
+    let mut kept_pairs = Vec::new();
     for (name, value) in origin {
         let Ok(value) = value.to_str() else { continue };
         let attribute = match *name {
@@ -166,7 +321,6 @@ pub(crate) fn attributes(origin: &HeaderMap) -> Attributes {
             CONTENT_DISPOSITION => Attribute::ContentDisposition,
             CONTENT_ENCODING => Attribute::ContentEncoding,
             CONTENT_LANGUAGE => Attribute::ContentLanguage,
-            X_CONTENT_TYPE_OPTIONS => Attribute::Metadata(NOSNIFF_META.into()),
             CONTENT_SECURITY_POLICY => {
                 let policy = Attribute::Metadata(CSP_META.into());
                 let joined = match out.get(&policy) {
@@ -176,12 +330,33 @@ pub(crate) fn attributes(origin: &HeaderMap) -> Attributes {
                 out.insert(policy, joined.into());
                 continue;
             }
-            _ => match user_meta(name) {
-                Some(meta) => Attribute::Metadata(meta.to_owned().into()),
-                None => continue,
+            _ => match REPLAYED.iter().find(|(_, header)| header == name) {
+                Some((meta, _)) => Attribute::Metadata((*meta).into()),
+                None => match user_meta(name) {
+                    Some((meta, style)) => {
+                        if style != "amz" {
+                            styles.push((meta, style));
+                        }
+                        Attribute::Metadata(meta.to_owned().into())
+                    }
+                    None => {
+                        if kept(keep, name, origin) {
+                            kept_pairs.push((name.as_str(), value));
+                        }
+                        continue;
+                    }
+                },
             },
         };
         out.insert(attribute, value.to_owned().into());
+    }
+    if !styles.is_empty() {
+        let value: AttributeValue = encode_pairs(styles.into_iter()).into();
+        out.insert(Attribute::Metadata(META_STYLE_META.into()), value);
+    }
+    if !kept_pairs.is_empty() {
+        let value: AttributeValue = encode_pairs(kept_pairs.into_iter()).into();
+        out.insert(Attribute::Metadata(KEPT_META.into()), value);
     }
     out
 }
@@ -317,11 +492,11 @@ mod tests {
     #[test]
     fn the_safety_headers_travel_with_the_type() {
         let h = headers(&SAFETY);
-        let c = super::client_headers(&h);
+        let c = super::client_headers(&h, &crate::rule::KeepHeaders::None);
         for (name, value) in SAFETY {
             assert_eq!(c[name], value, "{name} on the pulled response");
         }
-        let a = super::attributes(&h);
+        let a = super::attributes(&h, &crate::rule::KeepHeaders::None);
         assert_eq!(a.len(), 4, "{a:?}");
         let mut served = HeaderMap::new();
         super::insert_attribute_headers(&a, &mut served);
@@ -344,7 +519,7 @@ mod tests {
             ("content-security-policy", "sandbox"),
             ("content-security-policy", "script-src 'none'"),
         ]);
-        let a = super::attributes(&h);
+        let a = super::attributes(&h, &crate::rule::KeepHeaders::None);
         let mut served = HeaderMap::new();
         super::insert_attribute_headers(&a, &mut served);
         assert_eq!(
@@ -362,10 +537,10 @@ mod tests {
             ("x-amz-meta-origin_pull_other", "x"),
             ("x-amz-meta-x-content-type-options", "user"),
         ]);
-        let c = super::client_headers(&h);
+        let c = super::client_headers(&h, &crate::rule::KeepHeaders::None);
         assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c["x-amz-meta-x-content-type-options"], "user");
-        let a = super::attributes(&h);
+        let a = super::attributes(&h, &crate::rule::KeepHeaders::None);
         assert_eq!(a.len(), 1, "{a:?}");
         let mut served = HeaderMap::new();
         super::insert_attribute_headers(&a, &mut served);
@@ -538,10 +713,10 @@ mod tests {
         h.insert("set-cookie", HeaderValue::from_static("a=b"));
         h.insert("x-amz-meta-owner", HeaderValue::from_static("me"));
         h.insert("server", HeaderValue::from_static("origin"));
-        let c = super::client_headers(&h);
+        let c = super::client_headers(&h, &crate::rule::KeepHeaders::None);
         assert_eq!(c.len(), 2);
         assert!(c.get("set-cookie").is_none());
-        let a = super::attributes(&h);
+        let a = super::attributes(&h, &crate::rule::KeepHeaders::None);
         assert_eq!(
             a.get(&Attribute::ContentType).map(|v| v.as_ref()),
             Some("image/png")
@@ -552,5 +727,63 @@ mod tests {
             Some("me")
         );
         assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn validators_conventions_and_kept_headers_round_trip() {
+        use crate::rule::KeepHeaders;
+        let h = headers(&[
+            ("etag", "\"abc\""),
+            ("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ("expires", "Thu, 01 Dec 2044 16:00:00 GMT"),
+            ("x-oss-meta-a", "1"),
+            ("x-cos-meta-b", "2"),
+            ("x-amz-meta-c", "3"),
+            ("x-oss-meta-origin_pull_etag", "forged"),
+            ("link", "</a>; rel=preload"),
+            ("x-request-count", "1"),
+            ("set-cookie", "s=1"),
+            ("strict-transport-security", "max-age=1"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+        ]);
+        let keep = KeepHeaders::All;
+        let c = super::client_headers(&h, &keep);
+        let a = super::attributes(&h, &keep);
+        let mut served = HeaderMap::new();
+        super::insert_attribute_headers(&a, &mut served);
+        for name in [
+            "etag",
+            "last-modified",
+            "expires",
+            "x-oss-meta-a",
+            "x-cos-meta-b",
+            "x-amz-meta-c",
+            "link",
+            "x-request-count",
+        ] {
+            assert_eq!(served.get(name), h.get(name), "{name} served");
+            assert_eq!(c.get(name), h.get(name), "{name} pulled");
+        }
+        for never in [
+            "set-cookie",
+            "strict-transport-security",
+            "x-hop",
+            "connection",
+            "x-oss-meta-origin_pull_etag",
+        ] {
+            assert!(served.get(never).is_none(), "{never} served");
+            assert!(c.get(never).is_none(), "{never} pulled");
+        }
+        // Without keep, only the representation's own headers.
+        let none = super::attributes(&h, &KeepHeaders::None);
+        let mut served = HeaderMap::new();
+        super::insert_attribute_headers(&none, &mut served);
+        assert!(served.get("link").is_none());
+        assert_eq!(served["x-cos-meta-b"], "2");
+        let only = KeepHeaders::only(["link", "set-cookie"]).unwrap();
+        let c = super::client_headers(&h, &only);
+        assert!(c.get("link").is_some() && c.get("set-cookie").is_none());
+        assert!(c.get("x-request-count").is_none());
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use http::header::ETAG;
+use http::header::{ACCEPT_RANGES, ETAG};
 use http::{Method, StatusCode};
 use tokio::time::Instant;
 
@@ -182,7 +182,11 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
         unstored = meta::type_risk(&response.headers, key, store.keeps_attributes());
     }
     let (writer, verifier) = start_write(fill, spec, &response.headers, &mut unstored).await?;
-    let mut headers = meta::client_headers(&response.headers);
+    let mut headers = meta::client_headers(&response.headers, &spec.checks.keep);
+    if status == StatusCode::OK {
+        // Readers of the fill get ranges of it, as every hit after it does.
+        headers.insert(ACCEPT_RANGES, http::HeaderValue::from_static("bytes"));
+    }
     if private.is_some() {
         // Its requester's own cookies; nobody else sees this response.
         for cookie in response.headers.get_all(http::header::SET_COOKIE) {
@@ -265,7 +269,10 @@ async fn start_write(
         return Ok((None, None));
     };
     let verifier = Verifier::new(&spec.key, &spec.checks.checksums, headers)?;
-    match store.begin(&spec.key, meta::attributes(headers)).await {
+    match store
+        .begin(&spec.key, meta::attributes(headers, &spec.checks.keep))
+        .await
+    {
         Ok(writer) => Ok((Some(writer), Some(verifier))),
         // The store cannot hold this key: the readers still get the object.
         Err(Error::Unstorable { reason, .. }) => {

@@ -19,7 +19,9 @@ use http::{HeaderMap, Method, StatusCode};
 pub use self::condition::{Glob, HeaderMatch};
 pub(crate) use self::condition::{HeaderCondition, HostCondition};
 pub(crate) use self::policy::FillChecks;
-pub use self::policy::{Checksum, HeadMiss, HeaderPolicy, Oversize, QueryPolicy, RangeMiss};
+pub use self::policy::{
+    Checksum, HeadMiss, HeaderPolicy, KeepHeaders, Oversize, QueryPolicy, RangeMiss,
+};
 pub use self::rewrite::Rewrite;
 use crate::origin::Origin;
 
@@ -366,6 +368,15 @@ impl Rule {
     #[must_use]
     pub fn store_mistyped(mut self, yes: bool) -> Self {
         self.checks.store_mistyped = yes;
+        self
+    }
+
+    /// Keep these origin response headers with the object and send them on every hit, as
+    /// the pulled response had them (default [`KeepHeaders::None`]); see [`KeepHeaders`] for
+    /// what is always kept and what never is.
+    #[must_use]
+    pub fn keep_response_headers(mut self, keep: KeepHeaders) -> Self {
+        self.checks.keep = keep;
         self
     }
 

@@ -293,6 +293,44 @@ pub enum Oversize {
     Refuse,
 }
 
+/// Which end-to-end origin response headers beyond the representation's own are kept with
+/// a pulled object and replayed on every hit ([`Rule::keep_response_headers`]).
+///
+/// `Content-Type`, `Cache-Control`, `Content-Disposition`, `Content-Encoding`,
+/// `Content-Language`, `Expires`, the validators and user metadata are always kept; this
+/// adds the others an origin sends per object (`Link`, `X-Robots-Tag`,
+/// `Access-Control-Allow-Origin`, an application's own `X-…`). Never kept, whatever is
+/// asked: hop-by-hop headers (and those the origin's `Connection` names), `Set-Cookie`,
+/// authentication challenges, `Date`, `Age`, `Server`, `Via`, `Warning`, request ids, and
+/// host-wide policies (`Strict-Transport-Security`, `Alt-Svc`, `Clear-Site-Data`).
+///
+/// [`Rule::keep_response_headers`]: crate::Rule::keep_response_headers
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeepHeaders {
+    /// No other header (the default).
+    #[default]
+    None,
+    /// Every end-to-end header but those never kept.
+    All,
+    /// These headers (if they are not among those never kept).
+    Only(Vec<HeaderName>),
+}
+
+impl KeepHeaders {
+    /// Keep the headers named in `names`; an invalid name is an error.
+    pub fn only<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, Error> {
+        let names = names
+            .into_iter()
+            .map(|name| {
+                HeaderName::try_from(name)
+                    .map_err(|_| Error::config(format!("header name {name:?} is not valid")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self::Only(names))
+    }
+}
+
 /// What the fill checks before storing; built from the rule.
 #[derive(Debug, Clone)]
 pub(crate) struct FillChecks {
@@ -305,6 +343,8 @@ pub(crate) struct FillChecks {
     /// Store objects whose type a file server would change
     /// ([`Rule::store_mistyped`](crate::Rule::store_mistyped)).
     pub(crate) store_mistyped: bool,
+    /// The headers kept beyond the representation's own ([`KeepHeaders`]).
+    pub(crate) keep: KeepHeaders,
 }
 
 impl Default for FillChecks {
@@ -315,6 +355,7 @@ impl Default for FillChecks {
             pass_through: Vec::new(),
             store_private: false,
             store_mistyped: false,
+            keep: KeepHeaders::None,
         }
     }
 }

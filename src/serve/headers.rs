@@ -7,8 +7,8 @@
 use std::time::SystemTime;
 
 use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, LAST_MODIFIED,
-    X_CONTENT_TYPE_OPTIONS,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, EXPIRES,
+    LAST_MODIFIED, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderMap, HeaderValue};
 use object_store::{Attribute, Attributes, ObjectMeta};
@@ -28,23 +28,27 @@ pub(crate) struct Representation {
 
 impl Representation {
     pub(crate) fn new(key: &str, meta: &ObjectMeta, attributes: &Attributes) -> Self {
-        let etag = meta.e_tag.as_deref().and_then(etag_header);
-        let last_modified = whole_seconds(SystemTime::from(meta.last_modified));
+        let stored_time = whole_seconds(SystemTime::from(meta.last_modified));
         let mut headers = HeaderMap::with_capacity(8);
         headers.insert(CONTENT_TYPE, content_type(key, attributes));
         headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if let Some(etag) = &etag {
-            headers.insert(ETAG, etag.clone());
+        if let Some(etag) = meta.e_tag.as_deref().and_then(etag_header) {
+            headers.insert(ETAG, etag);
         }
-        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(last_modified)) {
+        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(stored_time)) {
             headers.insert(LAST_MODIFIED, date);
         }
-        // The stored content type, if any, is the one `content_type` chose above.
+        // The stored content type, if any, is the one `content_type` chose above; the
+        // origin's validators, where they were kept, replace the store's own.
         crate::fill::meta::insert_attribute_headers(attributes, &mut headers);
+        let last_modified = headers
+            .get(LAST_MODIFIED)
+            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
+            .map_or(stored_time, whole_seconds);
         Self {
             size: meta.size,
             validators: Validators {
-                etag,
+                etag: headers.get(ETAG).cloned(),
                 last_modified,
             },
             e_tag: meta.e_tag.clone(),
@@ -52,7 +56,7 @@ impl Representation {
         }
     }
 
-    /// The headers a `304` carries ([RFC 9110 §15.4.5]): the validators and Cache-Control,
+    /// The headers a `304` carries ([RFC 9110 §15.4.5]): the validators, Cache-Control, Expires,
     /// and the stored `X-Content-Type-Options` and `Content-Security-Policy`.
     ///
     /// A cache updates the response it holds with the 304's fields (RFC 9111 §4.3.4), so
@@ -62,20 +66,27 @@ impl Representation {
     ///
     /// [RFC 9110 §15.4.5]: https://www.rfc-editor.org/rfc/rfc9110#section-15.4.5
     pub(crate) fn not_modified_headers(&self) -> HeaderMap {
-        let mut out = HeaderMap::with_capacity(5);
-        for name in [
-            ETAG,
-            LAST_MODIFIED,
-            CACHE_CONTROL,
-            X_CONTENT_TYPE_OPTIONS,
-            CONTENT_SECURITY_POLICY,
-        ] {
-            if let Some(value) = self.headers.get(&name) {
-                out.insert(name, value.clone());
-            }
-        }
-        out
+        not_modified_headers(&self.headers)
     }
+}
+
+/// The headers of a `304` for a representation with `headers` (see
+/// [`Representation::not_modified_headers`]).
+pub(crate) fn not_modified_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(6);
+    for name in [
+        ETAG,
+        LAST_MODIFIED,
+        CACHE_CONTROL,
+        EXPIRES,
+        X_CONTENT_TYPE_OPTIONS,
+        CONTENT_SECURITY_POLICY,
+    ] {
+        if let Some(value) = headers.get(&name) {
+            out.insert(name, value.clone());
+        }
+    }
+    out
 }
 
 /// The stored Content-Type, else one guessed from the key's extension, else
@@ -148,7 +159,7 @@ mod tests {
         ] {
             origin.insert(k, HeaderValue::from_static(v));
         }
-        let attributes = crate::fill::meta::attributes(&origin);
+        let attributes = crate::fill::meta::attributes(&origin, &crate::rule::KeepHeaders::None);
         let r = Representation::new("evil.html", &meta, &attributes);
         assert_eq!(r.headers[CONTENT_TYPE], "text/plain", "not guessed");
         assert_eq!(r.headers["content-disposition"], "attachment");

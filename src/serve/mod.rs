@@ -7,9 +7,9 @@
 //! the response body (`body.rs`) and future (`future.rs`).
 
 mod body;
-mod conditional;
+pub(crate) mod conditional;
 mod future;
-mod headers;
+pub(crate) mod headers;
 pub(crate) mod range;
 mod service;
 

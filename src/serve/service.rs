@@ -9,7 +9,7 @@ use futures::FutureExt;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
+use object_store::{Attributes, GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt};
 use tower_service::Service;
 
 use super::body::ServeBody;
@@ -100,6 +100,8 @@ const ATTEMPTS: usize = 3;
 pub struct ServeStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// The backend keeps no attributes (a local disk): read them from beside the object.
+    sidecar: bool,
 }
 
 impl fmt::Debug for ServeStore {
@@ -107,6 +109,7 @@ impl fmt::Debug for ServeStore {
         f.debug_struct("ServeStore")
             .field("store", &format_args!("{}", self.store))
             .field("prefix", &self.prefix)
+            .field("sidecar", &self.sidecar)
             .finish()
     }
 }
@@ -114,9 +117,11 @@ impl fmt::Debug for ServeStore {
 impl ServeStore {
     /// Serve the objects of `store`, the request path being the key.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        let sidecar = store.to_string().contains("LocalFileSystem(");
         Self {
             store,
             prefix: Path::default(),
+            sidecar,
         }
     }
 
@@ -169,16 +174,21 @@ impl<B> Service<Request<B>> for ServeStore {
         let Some((location, key)) = found else {
             return ServeFuture::ready(message(StatusCode::BAD_REQUEST, "not a valid key\n"));
         };
-        // The crate's own bookkeeping (tombstones) is never served as an object.
-        if key.split('/').next() == Some(crate::store::TOMBSTONE_PREFIX) {
+        // The crate's own bookkeeping (tombstones, metadata) is never served as an object.
+        if crate::store::sidecar::reserved(&key) {
             return ServeFuture::ready(message(StatusCode::NOT_FOUND, "not found\n"));
         }
         let store = self.store.clone();
+        let sidecar = self
+            .sidecar
+            .then(|| crate::store::sidecar::location(&self.prefix, &key))
+            .flatten();
         ServeFuture::new(
             async move {
                 let request = Get {
                     store: &*store,
                     location: &location,
+                    sidecar: sidecar.as_ref(),
                     key: &key,
                     head,
                     headers: &parts.headers,
@@ -194,6 +204,8 @@ impl<B> Service<Request<B>> for ServeStore {
 struct Get<'a> {
     store: &'a dyn ObjectStore,
     location: &'a Path,
+    /// Where the object's metadata is kept beside it, on a backend without attributes.
+    sidecar: Option<&'a Path>,
     key: &'a str,
     head: bool,
     headers: &'a HeaderMap,
@@ -207,9 +219,9 @@ impl Get<'_> {
                 head: self.head,
                 ..GetOptions::default()
             };
-            return match self.store.get_opts(self.location, options).await {
-                Ok(result) => {
-                    let r = Representation::new(self.key, &result.meta, &result.attributes);
+            return match self.get_with_meta(options).await {
+                Ok((result, attributes)) => {
+                    let r = Representation::new(self.key, &result.meta, &attributes);
                     self.send(StatusCode::OK, &r, result)
                 }
                 Err(e) => self.failed(e),
@@ -220,8 +232,10 @@ impl Get<'_> {
                 head: true,
                 ..GetOptions::default()
             };
-            let r = match self.store.get_opts(self.location, looked).await {
-                Ok(result) => Representation::new(self.key, &result.meta, &result.attributes),
+            let r = match self.get_with_meta(looked).await {
+                Ok((result, attributes)) => {
+                    Representation::new(self.key, &result.meta, &attributes)
+                }
                 Err(e) => return self.failed(e),
             };
             match conditional::evaluate(self.headers, &r.validators) {
@@ -276,6 +290,32 @@ impl Get<'_> {
             StatusCode::INTERNAL_SERVER_ERROR,
             "the object kept changing while being read\n",
         )
+    }
+
+    /// The object (or its metadata) and its attributes: the store's, or on a backend
+    /// without attributes those kept beside it, read at the same time.
+    async fn get_with_meta(
+        &self,
+        options: GetOptions,
+    ) -> object_store::Result<(GetResult, Attributes)> {
+        let Some(at) = self.sidecar else {
+            let result = self.store.get_opts(self.location, options).await?;
+            let attributes = result.attributes.clone();
+            return Ok((result, attributes));
+        };
+        let meta = async {
+            match self.store.get(at).await {
+                Ok(found) => found.bytes().await.ok(),
+                Err(_) => None,
+            }
+        };
+        let (result, meta) =
+            futures::future::join(self.store.get_opts(self.location, options), meta).await;
+        let result = result?;
+        let attributes = meta
+            .and_then(|bytes| crate::store::sidecar::decode(&bytes, result.meta.size))
+            .unwrap_or_else(|| result.attributes.clone());
+        Ok((result, attributes))
     }
 
     /// A `200` or `206` with the bytes of `result`.

@@ -26,7 +26,7 @@ use object_store::{
 };
 use tokio::task::JoinSet;
 
-use super::{Committed, Store, StoreWrite, StoredObject};
+use super::{Committed, Store, StoreWrite, StoredObject, sidecar};
 use crate::Error;
 
 /// A [`Store`] writing into an `Arc<dyn ObjectStore>`, optionally below a prefix.
@@ -222,6 +222,21 @@ impl BucketStore {
         self.location(&format!("{TOMBSTONE_PREFIX}/{key}"))
     }
 
+    /// Delete the object at `key` and the metadata kept beside it, if any; a missing
+    /// object is not an error.
+    pub(crate) async fn remove(&self, key: &str) -> Result<(), Error> {
+        match self.store.delete(&self.location(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::store_write(key, e)),
+        }
+        if let Some(at) = sidecar::location(&self.prefix, key) {
+            sidecar::remove(&*self.store, &at)
+                .await
+                .map_err(|e| Error::store_write(key, e))?;
+        }
+        Ok(())
+    }
+
     /// The backend written to.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
@@ -267,10 +282,7 @@ impl Store for BucketStore {
                     .put(&marker, PutPayload::default())
                     .await
                     .map_err(|e| Error::store_write(key, e))?;
-                match self.store.delete(&self.location(key)?).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(Error::store_write(key, e)),
-                }
+                self.remove(key).await
             } else {
                 match self.store.delete(&marker).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -300,7 +312,12 @@ impl Store for BucketStore {
             };
             let size = result.meta.size;
             let e_tag = result.meta.e_tag.clone();
-            let attributes = result.attributes.clone();
+            let mut attributes = result.attributes.clone();
+            if !self.keeps_attributes() {
+                if let Some(at) = sidecar::location(&self.prefix, key) {
+                    attributes = sidecar::read(&*self.store, &at, size).await;
+                }
+            }
             let owned_key = key.to_owned();
             let body = result
                 .into_stream()
@@ -346,6 +363,7 @@ impl Store for BucketStore {
                 key: key.to_owned(),
                 location,
                 attributes,
+                size: 0,
                 state: State::Buffering(PutPayloadMut::new()),
             }) as Box<dyn StoreWrite>)
         }
@@ -398,6 +416,8 @@ struct BucketWrite {
     key: String,
     location: Path,
     attributes: Attributes,
+    /// Bytes written so far.
+    size: u64,
     state: State,
 }
 
@@ -479,6 +499,7 @@ impl BucketWrite {
     }
 
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), Error> {
+        self.size = self.size.saturating_add(chunk.len() as u64);
         if let State::Buffering(buffer) = &mut self.state {
             buffer.push(chunk);
             if buffer.content_length() < self.bucket.multipart_threshold {
@@ -537,7 +558,46 @@ impl BucketWrite {
         Ok(())
     }
 
+    /// Where the backend keeps no attributes, write them beside the object first, so a
+    /// visible object always has them ([`sidecar`](super::sidecar)).
+    fn write_sidecar(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let bucket = self.bucket.clone();
+        let (key, size, attributes) = (self.key.clone(), self.size, self.attributes.clone());
+        async move {
+            if bucket.keeps_attributes() || attributes.is_empty() {
+                return Ok(());
+            }
+            let Some(at) = sidecar::location(&bucket.prefix, &key) else {
+                return Ok(());
+            };
+            sidecar::write(&*bucket.store, &at, size, &attributes)
+                .await
+                .map_err(|e| Error::store_write(&key, e))
+        }
+    }
+
+    /// Commit: the metadata beside the object first (where it goes there), then the object;
+    /// metadata written for an object that then failed is removed again.
     async fn finish(&mut self) -> Result<Committed, Error> {
+        let beside = !matches!(self.state, State::Done)
+            && !self.bucket.keeps_attributes()
+            && !self.attributes.is_empty();
+        if beside {
+            self.write_sidecar().await?;
+        }
+        let committed = self.finish_object().await;
+        if let (true, Err(_)) = (beside, &committed) {
+            if let Some(at) = sidecar::location(&self.bucket.prefix, &self.key) {
+                let store = self.bucket.store.clone();
+                if let Err(e) = sidecar::remove(&*store, &at).await {
+                    tracing::warn!(key = %self.key, error = %e, "removing the metadata of a failed write failed");
+                }
+            }
+        }
+        committed
+    }
+
+    async fn finish_object(&mut self) -> Result<Committed, Error> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Buffering(buffer) => self
                 .bucket

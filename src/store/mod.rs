@@ -5,6 +5,7 @@
 //! leaves nothing behind. [`BucketStore`] implements this over any `object_store` backend.
 
 mod bucket;
+pub(crate) mod sidecar;
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use futures::stream::BoxStream;
 use object_store::Attributes;
 
 pub use self::bucket::{BucketStore, TOMBSTONE_PREFIX};
+pub use self::sidecar::META_PREFIX;
 use crate::Error;
 
 /// How a committed write ended.

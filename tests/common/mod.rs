@@ -421,13 +421,29 @@ pub async fn stored_attributes(store: &dyn ObjectStore, key: &str) -> object_sto
         .attributes
 }
 
-/// Every object in the store.
+/// Every object in the store but the metadata kept beside objects on a local disk
+/// (`.origin-pull-meta/`, see [`meta_listing`]).
 pub async fn listing(store: &dyn ObjectStore) -> Vec<String> {
-    store
+    let all: Vec<String> = store
         .list(None)
         .map(|m| m.unwrap().location.to_string())
         .collect()
-        .await
+        .await;
+    all.into_iter()
+        .filter(|l| !l.starts_with(tower_origin_pull::store::META_PREFIX))
+        .collect()
+}
+
+/// The metadata files kept beside objects (local disk).
+pub async fn meta_listing(store: &dyn ObjectStore) -> Vec<String> {
+    let all: Vec<String> = store
+        .list(None)
+        .map(|m| m.unwrap().location.to_string())
+        .collect()
+        .await;
+    all.into_iter()
+        .filter(|l| l.starts_with(tower_origin_pull::store::META_PREFIX))
+        .collect()
 }
 
 /// Files under `dir` that look like `LocalFileSystem` staging files (`name#N`).

@@ -1,0 +1,156 @@
+//! Metadata beside the object, for backends that keep no attributes (`LocalFileSystem`).
+//!
+//! An object's attributes — the same ones other backends keep with the object (see
+//! `fill::meta::attributes`) — are written as a small JSON object at
+//! `<prefix>/.origin-pull-meta/<key>.meta` before the object itself is committed, so a
+//! visible object always has its metadata beside it. The file records the object's size;
+//! metadata whose size is not the object's (the object was replaced by other means) is
+//! ignored. The `.meta` suffix keeps `a` and `a/b`'s files apart, as the objects are.
+//!
+//! What it costs: one small write per stored object, one more read per hit through
+//! [`ServeStore`](crate::ServeStore) on a local disk (made at the same time as the
+//! object's own, not after it).
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutPayload};
+
+/// Where metadata lives, below the store's prefix. Reserved: never pulled, never served.
+pub const META_PREFIX: &str = ".origin-pull-meta";
+
+/// The metadata location of `key` below `prefix`.
+pub(crate) fn location(prefix: &Path, key: &str) -> Option<Path> {
+    let full = if prefix.as_ref().is_empty() {
+        format!("{META_PREFIX}/{key}.meta")
+    } else {
+        format!("{prefix}/{META_PREFIX}/{key}.meta")
+    };
+    Path::parse(full).ok()
+}
+
+/// Whether `key` is one of the crate's own bookkeeping objects (metadata or tombstones).
+pub(crate) fn reserved(key: &str) -> bool {
+    matches!(
+        key.split('/').next(),
+        Some(META_PREFIX | super::TOMBSTONE_PREFIX)
+    )
+}
+
+fn name(attribute: &Attribute) -> Option<String> {
+    Some(match attribute {
+        Attribute::ContentType => "content-type".into(),
+        Attribute::CacheControl => "cache-control".into(),
+        Attribute::ContentDisposition => "content-disposition".into(),
+        Attribute::ContentEncoding => "content-encoding".into(),
+        Attribute::ContentLanguage => "content-language".into(),
+        Attribute::Metadata(meta) => format!("meta:{meta}"),
+        _ => return None,
+    })
+}
+
+fn attribute(name: &str) -> Option<Attribute> {
+    Some(match name {
+        "content-type" => Attribute::ContentType,
+        "cache-control" => Attribute::CacheControl,
+        "content-disposition" => Attribute::ContentDisposition,
+        "content-encoding" => Attribute::ContentEncoding,
+        "content-language" => Attribute::ContentLanguage,
+        other => Attribute::Metadata(other.strip_prefix("meta:")?.to_owned().into()),
+    })
+}
+
+/// The file's bytes for an object of `size` bytes.
+pub(crate) fn encode(size: u64, attributes: &Attributes) -> Bytes {
+    let mut map = serde_json::Map::new();
+    for (a, value) in attributes.iter() {
+        if let Some(name) = name(a) {
+            map.insert(name, value.as_ref().into());
+        }
+    }
+    let doc = serde_json::json!({ "size": size, "attributes": map });
+    Bytes::from(doc.to_string())
+}
+
+/// The attributes in `bytes` if they describe an object of `size` bytes.
+pub(crate) fn decode(bytes: &[u8], size: u64) -> Option<Attributes> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if doc.get("size")?.as_u64()? != size {
+        return None;
+    }
+    let mut out = Attributes::new();
+    for (name, value) in doc.get("attributes")?.as_object()? {
+        if let (Some(a), Some(v)) = (attribute(name), value.as_str()) {
+            out.insert(a, v.to_owned().into());
+        }
+    }
+    Some(out)
+}
+
+/// The attributes kept beside the object of `size` bytes at `at`; empty when there are none
+/// or they cannot be read (the object is served with what the store itself knows).
+pub(crate) async fn read(store: &dyn ObjectStore, at: &Path, size: u64) -> Attributes {
+    match store.get(at).await {
+        Ok(result) => match result.bytes().await {
+            Ok(bytes) => decode(&bytes, size).unwrap_or_default(),
+            Err(_) => Attributes::new(),
+        },
+        Err(_) => Attributes::new(),
+    }
+}
+
+/// Write the metadata of an object of `size` bytes at `at` (overwriting older metadata).
+pub(crate) async fn write(
+    store: &dyn ObjectStore,
+    at: &Path,
+    size: u64,
+    attributes: &Attributes,
+) -> object_store::Result<()> {
+    store
+        .put(at, PutPayload::from(encode(size, attributes)))
+        .await
+        .map(drop)
+}
+
+/// Remove the metadata at `at`, if any.
+pub(crate) async fn remove(store: &dyn ObjectStore, at: &Path) -> object_store::Result<()> {
+    match store.delete(at).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_size_check() {
+        let mut a = Attributes::new();
+        a.insert(Attribute::ContentType, "text/plain".into());
+        a.insert(
+            Attribute::Metadata("origin_pull_etag".into()),
+            "\"x\"".into(),
+        );
+        let bytes = encode(5, &a);
+        let back = decode(&bytes, 5).expect("decodes");
+        assert_eq!(
+            back.get(&Attribute::ContentType).unwrap().as_ref(),
+            "text/plain"
+        );
+        assert_eq!(
+            back.get(&Attribute::Metadata("origin_pull_etag".into()))
+                .unwrap()
+                .as_ref(),
+            "\"x\""
+        );
+        assert!(decode(&bytes, 6).is_none(), "another object's metadata");
+        assert!(decode(b"not json", 5).is_none());
+        assert_eq!(
+            location(&Path::default(), "a/b").unwrap().as_ref(),
+            ".origin-pull-meta/a/b.meta"
+        );
+        assert!(reserved(".origin-pull-meta/a.meta"));
+        assert!(reserved(".origin-pull-tombstones/a"));
+        assert!(!reserved("a/.origin-pull-meta"));
+    }
+}
