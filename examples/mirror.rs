@@ -48,7 +48,10 @@
 //!
 //! `GET /_origin_pull/status` answers the migration's progress as JSON: requests served
 //! from the store versus pulled, keys and bytes pulled, fills in flight, background queue.
-//! It is open unless an admin token is set; other `/_origin_pull/*` paths are `404` (never
+//! It is open unless an admin token is set. With an admin token (only then),
+//! `POST /_origin_pull/purge/<key>` purges the key (removed from the store, no tombstone: the
+//! next miss pulls it again) and `POST /_origin_pull/purge/<key>?repull=1` also pulls it
+//! again at once. Other `/_origin_pull/*` paths are `404` (never
 //! pulled from the origin). Logs go to stderr (`RUST_LOG=debug` for more). On Ctrl-C or
 //! SIGTERM `ready` turns `503` for `--drain`, then the server stops accepting, requests in flight get `--grace` to finish, then
 //! fills still running get `--grace`, the rest are aborted: nothing partial is left.
@@ -66,7 +69,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore};
 use tower_layer::Layer;
@@ -263,15 +266,28 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // Every `/_origin_pull/*` path is the admin router's (unknown ones are `404`, never
     // pulled), behind the token when there is one.
     let status_layer = layer.clone();
-    let admin = Router::new()
-        .route(
-            "/status",
-            get(move || {
-                let layer = status_layer.clone();
-                async move { Json(status(&layer)) }
-            }),
-        )
-        .fallback(|| async { (StatusCode::NOT_FOUND, "no such admin endpoint\n") });
+    let mut admin = Router::new().route(
+        "/status",
+        get(move || {
+            let layer = status_layer.clone();
+            async move { Json(status(&layer)) }
+        }),
+    );
+    // Purging changes the store: only behind a token.
+    if token.is_some() {
+        let handle = layer.handle();
+        admin = admin.route(
+            "/purge/{*key}",
+            post(
+                move |axum::extract::Path(key): axum::extract::Path<String>,
+                      axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                    let handle = handle.clone();
+                    async move { purge(&handle, &key, query.as_deref() == Some("repull=1")).await }
+                },
+            ),
+        );
+    }
+    let admin = admin.fallback(|| async { (StatusCode::NOT_FOUND, "no such admin endpoint\n") });
     let admin = match &token {
         Some(token) => admin.layer(token.layer()),
         None => admin,
@@ -534,6 +550,36 @@ async fn sweep_staging(store: &StoreConfig) -> Result<(), BoxError> {
 /// `age` as whole seconds, for the log.
 fn humantime_like(age: Duration) -> String {
     format!("{}s", age.as_secs())
+}
+
+/// `POST /_origin_pull/purge/<key>[?repull=1]`: remove the key from the store (no
+/// tombstone), and with `repull=1` pull it again at once.
+async fn purge(
+    handle: &tower_origin_pull::OriginPullHandle,
+    key: &str,
+    repull: bool,
+) -> (StatusCode, String) {
+    if let Err(e) = handle.purge(key).await {
+        let code = match e {
+            tower_origin_pull::Error::Config { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        return (code, format!("purge of {key} failed: {e}\n"));
+    }
+    tracing::info!(%key, repull, "purged");
+    if !repull {
+        return (StatusCode::OK, format!("purged {key}\n"));
+    }
+    let report = tower_origin_pull::warmup::Warmup::new(handle.clone())
+        .run([key.to_owned()], |_| {})
+        .await;
+    match report.failures.first() {
+        None => (StatusCode::OK, format!("purged {key}, pulled again\n")),
+        Some((_, why)) => (
+            StatusCode::BAD_GATEWAY,
+            format!("purged {key}; pulling it again failed: {why}\n"),
+        ),
+    }
 }
 
 fn status(layer: &OriginPullLayer) -> serde_json::Value {

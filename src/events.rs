@@ -45,6 +45,16 @@ pub enum FillEvent {
         /// Whether this fill wrote it, or found it already there.
         committed: Committed,
     },
+    /// A refresh found the stored object current: the origin answered `304`
+    /// (`asked_origin`), or it had been validated recently enough to not ask.
+    Revalidated {
+        /// The store key.
+        key: String,
+        /// The rule that matched.
+        rule: Arc<str>,
+        /// Whether the origin was asked.
+        asked_origin: bool,
+    },
     /// The origin does not have the object; nothing was stored.
     NotFound {
         /// The store key.
@@ -70,16 +80,19 @@ impl FillEvent {
             Self::Started { key, .. }
             | Self::Completed { key, .. }
             | Self::NotFound { key, .. }
+            | Self::Revalidated { key, .. }
             | Self::Failed { key, .. } => key,
         }
     }
 
-    /// A short name for the kind of event: `started`, `completed`, `not_found`, `failed`.
+    /// A short name for the kind of event: `started`, `completed`, `not_found`,
+    /// `revalidated`, `failed`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Started { .. } => "started",
             Self::Completed { .. } => "completed",
             Self::NotFound { .. } => "not_found",
+            Self::Revalidated { .. } => "revalidated",
             Self::Failed { .. } => "failed",
         }
     }

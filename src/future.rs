@@ -79,9 +79,17 @@ where
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     };
                     if !c.engine.triggers_on(response.status()) {
-                        c.engine
-                            .counters
-                            .request(Outcome::of_inner(response.status()));
+                        let status = response.status();
+                        c.engine.counters.request(Outcome::of_inner(status));
+                        let hit = status.is_success() || status == http::StatusCode::NOT_MODIFIED;
+                        if c.engine.refresh && hit {
+                            crate::refresh::on_hit(
+                                &c.engine,
+                                &c.method,
+                                &c.uri,
+                                c.headers.as_ref(),
+                            );
+                        }
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     }
                     match start(c, response) {

@@ -62,6 +62,31 @@ impl OriginPullHandle {
         self.engine.store.set_deleted(key, true).await
     }
 
+    /// Purge `key`: remove it from the store, with what is kept beside it, and leave no
+    /// tombstone, so the next miss pulls it again (a purge is not a [`delete`](Self::delete)).
+    /// A fill of `key` in flight is cancelled first, so it cannot write the old object back.
+    /// To pull it again at once, hand the key to [`Warmup`](crate::warmup::Warmup).
+    pub async fn purge(&self, key: &str) -> Result<(), crate::Error> {
+        if !crate::key::is_clean(key) {
+            return Err(crate::Error::config(format!("{key:?} is not a clean key")));
+        }
+        self.engine.fills.cancel_key(key);
+        self.engine.store.remove(key).await
+    }
+
+    /// Purge every stored key that starts with `prefix` (a plain string prefix; `""` is the
+    /// whole store), as [`purge`](Self::purge) does one, and return the keys purged. On an
+    /// error the keys before it are purged, the rest are not.
+    pub async fn purge_prefix(&self, prefix: &str) -> Result<Vec<String>, crate::Error> {
+        use futures::TryStreamExt;
+        let keys: Vec<String> = self.engine.store.list(prefix).try_collect().await?;
+        for key in &keys {
+            self.engine.fills.cancel_key(key);
+            self.engine.store.remove(key).await?;
+        }
+        Ok(keys)
+    }
+
     /// Remove `key`'s tombstone: misses for it are pulled again.
     pub async fn undelete(&self, key: &str) -> Result<(), crate::Error> {
         self.engine.store.set_deleted(key, false).await

@@ -53,6 +53,7 @@ pub mod key;
 mod layer;
 pub mod origin;
 pub mod progress;
+mod refresh;
 mod respond;
 mod rule;
 mod serve;
@@ -80,7 +81,7 @@ pub use crate::origin::{
 pub use crate::progress::{Outcome, Progress};
 pub use crate::rule::{
     Checksum, ClientDisconnect, DEFAULT_MAX_VARIANTS, Glob, HeadMiss, HeaderMatch, HeaderPolicy,
-    KeepHeaders, Mode, Oversize, QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
+    KeepHeaders, Mode, OriginGone, Oversize, QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
 };
 pub use crate::serve::{ServeBody, ServeFuture, ServeStore};
 pub use crate::service::OriginPull;

@@ -30,6 +30,7 @@ use crate::fill::FillSpec;
 use crate::fill::shared::Ended;
 use crate::key;
 use crate::rule::Mode;
+use crate::store::Committed;
 
 /// Pulls a list of keys with bounded concurrency; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ use crate::rule::Mode;
 pub struct Warmup {
     handle: OriginPullHandle,
     concurrency: usize,
+    /// Revalidate stored keys instead of pulling missing ones ([`Warmup::refresh`]).
+    refreshing: bool,
 }
 
 /// Where a warm-up run stands.
@@ -106,6 +109,7 @@ impl Warmup {
         Self {
             handle: layer.into(),
             concurrency: 8,
+            refreshing: false,
         }
     }
 
@@ -161,9 +165,50 @@ impl Warmup {
         report
     }
 
+    /// Revalidate every key against its origin now, whatever its age (see
+    /// [`Rule::revalidate_after`](crate::Rule::revalidate_after), which need not be set):
+    /// a key whose origin has a new version is replaced (`pulled`, with its bytes), one
+    /// that is unchanged is `skipped`, one that is not stored, not stored any more, or
+    /// cannot be revalidated is `failed` with the reason. Same bound, deduplication and
+    /// progress reporting as [`run`](Self::run).
+    pub async fn refresh<I>(
+        mut self,
+        keys: I,
+        on_progress: impl FnMut(&WarmupProgress),
+    ) -> WarmupReport
+    where
+        I: IntoIterator<Item = String>,
+        I::IntoIter: Send,
+    {
+        self.refreshing = true;
+        self.run(keys, on_progress).await
+    }
+
+    async fn refresh_one(&self, key: &str) -> One {
+        let engine = self.handle.engine();
+        let Some(spec) = crate::refresh::spec(engine, key, &Uri::from_static("/"), true) else {
+            return One::Failed("no rule that stores objects matches it".to_owned());
+        };
+        let Some(fill) = engine.fills.ensure(spec).await else {
+            return One::Failed("the layer is shutting down".to_owned());
+        };
+        fill.wait_ended().await;
+        match (fill.ended(), fill.committed()) {
+            (Some(Ended::Stored(bytes)), Some(Committed::Refreshed)) => One::Pulled(bytes),
+            (Some(Ended::Stored(_)), _) => One::Skipped,
+            (Some(Ended::NotFound), _) => One::Failed("the origin does not have it".to_owned()),
+            (Some(Ended::NotStored), _) => One::Failed("not stored, or not refreshed".to_owned()),
+            (Some(Ended::Failed(e)), _) => One::Failed(e.to_string()),
+            (None, _) => One::Failed("the refresh did not end".to_owned()),
+        }
+    }
+
     async fn one(&self, key: &str) -> One {
         if !key::is_clean(key) {
             return One::Failed("not a clean key".to_owned());
+        }
+        if self.refreshing {
+            return self.refresh_one(key).await;
         }
         let config = self.handle.engine();
         let uri = Uri::from_static("/");

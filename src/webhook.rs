@@ -360,7 +360,18 @@ pub fn to_json(event: &FillEvent) -> serde_json::Value {
             "committed": match committed {
                 Committed::Written => "written",
                 Committed::AlreadyExists => "already_exists",
+                Committed::Refreshed => "refreshed",
             },
+        }),
+        FillEvent::Revalidated {
+            key,
+            rule,
+            asked_origin,
+        } => json!({
+            "event": "revalidated",
+            "key": key,
+            "rule": &**rule,
+            "asked_origin": asked_origin,
         }),
         FillEvent::NotFound { key, rule } => {
             json!({"event": "not_found", "key": key, "rule": &**rule})

@@ -164,8 +164,15 @@ async fn read_response(stream: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)
 
 /// Connect, send one request, read the response.
 async fn get_once(addr: SocketAddr, path: &str, headers: &str) -> (u16, Vec<u8>) {
+    send_once(addr, "GET", path, headers).await
+}
+
+/// Connect, send one bodiless request, read the response.
+async fn send_once(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{headers}Connection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(req.as_bytes()).await.unwrap();
     read_response(&mut stream).await.unwrap()
 }
@@ -950,6 +957,10 @@ async fn mirror_admin_token() {
     assert_eq!(get_once(open.addr, "/_origin_pull/status", "").await.0, 200);
     assert_eq!(get_once(open.addr, "/_origin_pull/nope", "").await.0, 404);
     assert_eq!(get_once(open.addr, "/hello.txt", "").await.0, 200);
+    // Without a token there is no purge endpoint.
+    let purge = "/_origin_pull/purge/hello.txt";
+    assert_eq!(send_once(open.addr, "POST", purge, "").await.0, 404);
+    assert!(open._store.path().join("hello.txt").exists());
     drop(open);
 
     let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
@@ -975,5 +986,23 @@ async fn mirror_admin_token() {
             200,
             "objects stay open"
         );
+        // Purge: behind the token; removes the object and leaves no tombstone.
+        let purge = "/_origin_pull/purge/hello.txt";
+        assert_eq!(send_once(addr, "POST", purge, "").await.0, 401);
+        assert!(mirror._store.path().join("hello.txt").exists());
+        let (status, body) = send_once(addr, "POST", purge, &bearer).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(!mirror._store.path().join("hello.txt").exists());
+        assert!(
+            !mirror
+                ._store
+                .path()
+                .join(".origin-pull-tombstones")
+                .exists()
+        );
+        // The next GET is a miss again (pulled from the origin, which is not there here).
+        assert_eq!(get_once(addr, "/hello.txt", "").await.0, 502);
+        let bad = "/_origin_pull/purge/a/../b";
+        assert_ne!(send_once(addr, "POST", bad, &bearer).await.0, 200);
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct Engine {
     /// Some rule puts request input in the key (then the hit path asks the inner service
     /// for a request's variant).
     keyed: bool,
+    /// Some rule refreshes stored objects (then hits are looked at; see `crate::refresh`).
+    pub(crate) refresh: bool,
     /// Variants seen per key, for `max_variants`.
     pub(crate) variants: variant::Counted,
     pub(crate) settings: FillSettings,
@@ -83,6 +85,7 @@ impl Engine {
         }
         Self {
             keyed: rules.iter().any(Rule::keys_input),
+            refresh: rules.iter().any(|r| r.checks.revalidate.is_some()),
             variants: variant::Counted::default(),
             head: rules.iter().any(|r| r.accepts(&Method::HEAD)),
             needs_headers: trust_forwarded_proto || rules.iter().any(Rule::reads_request_headers),

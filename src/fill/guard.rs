@@ -146,6 +146,9 @@ impl Drop for FillGuard {
             FillEvent::Failed { reason, .. } => {
                 tracing::warn!(%reason, "fill failed; nothing stored");
             }
+            FillEvent::Revalidated { asked_origin, .. } => {
+                tracing::debug!(asked_origin, "stored object still current");
+            }
             FillEvent::Started { .. } => {}
         }
         let not_found = matches!(event, FillEvent::NotFound { .. });

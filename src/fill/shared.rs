@@ -414,6 +414,14 @@ impl Fill {
         })
     }
 
+    /// How the store write was committed, once it was.
+    pub(crate) fn committed(&self) -> Option<Committed> {
+        match self.lock().outcome {
+            Some(Outcome::Committed(committed)) => Some(committed),
+            _ => None,
+        }
+    }
+
     /// Wait until the fill has ended (stored, failed, or not found).
     pub(crate) async fn wait_ended(&self) {
         loop {
@@ -526,7 +534,8 @@ impl Fill {
                 return Poll::Ready(Read::Failed(e.clone()));
             }
             match committed {
-                Some(Committed::Written) => {
+                // This fill's own bytes are the stored version.
+                Some(Committed::Written | Committed::Refreshed) => {
                     return Poll::Ready(Read::FromStore {
                         offset: pos,
                         total: end,

@@ -1,6 +1,8 @@
 //! The fill task: check the store again → fetch → verify → tee to readers and the store →
 //! commit or abort → tell the readers and the subscribers.
 
+mod refresh;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +69,11 @@ async fn run(limits: &Limits, fill: &Fill, spec: &FillSpec, started: Instant) ->
             key: spec.key.clone(),
             rule: spec.rule.clone(),
         },
+        Ok(Pulled::Revalidated { asked_origin }) => FillEvent::Revalidated {
+            key: spec.key.clone(),
+            rule: spec.rule.clone(),
+            asked_origin,
+        },
         Err(e) => {
             let reason = e.to_string();
             fill.fail(e);
@@ -90,6 +97,11 @@ enum Pulled {
         reason: &'static str,
     },
     NotFound,
+    /// A refresh found the stored object current (by asking the origin, or because it was
+    /// validated recently enough).
+    Revalidated {
+        asked_origin: bool,
+    },
 }
 
 async fn pull(limits: &Limits, fill: &Fill, spec: &FillSpec) -> Result<Pulled, Error> {
@@ -133,6 +145,9 @@ struct Stream {
 /// Everything up to the head, bounded by the head timeout: the store re-check, the origin's
 /// head, the checks on it, the start of the store write.
 async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
+    if spec.checks.refresh_fill {
+        return refresh::begin(fill, spec).await;
+    }
     let key = spec.key.as_str();
     let head_request = spec.request.method == Method::HEAD;
     if let (Some(store), false) = (&fill.store, head_request) {

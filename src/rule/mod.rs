@@ -13,6 +13,8 @@ mod rewrite;
 use std::fmt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use http::header::HeaderName;
 use http::{HeaderMap, Method, StatusCode};
 
@@ -20,7 +22,7 @@ pub use self::condition::{Glob, HeaderMatch};
 pub(crate) use self::condition::{HeaderCondition, HostCondition};
 pub(crate) use self::policy::FillChecks;
 pub use self::policy::{
-    Checksum, HeadMiss, HeaderPolicy, KeepHeaders, Oversize, QueryPolicy, RangeMiss,
+    Checksum, HeadMiss, HeaderPolicy, KeepHeaders, OriginGone, Oversize, QueryPolicy, RangeMiss,
 };
 pub use self::rewrite::Rewrite;
 use crate::origin::Origin;
@@ -377,6 +379,31 @@ impl Rule {
     #[must_use]
     pub fn keep_response_headers(mut self, keep: KeepHeaders) -> Self {
         self.checks.keep = keep;
+        self
+    }
+
+    /// Refresh stored objects (default: never, an object is mirrored once): a hit on an
+    /// object last validated longer than `after` ago is served from the store at once and
+    /// queues one background conditional request to the origin (`If-None-Match` /
+    /// `If-Modified-Since` from the validators kept with it), deduplicated per key and
+    /// counted against [`max_fills`](crate::OriginPullBuilder::max_fills) like an async
+    /// fill. `304` records the validation (the bytes are not rewritten); `200` replaces the
+    /// object atomically (a [`FillEvent::Completed`](crate::events::FillEvent::Completed)
+    /// with [`Committed::Refreshed`](crate::Committed::Refreshed)), under the same storing
+    /// rules as the first pull; `404` is [`on_origin_gone`](Self::on_origin_gone). The
+    /// validation time lives beside the object in the store, so it survives a restart.
+    /// Variants of keys ([`key_query`](Self::key_query)) are not refreshed.
+    #[must_use]
+    pub fn revalidate_after(mut self, after: Duration) -> Self {
+        self.checks.revalidate = Some(crate::refresh::Revalidate::new(after));
+        self
+    }
+
+    /// What a refresh ([`revalidate_after`](Self::revalidate_after)) does when the origin
+    /// answers `404` for a stored object (default [`OriginGone::Keep`]).
+    #[must_use]
+    pub fn on_origin_gone(mut self, gone: OriginGone) -> Self {
+        self.checks.gone = gone;
         self
     }
 

@@ -331,6 +331,18 @@ impl KeepHeaders {
     }
 }
 
+/// What a refresh does with a stored object whose origin now answers `404`
+/// ([`Rule::on_origin_gone`](crate::Rule::on_origin_gone)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OriginGone {
+    /// Keep serving it (the default: a mirror outlives its origin).
+    #[default]
+    Keep,
+    /// Remove it from the store (no tombstone: it is pulled again if it comes back).
+    Delete,
+}
+
 /// What the fill checks before storing; built from the rule.
 #[derive(Debug, Clone)]
 pub(crate) struct FillChecks {
@@ -345,6 +357,12 @@ pub(crate) struct FillChecks {
     pub(crate) store_mistyped: bool,
     /// The headers kept beyond the representation's own ([`KeepHeaders`]).
     pub(crate) keep: KeepHeaders,
+    /// The rule's refresh policy ([`Rule::revalidate_after`](crate::Rule::revalidate_after)).
+    pub(crate) revalidate: Option<crate::refresh::Revalidate>,
+    /// What a refresh does when the origin no longer has the object.
+    pub(crate) gone: OriginGone,
+    /// This fill is a refresh of a stored object (set on the spec, never on a rule).
+    pub(crate) refresh_fill: bool,
 }
 
 impl Default for FillChecks {
@@ -356,6 +374,9 @@ impl Default for FillChecks {
             store_private: false,
             store_mistyped: false,
             keep: KeepHeaders::None,
+            revalidate: None,
+            gone: OriginGone::Keep,
+            refresh_fill: false,
         }
     }
 }

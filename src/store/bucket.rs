@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
@@ -26,7 +27,7 @@ use object_store::{
 };
 use tokio::task::JoinSet;
 
-use super::{Committed, Store, StoreWrite, StoredObject, sidecar};
+use super::{Committed, Store, StoreWrite, StoredObject, Validation, sidecar};
 use crate::Error;
 
 /// A [`Store`] writing into an `Arc<dyn ObjectStore>`, optionally below a prefix.
@@ -229,7 +230,11 @@ impl BucketStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(Error::store_write(key, e)),
         }
-        if let Some(at) = sidecar::location(&self.prefix, key) {
+        let beside = [
+            sidecar::location(&self.prefix, key),
+            sidecar::validated_location(&self.prefix, key),
+        ];
+        for at in beside.into_iter().flatten() {
             sidecar::remove(&*self.store, &at)
                 .await
                 .map_err(|e| Error::store_write(key, e))?;
@@ -328,6 +333,41 @@ impl Store for BucketStore {
         .boxed()
     }
 
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        BucketStore::remove(self, key).boxed()
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String, Error>> {
+        // object_store lists whole path segments: list the last whole segment's directory
+        // and keep the keys that start with the rest.
+        let dir = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let below = if dir.is_empty() {
+            (!self.prefix.as_ref().is_empty()).then(|| self.prefix.clone())
+        } else {
+            self.location(dir).ok()
+        };
+        let strip = if self.prefix.as_ref().is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        self.store
+            .list(below.as_ref())
+            .map(move |meta| {
+                let meta = meta.map_err(|e| Error::store_read(prefix, e))?;
+                Ok(meta
+                    .location
+                    .as_ref()
+                    .strip_prefix(&strip)
+                    .map(str::to_owned))
+            })
+            .try_filter_map(move |key| {
+                let keep = key.filter(|k| k.starts_with(prefix) && !sidecar::reserved(k));
+                futures::future::ready(Ok(keep))
+            })
+            .boxed()
+    }
+
     /// `false` for a `LocalFileSystem`, known up front by its `Display`
     /// (`LocalFileSystem(<root>)`, also inside wrappers that show their inner store), and
     /// once the backend has refused attributes (`NotImplemented`) — for a backend that hides
@@ -342,7 +382,86 @@ impl Store for BucketStore {
         key: &'a str,
         attributes: Attributes,
     ) -> BoxFuture<'a, Result<Box<dyn StoreWrite>, Error>> {
+        self.start_write(key, attributes, false).boxed()
+    }
+
+    fn begin_replace<'a>(
+        &'a self,
+        key: &'a str,
+        attributes: Attributes,
+    ) -> BoxFuture<'a, Result<Box<dyn StoreWrite>, Error>> {
+        self.start_write(key, attributes, true).boxed()
+    }
+
+    fn validation<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Validation>, Error>> {
         async move {
+            let location = self.location(key)?;
+            let head = GetOptions {
+                head: true,
+                ..GetOptions::default()
+            };
+            let result = match self.store.get_opts(&location, head).await {
+                Ok(result) => result,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) if Self::is_local_miss(&e, key) => return Ok(None),
+                Err(e) => return Err(Error::store_read(key, e)),
+            };
+            let size = result.meta.size;
+            let mut attributes = result.attributes.clone();
+            if !self.keeps_attributes() {
+                if let Some(at) = sidecar::location(&self.prefix, key) {
+                    attributes = sidecar::read(&*self.store, &at, size).await;
+                }
+            }
+            let mut validated_at = std::time::SystemTime::from(result.meta.last_modified);
+            if let Some(at) = sidecar::validated_location(&self.prefix, key) {
+                if let Some(marked) = sidecar::read_time(&*self.store, &at).await {
+                    validated_at = validated_at.max(marked);
+                }
+            }
+            let meta = |name: &str| {
+                attributes
+                    .get(&object_store::Attribute::Metadata(name.to_owned().into()))
+                    .map(|v| v.to_string())
+            };
+            Ok(Some(Validation {
+                validated_at,
+                etag: meta(crate::fill::meta::ETAG_META),
+                last_modified: meta(crate::fill::meta::LAST_MODIFIED_META),
+            }))
+        }
+        .boxed()
+    }
+
+    fn set_validated<'a>(
+        &'a self,
+        key: &'a str,
+        at: std::time::SystemTime,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        async move {
+            let Some(marker) = sidecar::validated_location(&self.prefix, key) else {
+                return Err(Error::store_write(
+                    key,
+                    "no place for its validation marker",
+                ));
+            };
+            sidecar::write_time(&*self.store, &marker, at)
+                .await
+                .map_err(|e| Error::store_write(key, e))
+        }
+        .boxed()
+    }
+}
+
+impl BucketStore {
+    /// A writer for `key`: create-only, or (`replace`) replacing what is stored.
+    async fn start_write(
+        &self,
+        key: &str,
+        attributes: Attributes,
+        replace: bool,
+    ) -> Result<Box<dyn StoreWrite>, Error> {
+        {
             let location = self.location(key)?;
             if let Some(root) = self.local_root.clone() {
                 let at = location.clone();
@@ -364,10 +483,10 @@ impl Store for BucketStore {
                 location,
                 attributes,
                 size: 0,
+                replace,
                 state: State::Buffering(PutPayloadMut::new()),
             }) as Box<dyn StoreWrite>)
         }
-        .boxed()
     }
 }
 
@@ -418,6 +537,8 @@ struct BucketWrite {
     attributes: Attributes,
     /// Bytes written so far.
     size: u64,
+    /// A refresh: the commit replaces the stored object instead of leaving it.
+    replace: bool,
     state: State,
 }
 
@@ -446,9 +567,10 @@ impl BucketStore {
         location: &Path,
         payload: PutPayload,
         attributes: &Attributes,
+        replace: bool,
     ) -> object_store::Result<Committed> {
         let mut attributes = self.attributes(attributes);
-        let mut create = self.support.create.load(Ordering::Relaxed);
+        let mut create = !replace && self.support.create.load(Ordering::Relaxed);
         loop {
             let mode = if create {
                 PutMode::Create
@@ -458,6 +580,7 @@ impl BucketStore {
             let mut opts = PutOptions::from(mode);
             opts.attributes = attributes.clone();
             match self.store.put_opts(location, payload.clone(), opts).await {
+                Ok(_) if replace => return Ok(Committed::Refreshed),
                 Ok(_) => return Ok(Committed::Written),
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     return Ok(Committed::AlreadyExists);
@@ -601,7 +724,12 @@ impl BucketWrite {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Buffering(buffer) => self
                 .bucket
-                .put(&self.location, buffer.freeze(), &self.attributes)
+                .put(
+                    &self.location,
+                    buffer.freeze(),
+                    &self.attributes,
+                    self.replace,
+                )
                 .await
                 .map_err(|e| self.fail(e)),
             State::Multipart {
@@ -620,7 +748,8 @@ impl BucketWrite {
                     }
                     // Multipart uploads cannot be conditional: look before completing so an
                     // object that appeared meanwhile is not clobbered (best effort).
-                    if self.bucket.support.create.load(Ordering::Relaxed)
+                    if !self.replace
+                        && self.bucket.support.create.load(Ordering::Relaxed)
                         && self.bucket.store.head(&self.location).await.is_ok()
                     {
                         return Ok(None);
@@ -629,7 +758,11 @@ impl BucketWrite {
                         .complete()
                         .await
                         .map_err(|e| Error::store_write(&self.key, e))?;
-                    Ok::<_, Error>(Some(Committed::Written))
+                    Ok::<_, Error>(Some(if self.replace {
+                        Committed::Refreshed
+                    } else {
+                        Committed::Written
+                    }))
                 }
                 .await;
                 match result {

@@ -17,6 +17,7 @@ use object_store::Attributes;
 
 pub use self::bucket::{BucketStore, TOMBSTONE_PREFIX};
 pub use self::sidecar::META_PREFIX;
+
 use crate::Error;
 
 /// How a committed write ended.
@@ -27,6 +28,20 @@ pub enum Committed {
     Written,
     /// Another writer stored the object first; it was left as it was.
     AlreadyExists,
+    /// A refresh replaced the stored object with the origin's new version.
+    Refreshed,
+}
+
+/// What a refresh needs to know about a stored object (see [`Store::validation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Validation {
+    /// When the object was last known to match its origin: stored, or revalidated since.
+    pub validated_at: std::time::SystemTime,
+    /// The origin's `ETag` kept with the object, if any.
+    pub etag: Option<String>,
+    /// The origin's `Last-Modified` kept with the object, if any.
+    pub last_modified: Option<String>,
 }
 
 /// A stored object being read back (see [`Store::read`]).
@@ -100,6 +115,62 @@ pub trait Store: fmt::Debug + Send + Sync + 'static {
         ))))
     }
 
+    /// Remove the object at `key` and whatever the store keeps beside it, leaving no
+    /// tombstone (a purge: misses for it are pulled again). A missing object is not an
+    /// error. The default store cannot remove objects and says so.
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(futures::future::ready(Err(Error::store_write(
+            key,
+            "this store cannot remove objects",
+        ))))
+    }
+
+    /// The keys of the objects whose key starts with `prefix` (a plain string prefix, not
+    /// only whole path segments), without the store's own bookkeeping. The default store
+    /// cannot list and says so.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String, Error>> {
+        Box::pin(futures::stream::once(futures::future::ready(Err(
+            Error::store_read(prefix, "this store cannot list its objects"),
+        ))))
+    }
+
+    /// When `key` was last validated against its origin and the validators kept with it;
+    /// `Ok(None)` if there is no such object. The default store cannot refresh objects.
+    fn validation<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Validation>, Error>> {
+        Box::pin(futures::future::ready(Err(Error::store_read(
+            key,
+            "this store cannot refresh objects",
+        ))))
+    }
+
+    /// Record that `key` was validated against its origin at `at` (its bytes unchanged).
+    fn set_validated<'a>(
+        &'a self,
+        key: &'a str,
+        at: std::time::SystemTime,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = at;
+        Box::pin(futures::future::ready(Err(Error::store_write(
+            key,
+            "this store cannot refresh objects",
+        ))))
+    }
+
+    /// Start writing a new version of the object at `key`, replacing the stored one
+    /// atomically on commit (which answers [`Committed::Refreshed`]); see [`Store::begin`].
+    /// The default store cannot replace objects.
+    fn begin_replace<'a>(
+        &'a self,
+        key: &'a str,
+        attributes: Attributes,
+    ) -> BoxFuture<'a, Result<Box<dyn StoreWrite>, Error>> {
+        let _ = attributes;
+        Box::pin(futures::future::ready(Err(Error::store_write(
+            key,
+            "this store cannot replace objects",
+        ))))
+    }
+
     /// Whether objects keep the `attributes` given to [`Store::begin`] — Content-Type,
     /// Content-Disposition and the metadata that carries `X-Content-Type-Options` and
     /// `Content-Security-Policy` — so that what serves them later can send them back.
@@ -156,6 +227,34 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn keeps_attributes(&self) -> bool {
         (**self).keeps_attributes()
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).remove(key)
+    }
+
+    fn validation<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Validation>, Error>> {
+        (**self).validation(key)
+    }
+
+    fn set_validated<'a>(
+        &'a self,
+        key: &'a str,
+        at: std::time::SystemTime,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).set_validated(key, at)
+    }
+
+    fn begin_replace<'a>(
+        &'a self,
+        key: &'a str,
+        attributes: Attributes,
+    ) -> BoxFuture<'a, Result<Box<dyn StoreWrite>, Error>> {
+        (**self).begin_replace(key, attributes)
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String, Error>> {
+        (**self).list(prefix)
     }
 
     fn begin<'a>(

@@ -28,6 +28,17 @@ pub(crate) fn location(prefix: &Path, key: &str) -> Option<Path> {
     Path::parse(full).ok()
 }
 
+/// The location of `key`'s validation marker below `prefix`: when a refresh last found the
+/// stored object unchanged at the origin (seconds since the epoch).
+pub(crate) fn validated_location(prefix: &Path, key: &str) -> Option<Path> {
+    let full = if prefix.as_ref().is_empty() {
+        format!("{META_PREFIX}/{key}.validated")
+    } else {
+        format!("{prefix}/{META_PREFIX}/{key}.validated")
+    };
+    Path::parse(full).ok()
+}
+
 /// Whether `key` is one of the crate's own bookkeeping objects (metadata or tombstones).
 pub(crate) fn reserved(key: &str) -> bool {
     matches!(
@@ -107,6 +118,28 @@ pub(crate) async fn write(
 ) -> object_store::Result<()> {
     store
         .put(at, PutPayload::from(encode(size, attributes)))
+        .await
+        .map(drop)
+}
+
+/// The time in the validation marker at `at`, if there is one.
+pub(crate) async fn read_time(store: &dyn ObjectStore, at: &Path) -> Option<std::time::SystemTime> {
+    let bytes = store.get(at).await.ok()?.bytes().await.ok()?;
+    let secs: u64 = std::str::from_utf8(&bytes).ok()?.trim().parse().ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+}
+
+/// Write `time` (whole seconds) as the validation marker at `at`.
+pub(crate) async fn write_time(
+    store: &dyn ObjectStore,
+    at: &Path,
+    time: std::time::SystemTime,
+) -> object_store::Result<()> {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    store
+        .put(at, PutPayload::from(secs.to_string()))
         .await
         .map(drop)
 }
