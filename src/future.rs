@@ -52,6 +52,12 @@ pin_project! {
         Pulling {
             pulling: Box<Pulling<B>>,
         },
+        // A hit waiting for its object's revalidation (`Rule::revalidate_before_serve`).
+        Revalidating {
+            verdict: BoxFuture<'static, crate::refresh::Verdict>,
+            inner: Option<Response<B>>,
+            captured: Option<Captured>,
+        },
     }
 }
 
@@ -72,34 +78,64 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
-            let pulling = match state.as_mut().project() {
+            let next = match state.as_mut().project() {
                 StateProj::Inner { future, captured } => {
                     let response = ready!(future.poll(cx))?;
                     let Some(c) = captured.take() else {
                         return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                     };
-                    if !c.engine.triggers_on(response.status()) {
+                    if c.engine.triggers_on(response.status()) {
                         let status = response.status();
-                        c.engine.counters.request(Outcome::of_inner(status));
-                        let hit = status.is_success() || status == http::StatusCode::NOT_MODIFIED;
-                        if c.engine.refresh && hit {
-                            crate::refresh::on_hit(
-                                &c.engine,
-                                &c.method,
-                                &c.uri,
-                                c.headers.as_ref(),
-                            );
+                        match start(c, response, status) {
+                            Step::Done(answer) => return Poll::Ready(Ok(answer)),
+                            Step::Pull(pulling) => State::Pulling { pulling },
                         }
-                        return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                    }
-                    match start(c, response) {
-                        Step::Done(answer) => return Poll::Ready(Ok(answer)),
-                        Step::Pull(pulling) => pulling,
+                    } else {
+                        match hit(c, response) {
+                            Ok(answer) => return Poll::Ready(Ok(answer)),
+                            Err(waiting) => waiting,
+                        }
                     }
                 }
                 StateProj::Pulling { pulling } => return pulling.poll(cx).map(Ok),
+                StateProj::Revalidating {
+                    verdict,
+                    inner,
+                    captured,
+                } => {
+                    let verdict = ready!(verdict.as_mut().poll(cx));
+                    let (Some(inner), Some(c)) = (inner.take(), captured.take()) else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    match revalidated(c, inner, verdict) {
+                        Step::Done(answer) => return Poll::Ready(Ok(answer)),
+                        Step::Pull(pulling) => State::Pulling { pulling },
+                    }
+                }
             };
-            state.set(State::Pulling { pulling });
+            state.set(next);
+        }
+    }
+}
+
+/// An inner response that triggers no rule: counted and passed on; a hit on an object a
+/// rule refreshes may queue its refresh, or (`revalidate_before_serve`) wait for it first.
+#[allow(clippy::result_large_err)]
+fn hit<F, B>(c: Captured, response: Response<B>) -> Result<Response<ResponseBody<B>>, State<F, B>> {
+    let status = response.status();
+    let found = status.is_success() || status == http::StatusCode::NOT_MODIFIED;
+    let wait = (c.engine.refresh && found)
+        .then(|| crate::refresh::on_hit(&c.engine, &c.method, &c.uri, c.headers.as_ref()))
+        .flatten();
+    match wait {
+        Some(verdict) => Err(State::Revalidating {
+            verdict,
+            inner: Some(response),
+            captured: Some(c),
+        }),
+        None => {
+            c.engine.counters.request(Outcome::of_inner(status));
+            Ok(response.map(ResponseBody::inner))
         }
     }
 }
@@ -109,15 +145,52 @@ enum Step<B> {
     Pull(Box<Pulling<B>>),
 }
 
+/// Answer a hit whose object was revalidated before serving: the inner response if it is
+/// current; the new version through a fill (which finds it in the store); else `404`/`502`.
+fn revalidated<B>(c: Captured, inner: Response<B>, verdict: crate::refresh::Verdict) -> Step<B> {
+    use crate::refresh::Verdict;
+    let engine = c.engine.clone();
+    let made = |response, outcome| Step::Done(finish(&engine, Answer::Made(response, outcome)));
+    match verdict {
+        Verdict::Current => {
+            engine.counters.request(Outcome::of_inner(inner.status()));
+            Step::Done(inner.map(ResponseBody::inner))
+        }
+        // As a miss of the key (with a status its rule pulls on): the fill finds the new
+        // version in the store.
+        Verdict::Replaced => {
+            let key = crate::key::parse(c.uri.path()).unwrap_or_default();
+            let status = engine
+                .rules
+                .iter()
+                .find(|r| r.takes(&key, &c.method, c.headers.as_ref()))
+                .and_then(|r| r.statuses().first().copied())
+                .unwrap_or(http::StatusCode::NOT_FOUND);
+            start(c, inner, status)
+        }
+        Verdict::Gone => made(respond::gone(), Outcome::Missed),
+        Verdict::Failed => {
+            let e = Error::FillAborted {
+                key: c.uri.path().to_owned(),
+                reason: "the object could not be revalidated before serving",
+            };
+            made(
+                respond::bad_gateway(c.uri.path(), Some(&e)),
+                Outcome::Failed,
+            )
+        }
+    }
+}
+
 /// Carry out the engine's decision for a response that triggers a rule.
-fn start<B>(c: Captured, inner: Response<B>) -> Step<B> {
+fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B> {
     let engine = c.engine.clone();
     let action = crate::engine::decide(
         &engine,
         Miss {
             uri: &c.uri,
             method: &c.method,
-            status: inner.status(),
+            status,
             headers: c.headers.as_ref(),
             range: c.range.as_ref(),
             if_range: c

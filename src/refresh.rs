@@ -17,10 +17,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use http::Method;
 
 use crate::engine::Engine;
 use crate::fill::FillSpec;
+use crate::fill::registry::Fills;
+use crate::fill::shared::Ended;
+use crate::store::Committed;
 
 /// How many keys' next due times a rule remembers.
 pub(crate) const MAX_DUE: usize = 65_536;
@@ -39,6 +43,19 @@ impl Revalidate {
             due: Arc::default(),
         }
     }
+}
+
+/// What a revalidation before serving found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The stored object is current: serve the inner response.
+    Current,
+    /// The object was replaced by the origin's new version: serve that.
+    Replaced,
+    /// The origin no longer has it.
+    Gone,
+    /// Could not revalidate (origin unreachable, new version not storable, no slot).
+    Failed,
 }
 
 /// When each key is next due for revalidation, in this process.
@@ -65,30 +82,48 @@ impl Due {
     }
 }
 
-/// A hit (the inner service answered with `status` for this request): queue a background
-/// refresh of the key if a rule refreshes it and it is not known fresh.
+/// A hit (the inner service answered it from the store): queue a background refresh of the
+/// key if a rule refreshes it and it is not known fresh; for a rule that revalidates before
+/// serving, the revalidation to wait for instead.
 pub(crate) fn on_hit(
     engine: &Engine,
     method: &Method,
     uri: &http::Uri,
     headers: Option<&http::HeaderMap>,
-) {
-    let Some(key) = crate::key::parse(uri.path()) else {
-        return;
-    };
-    let Some(rule) = engine.rules.iter().find(|r| r.takes(&key, method, headers)) else {
-        return;
-    };
-    let Some(policy) = &rule.checks.revalidate else {
-        return;
-    };
+) -> Option<BoxFuture<'static, Verdict>> {
+    let key = crate::key::parse(uri.path())?;
+    let rule = engine
+        .rules
+        .iter()
+        .find(|r| r.takes(&key, method, headers))?;
+    let policy = rule.checks.revalidate.as_ref()?;
     // Variants are stored under other keys; they are not refreshed (documented).
     if rule.keys_input() || policy.due.is_fresh(&key) {
-        return;
+        return None;
     }
-    if let Some(spec) = spec(engine, &key, uri, false) {
-        let enqueued = engine.fills.enqueue(spec);
-        tracing::debug!(%key, ?enqueued, "refresh queued");
+    let spec = spec(engine, &key, uri, false)?;
+    if rule.checks.before_serve {
+        let fills = engine.fills.clone();
+        let wait = engine.settings.queue_timeout;
+        return Some(Box::pin(revalidate_now(fills, spec, wait)));
+    }
+    let enqueued = engine.fills.enqueue(spec);
+    tracing::debug!(%key, ?enqueued, "refresh queued");
+    None
+}
+
+/// Revalidate `spec`'s key now (joining a fill of the key in flight), waiting at most
+/// `wait` for a slot of the fill bound.
+async fn revalidate_now(fills: Arc<Fills>, spec: FillSpec, wait: Duration) -> Verdict {
+    let Ok(Some(fill)) = tokio::time::timeout(wait, fills.ensure(spec)).await else {
+        return Verdict::Failed;
+    };
+    fill.wait_ended().await;
+    match (fill.ended(), fill.committed()) {
+        (Some(Ended::Stored(_)), Some(Committed::Refreshed)) => Verdict::Replaced,
+        (Some(Ended::Stored(_)), _) => Verdict::Current,
+        (Some(Ended::NotFound), _) => Verdict::Gone,
+        _ => Verdict::Failed,
     }
 }
 

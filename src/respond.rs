@@ -173,6 +173,19 @@ pub(crate) fn redirect<B>(status: StatusCode, location: HeaderValue) -> Response
     response
 }
 
+/// `404`: a revalidation before serving found the object gone at its origin.
+pub(crate) fn gone<B>() -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::message(
+        "404 Not Found: the origin no longer has this object\n".to_owned(),
+    ));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
 /// `503` with `Retry-After`: every fill slot is taken.
 pub(crate) fn unavailable<B>(after: Duration) -> Response<ResponseBody<B>> {
     let mut response = Response::new(ResponseBody::message(

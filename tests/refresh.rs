@@ -242,3 +242,51 @@ async fn warmup_refresh_and_origin_gone() {
         "removed when the origin lost it"
     );
 }
+
+#[tokio::test]
+async fn revalidate_before_serve_never_serves_the_old_bytes_after_the_origin_changed() {
+    let (origin, origin_url) = Versioned::start().await;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (url, _) = mirror(store.clone(), &origin_url, |r| {
+        r.revalidate_after(Duration::from_secs(1))
+            .revalidate_before_serve(true)
+    })
+    .await;
+    let url = format!("{url}s.txt");
+    let c = client();
+    assert_eq!(get(&c, &url).await.body(), b"version one");
+    // Fresh: served at once, the origin is not asked.
+    assert_eq!(get(&c, &url).await.outcome(), None);
+    assert_eq!(origin.requests.load(Ordering::SeqCst), 1);
+    origin.set(Some(("version two", "\"v2\"")));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let hits: Vec<_> = (0..20)
+        .map(|_| {
+            let c = c.clone();
+            let url = url.clone();
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    for hit in hits {
+        let hit = hit.await.unwrap();
+        assert_eq!(hit.status, http::StatusCode::OK);
+        assert_eq!(hit.body(), b"version two", "never the old bytes");
+        assert_eq!(hit.headers["etag"], "\"v2\"");
+    }
+    assert_eq!(
+        origin.conditional.load(Ordering::SeqCst),
+        1,
+        "one revalidation for all"
+    );
+    assert_eq!(get(&c, &url).await.outcome(), None, "a plain hit again");
+    // Unchanged: the stored object after a 304.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let hit = get(&c, &url).await;
+    assert_eq!(hit.outcome(), None);
+    assert_eq!(hit.body(), b"version two");
+    assert_eq!(origin.conditional.load(Ordering::SeqCst), 2);
+    // Gone at the origin: 404, not the old bytes.
+    origin.set(None);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&c, &url).await.status, http::StatusCode::NOT_FOUND);
+}

@@ -399,6 +399,20 @@ impl Rule {
         self
     }
 
+    /// Revalidate a due object before answering the hit instead of after (default `false`),
+    /// for users who must never serve an object their origin has changed: the hit waits
+    /// for the conditional request (joined with any fill of the key in flight, and for at
+    /// most [`fill_queue_timeout`](crate::OriginPullBuilder::fill_queue_timeout) for a slot
+    /// of the bound). Unchanged: the stored object; changed: the new version, pulled and
+    /// stored; gone at the origin: `404`; origin unreachable or the new version not
+    /// storable: `502` (never the old bytes). Only with
+    /// [`revalidate_after`](Self::revalidate_after).
+    #[must_use]
+    pub fn revalidate_before_serve(mut self, yes: bool) -> Self {
+        self.checks.before_serve = yes;
+        self
+    }
+
     /// What a refresh ([`revalidate_after`](Self::revalidate_after)) does when the origin
     /// answers `404` for a stored object (default [`OriginGone::Keep`]).
     #[must_use]

@@ -359,6 +359,9 @@ pub(crate) struct FillChecks {
     pub(crate) keep: KeepHeaders,
     /// The rule's refresh policy ([`Rule::revalidate_after`](crate::Rule::revalidate_after)).
     pub(crate) revalidate: Option<crate::refresh::Revalidate>,
+    /// Revalidate a due object before answering its hit
+    /// ([`Rule::revalidate_before_serve`](crate::Rule::revalidate_before_serve)).
+    pub(crate) before_serve: bool,
     /// What a refresh does when the origin no longer has the object.
     pub(crate) gone: OriginGone,
     /// This fill is a refresh of a stored object (set on the spec, never on a rule).
@@ -376,6 +379,7 @@ impl Default for FillChecks {
             keep: KeepHeaders::None,
             revalidate: None,
             gone: OriginGone::Keep,
+            before_serve: false,
             refresh_fill: false,
         }
     }
