@@ -664,3 +664,54 @@ fn a_store_given_in_code_replaces_the_url() {
     OriginPullLayer::from_config_with(&config, Arc::new(InMemory::new())).unwrap();
     assert!(OriginPullLayer::from_config(&config).is_err());
 }
+
+/// The fidelity options: kept headers and refresh, read, checked with their locations, and
+/// their largest accepted values build.
+#[test]
+fn kept_headers_and_refresh_are_read_and_checked() {
+    let rule = |extra: &str| {
+        Config::from_toml(&format!(
+            "[store]\nurl = \"memory://\"\n[[rules]]\norigin = {{ hosts = [\"http://h/\"] }}\n{extra}\n"
+        ))
+        .unwrap()
+    };
+    for good in [
+        "keep_response_headers = \"all\"",
+        "keep_response_headers = [\"link\", \"x-robots-tag\"]",
+        "revalidate_after = \"10m\"",
+        "revalidate_after = \"0s\"",
+        // The largest duration humantime reads saturates; it never panics.
+        "revalidate_after = \"584542046090years\"\nrevalidate_before_serve = true",
+        "on_origin_gone = \"delete\"",
+    ] {
+        let config = rule(good);
+        assert!(
+            config.validate().is_empty(),
+            "{good}: {:?}",
+            config.validate()
+        );
+        OriginPullLayer::from_config(&config).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    for (bad, at) in [
+        (
+            "keep_response_headers = \"some\"",
+            "rules[0].keep_response_headers",
+        ),
+        (
+            "keep_response_headers = [\"bad name\"]",
+            "rules[0].keep_response_headers",
+        ),
+        ("revalidate_after = \"often\"", "rules[0].revalidate_after"),
+        (
+            "revalidate_before_serve = true",
+            "rules[0].revalidate_before_serve",
+        ),
+        ("on_origin_gone = \"maybe\"", "rules[0].on_origin_gone"),
+    ] {
+        let problems = rule(bad).validate();
+        assert!(
+            problems.iter().any(|p| p.at == at),
+            "{bad}: expected a problem at {at}, got {problems:?}"
+        );
+    }
+}

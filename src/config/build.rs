@@ -15,13 +15,14 @@ use object_store::path::Path;
 
 use super::limits;
 use super::{
-    Config, HeaderPolicyConfig, OriginConfig, RewriteConfig, RuleConfig, ServerConfig, StoreConfig,
+    Config, HeaderPolicyConfig, KeepHeadersConfig, OriginConfig, RewriteConfig, RuleConfig,
+    ServerConfig, StoreConfig,
 };
 use crate::error::Problem;
 use crate::origin::{BucketOrigin, HttpOrigin, Origin, Origins, Protocol};
 use crate::rule::{
-    Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, Mode, Oversize,
-    QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
+    Checksum, ClientDisconnect, Glob, HeadMiss, HeaderMatch, HeaderPolicy, KeepHeaders, Mode,
+    OriginGone, Oversize, QueryPolicy, RangeMiss, RedirectStatus, Rewrite, Rule,
 };
 use crate::{BucketStore, DEFAULT_MAX_FILLS, OriginPullBuilder, OriginPullLayer, Webhook};
 
@@ -848,6 +849,7 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
         );
     }
 
+    let fresh = Freshness::read(c, at, r);
     let mut rule = Rule::new(origin?).mode(mode).on_status(statuses);
     if let Some(name) = &r.name {
         rule = rule.named(name);
@@ -913,7 +915,72 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
         .unkeyed_forwarding(r.unkeyed_forwarding.unwrap_or(false))
         .store_private(r.store_private.unwrap_or(false))
         .store_mistyped(r.store_mistyped.unwrap_or(false));
-    Some(rule)
+    Some(fresh.apply(rule))
+}
+
+/// The options that keep a stored object true to its origin: kept headers and refresh,
+/// read (and checked) before the rule can be built, so validation reports them too.
+struct Freshness {
+    keep: Option<KeepHeaders>,
+    after: Option<Duration>,
+    before_serve: bool,
+    gone: Option<OriginGone>,
+}
+
+impl Freshness {
+    fn read(c: &mut Check, at: &str, r: &RuleConfig) -> Self {
+        let keep = match &r.keep_response_headers {
+            None => None,
+            Some(KeepHeadersConfig::All(all)) if all == "all" => Some(KeepHeaders::All),
+            Some(KeepHeadersConfig::All(other)) => {
+                c.problem(
+                    format!("{at}.keep_response_headers"),
+                    format!("{other:?} is neither \"all\" nor a list of header names"),
+                );
+                None
+            }
+            Some(KeepHeadersConfig::Names(names)) => {
+                match KeepHeaders::only(names.iter().map(String::as_str)) {
+                    Ok(keep) => Some(keep),
+                    Err(e) => {
+                        c.problem(format!("{at}.keep_response_headers"), strip(e));
+                        None
+                    }
+                }
+            }
+        };
+        let after = c.duration(&format!("{at}.revalidate_after"), &r.revalidate_after);
+        if r.revalidate_before_serve == Some(true) && r.revalidate_after.is_none() {
+            c.problem(
+                format!("{at}.revalidate_before_serve"),
+                "needs revalidate_after: when an object is due for revalidation",
+            );
+        }
+        let gone = c.one_of(
+            &format!("{at}.on_origin_gone"),
+            &r.on_origin_gone,
+            &[("keep", OriginGone::Keep), ("delete", OriginGone::Delete)],
+        );
+        Self {
+            keep,
+            after,
+            before_serve: r.revalidate_before_serve.unwrap_or(false),
+            gone,
+        }
+    }
+
+    fn apply(self, mut rule: Rule) -> Rule {
+        if let Some(keep) = self.keep {
+            rule = rule.keep_response_headers(keep);
+        }
+        if let Some(after) = self.after {
+            rule = rule.revalidate_after(after);
+        }
+        if let Some(gone) = self.gone {
+            rule = rule.on_origin_gone(gone);
+        }
+        rule.revalidate_before_serve(self.before_serve)
+    }
 }
 
 /// A rule that forwards request input that is not in the key (the query, client headers)

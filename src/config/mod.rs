@@ -413,6 +413,22 @@ pub struct RuleConfig {
     /// their type (default `false`; see [`Rule::store_mistyped`](crate::Rule::store_mistyped)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_mistyped: Option<bool>,
+    /// Origin response headers kept with the object and sent on every hit: `"all"` (every
+    /// end-to-end header but those never kept) or a list of names (see
+    /// [`KeepHeaders`](crate::KeepHeaders)). Default: none beyond the representation's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_response_headers: Option<KeepHeadersConfig>,
+    /// Refresh stored objects older than this (`"10m"`; default never; see
+    /// [`Rule::revalidate_after`](crate::Rule::revalidate_after)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revalidate_after: Option<String>,
+    /// Revalidate a due object before answering its hit (default `false`; needs
+    /// `revalidate_after`; see [`Rule::revalidate_before_serve`](crate::Rule::revalidate_before_serve)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revalidate_before_serve: Option<bool>,
+    /// `keep` (default) or `delete`: what a refresh does when the origin answers `404`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_origin_gone: Option<String>,
     /// `ignore` (default), `origin_head` or `fill`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_head: Option<String>,
@@ -514,6 +530,17 @@ pub struct HeaderPolicyConfig {
     /// Always send these.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub set: BTreeMap<String, String>,
+}
+
+/// `keep_response_headers`: `"all"` or a list of header names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum KeepHeadersConfig {
+    /// `"all"`.
+    All(String),
+    /// These names.
+    Names(Vec<String>),
 }
 
 /// An origin: HTTP hosts (primaries, weights, standbys) or a bucket.
