@@ -97,7 +97,7 @@ pub(crate) fn result_stream(result: GetResult) -> BoxStream<'static, object_stor
     }
 }
 
-fn file_stream(
+pub(crate) fn file_stream(
     file: File,
     path: PathBuf,
     range: Range<u64>,

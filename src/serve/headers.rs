@@ -28,11 +28,23 @@ pub(crate) struct Representation {
 
 impl Representation {
     pub(crate) fn new(key: &str, meta: &ObjectMeta, attributes: &Attributes) -> Self {
-        let stored_time = whole_seconds(SystemTime::from(meta.last_modified));
+        let modified = SystemTime::from(meta.last_modified);
+        Self::from_parts(key, meta.size, modified, meta.e_tag.clone(), attributes)
+    }
+
+    /// The same from the object's size, store time and store entity tag.
+    pub(crate) fn from_parts(
+        key: &str,
+        size: u64,
+        modified: SystemTime,
+        e_tag: Option<String>,
+        attributes: &Attributes,
+    ) -> Self {
+        let stored_time = whole_seconds(modified);
         let mut headers = HeaderMap::with_capacity(8);
         headers.insert(CONTENT_TYPE, content_type(key, attributes));
         headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if let Some(etag) = meta.e_tag.as_deref().and_then(etag_header) {
+        if let Some(etag) = e_tag.as_deref().and_then(etag_header) {
             headers.insert(ETAG, etag);
         }
         if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(stored_time)) {
@@ -46,12 +58,12 @@ impl Representation {
             .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
             .map_or(stored_time, whole_seconds);
         Self {
-            size: meta.size,
+            size,
             validators: Validators {
                 etag: headers.get(ETAG).cloned(),
                 last_modified,
             },
-            e_tag: meta.e_tag.clone(),
+            e_tag,
             headers,
         }
     }

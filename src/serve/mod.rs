@@ -10,6 +10,7 @@ mod body;
 pub(crate) mod conditional;
 mod future;
 pub(crate) mod headers;
+mod local;
 pub(crate) mod range;
 mod service;
 

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,6 +17,7 @@ use super::body::ServeBody;
 use super::conditional::{self, Outcome};
 use super::future::ServeFuture;
 use super::headers::Representation;
+use super::local::{Local, Missing};
 use super::range::{self, Decision};
 use crate::key;
 
@@ -102,6 +104,8 @@ pub struct ServeStore {
     prefix: Path,
     /// The backend keeps no attributes (a local disk): read them from beside the object.
     sidecar: bool,
+    /// The backend is a local directory, served directly (see [`super::local`]).
+    local: Option<Arc<Local>>,
 }
 
 impl fmt::Debug for ServeStore {
@@ -118,10 +122,12 @@ impl ServeStore {
     /// Serve the objects of `store`, the request path being the key.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         let sidecar = store.to_string().contains("LocalFileSystem(");
+        let local = Local::of(&*store).map(Arc::new);
         Self {
             store,
             prefix: Path::default(),
             sidecar,
+            local,
         }
     }
 
@@ -183,12 +189,14 @@ impl<B> Service<Request<B>> for ServeStore {
             .sidecar
             .then(|| crate::store::sidecar::location(&self.prefix, &key))
             .flatten();
+        let local = self.local.clone();
         ServeFuture::new(
             async move {
                 let request = Get {
                     store: &*store,
                     location: &location,
                     sidecar: sidecar.as_ref(),
+                    local: local.as_ref(),
                     key: &key,
                     head,
                     headers: &parts.headers,
@@ -206,6 +214,8 @@ struct Get<'a> {
     location: &'a Path,
     /// Where the object's metadata is kept beside it, on a backend without attributes.
     sidecar: Option<&'a Path>,
+    /// A local directory served directly.
+    local: Option<&'a Arc<Local>>,
     key: &'a str,
     head: bool,
     headers: &'a HeaderMap,
@@ -213,6 +223,9 @@ struct Get<'a> {
 
 impl Get<'_> {
     async fn respond(&self) -> Response<ServeBody> {
+        if let Some(local) = self.local {
+            return self.respond_local(local.clone()).await;
+        }
         let ranged = !self.head && self.headers.contains_key(RANGE);
         if !ranged && !conditional::any(self.headers) {
             let options = GetOptions {
@@ -238,40 +251,9 @@ impl Get<'_> {
                 }
                 Err(e) => return self.failed(e),
             };
-            match conditional::evaluate(self.headers, &r.validators) {
-                Outcome::Proceed => {}
-                Outcome::NotModified => {
-                    let mut res = status(StatusCode::NOT_MODIFIED, ServeBody::empty());
-                    *res.headers_mut() = r.not_modified_headers();
-                    return res;
-                }
-                Outcome::Failed => {
-                    return message(StatusCode::PRECONDITION_FAILED, "precondition failed\n");
-                }
-            }
-            if self.head {
-                let mut res = status(StatusCode::OK, ServeBody::empty());
-                *res.headers_mut() = r.headers.clone();
-                res.headers_mut().insert(CONTENT_LENGTH, r.size.into());
-                return res;
-            }
-            let decision = match self.headers.get(RANGE) {
-                Some(range) if conditional::if_range_holds(self.headers, &r.validators) => {
-                    range::decide(range, r.size)
-                }
-                _ => Decision::Full,
-            };
-            let (code, range) = match decision {
-                Decision::Full => (StatusCode::OK, None),
-                Decision::Partial(bytes) => (StatusCode::PARTIAL_CONTENT, Some(bytes)),
-                Decision::Unsatisfiable => {
-                    let mut res = status(StatusCode::RANGE_NOT_SATISFIABLE, ServeBody::empty());
-                    let all = format!("bytes */{}", r.size);
-                    if let Ok(value) = HeaderValue::from_str(&all) {
-                        res.headers_mut().insert(CONTENT_RANGE, value);
-                    }
-                    return res;
-                }
+            let (code, range) = match self.decide(&r) {
+                Ok(decided) => decided,
+                Err(answered) => return answered,
             };
             let pinned = GetOptions {
                 if_match: r.e_tag.clone(),
@@ -290,6 +272,106 @@ impl Get<'_> {
             StatusCode::INTERNAL_SERVER_ERROR,
             "the object kept changing while being read\n",
         )
+    }
+
+    /// The preconditions, `HEAD` and the range decided on the representation `r`: the status
+    /// and the bytes to send, or the whole answer (`304`, `412`, `416`, a `HEAD`'s `200`).
+    #[allow(clippy::result_large_err)]
+    fn decide(
+        &self,
+        r: &Representation,
+    ) -> Result<(StatusCode, Option<Range<u64>>), Response<ServeBody>> {
+        match conditional::evaluate(self.headers, &r.validators) {
+            Outcome::Proceed => {}
+            Outcome::NotModified => {
+                let mut res = status(StatusCode::NOT_MODIFIED, ServeBody::empty());
+                *res.headers_mut() = r.not_modified_headers();
+                return Err(res);
+            }
+            Outcome::Failed => {
+                return Err(message(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition failed\n",
+                ));
+            }
+        }
+        if self.head {
+            let mut res = status(StatusCode::OK, ServeBody::empty());
+            *res.headers_mut() = r.headers.clone();
+            res.headers_mut().insert(CONTENT_LENGTH, r.size.into());
+            return Err(res);
+        }
+        let decision = match self.headers.get(RANGE) {
+            Some(range) if conditional::if_range_holds(self.headers, &r.validators) => {
+                range::decide(range, r.size)
+            }
+            _ => Decision::Full,
+        };
+        match decision {
+            Decision::Full => Ok((StatusCode::OK, None)),
+            Decision::Partial(bytes) => Ok((StatusCode::PARTIAL_CONTENT, Some(bytes))),
+            Decision::Unsatisfiable => {
+                let mut res = status(StatusCode::RANGE_NOT_SATISFIABLE, ServeBody::empty());
+                let all = format!("bytes */{}", r.size);
+                if let Ok(value) = HeaderValue::from_str(&all) {
+                    res.headers_mut().insert(CONTENT_RANGE, value);
+                }
+                Err(res)
+            }
+        }
+    }
+
+    /// A local directory: one blocking lookup (see [`super::local`]), then the same
+    /// decisions, and the bytes from memory (small objects) or the file already open.
+    async fn respond_local(&self, local: Arc<Local>) -> Response<ServeBody> {
+        let location = self.location.clone();
+        let meta = self.sidecar.cloned();
+        let whole = !self.head;
+        let looked =
+            tokio::task::spawn_blocking(move || local.look(&location, meta.as_ref(), whole)).await;
+        let looked = match looked {
+            Ok(Ok(looked)) => looked,
+            Ok(Err(Missing::NotFound)) => {
+                return message(StatusCode::NOT_FOUND, "no such object\n");
+            }
+            Ok(Err(Missing::Failed(e))) => {
+                tracing::error!(key = self.key, error = %e, "serving from the local store failed");
+                let reason = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    "the store denied the read\n"
+                } else {
+                    "the store failed to read the object\n"
+                };
+                return message(StatusCode::INTERNAL_SERVER_ERROR, reason);
+            }
+            Err(e) => {
+                tracing::error!(key = self.key, error = %e, "the local lookup did not finish");
+                return message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the store failed to read the object\n",
+                );
+            }
+        };
+        let r = Representation::from_parts(
+            self.key,
+            looked.size,
+            looked.last_modified,
+            Some(looked.e_tag.clone()),
+            &looked.attributes,
+        );
+        let (code, range) = match self.decide(&r) {
+            Ok(decided) => decided,
+            Err(answered) => return answered,
+        };
+        let bytes = range.unwrap_or(0..r.size);
+        let length = bytes.end - bytes.start;
+        let body = match looked.bytes {
+            Some(all) => ServeBody::message(all.slice(bytes.start as usize..bytes.end as usize)),
+            None => ServeBody::stream(
+                super::body::file_stream(looked.file, looked.path, bytes.clone()),
+                length,
+            ),
+        };
+        self.answer(code, &r, body, bytes)
     }
 
     /// The object (or its metadata) and its attributes: the store's, or on a backend
@@ -327,6 +409,18 @@ impl Get<'_> {
         } else {
             ServeBody::stream(super::body::result_stream(result), length)
         };
+        self.answer(code, r, body, bytes)
+    }
+
+    /// A `200` or `206` with `body`, the bytes `bytes` of the representation `r`.
+    fn answer(
+        &self,
+        code: StatusCode,
+        r: &Representation,
+        body: ServeBody,
+        bytes: Range<u64>,
+    ) -> Response<ServeBody> {
+        let length = bytes.end - bytes.start;
         let mut res = status(code, body);
         *res.headers_mut() = r.headers.clone();
         res.headers_mut().insert(CONTENT_LENGTH, length.into());

@@ -492,7 +492,7 @@ impl BucketStore {
 
 /// The directory of a `LocalFileSystem` from its `Display`, `LocalFileSystem(file:///root/)`
 /// (object_store 0.14); `None` for any other backend.
-fn local_root(store: &dyn ObjectStore) -> Option<PathBuf> {
+pub(crate) fn local_root(store: &dyn ObjectStore) -> Option<PathBuf> {
     let shown = store.to_string();
     let url = shown.strip_prefix("LocalFileSystem(")?.strip_suffix(')')?;
     let path = url.strip_prefix("file://")?;
@@ -517,7 +517,7 @@ fn local_root(store: &dyn ObjectStore) -> Option<PathBuf> {
 
 /// `LocalFileSystem`'s staging names, which it refuses as object names: a first `#`
 /// followed by digits only (`a#1`; not `a#b#1`, which it takes, as the sweep does).
-fn is_staging_name(name: &str) -> bool {
+pub(crate) fn is_staging_name(name: &str) -> bool {
     name.split_once('#')
         .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -4,7 +4,7 @@
 //! visible only on [`StoreWrite::commit`]. [`StoreWrite::abort`] (or dropping the writer)
 //! leaves nothing behind. [`BucketStore`] implements this over any `object_store` backend.
 
-mod bucket;
+pub(crate) mod bucket;
 pub(crate) mod sidecar;
 
 use std::fmt;

@@ -1,0 +1,175 @@
+//! `ServeStore` on a local directory: one blocking task per request looks the object up —
+//! open, stat, the metadata kept beside it, and for a small object its bytes — instead of
+//! one hand-off to the blocking pool per step (object_store's `LocalFileSystem` does each
+//! open, stat and read there). Larger objects stream from the file already open, in
+//! 256 KiB reads, so the bytes served are the version that was looked at even if the key
+//! is replaced meanwhile (a replacement is a rename: the open file keeps the old bytes).
+//!
+//! The metadata kept beside each object (`.origin-pull-meta/<key>.meta`) is read once per
+//! version of the object and remembered by the object's entity tag (inode, modification
+//! time, size: any replacement of the object changes it, and the metadata is only ever
+//! written with a new object), at most [`MAX_REMEMBERED`] objects; a hit on a remembered
+//! object reads no second file.
+//!
+//! Keys map to files exactly as `LocalFileSystem` maps them (its own `path_to_filesystem`),
+//! its staging files (`<name>#<digits>`) and directories are misses, and the `ETag` and
+//! `Last-Modified` are computed as it computes them, so both paths answer alike.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use object_store::Attributes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+/// Objects up to this size are read whole in the same blocking task as the lookup.
+pub(crate) const SMALL: u64 = 64 * 1024;
+
+/// How many objects' metadata a `ServeStore` remembers (past it, it starts over).
+pub(crate) const MAX_REMEMBERED: usize = 16_384;
+
+/// A local directory served directly.
+#[derive(Debug)]
+pub(crate) struct Local {
+    fs: LocalFileSystem,
+    /// The metadata beside each object version served, by entity tag.
+    remembered: Mutex<HashMap<String, Arc<Attributes>>>,
+}
+
+/// An object looked up on disk.
+pub(crate) struct Looked {
+    pub(crate) size: u64,
+    pub(crate) last_modified: SystemTime,
+    pub(crate) e_tag: String,
+    pub(crate) attributes: Arc<Attributes>,
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    /// The whole object, when it is small and its bytes were asked for.
+    pub(crate) bytes: Option<Bytes>,
+}
+
+/// Why a lookup found nothing to serve.
+pub(crate) enum Missing {
+    /// No such object (or a key a local disk cannot hold as a file).
+    NotFound,
+    /// The file system refused or failed.
+    Failed(std::io::Error),
+}
+
+impl Local {
+    /// The local directory behind `store`, if it is a `LocalFileSystem`.
+    pub(crate) fn of(store: &dyn object_store::ObjectStore) -> Option<Self> {
+        let root = crate::store::bucket::local_root(store)?;
+        let fs = LocalFileSystem::new_with_prefix(root).ok()?;
+        Some(Self {
+            fs,
+            remembered: Mutex::default(),
+        })
+    }
+
+    /// Look `location` up (blocking): the file, its metadata, the attributes kept at
+    /// `meta` beside it, and its bytes if `whole` and it is small.
+    pub(crate) fn look(
+        &self,
+        location: &Path,
+        meta: Option<&Path>,
+        whole: bool,
+    ) -> Result<Looked, Missing> {
+        if location
+            .parts()
+            .last()
+            .is_some_and(|p| crate::store::bucket::is_staging_name(p.as_ref()))
+        {
+            return Err(Missing::NotFound);
+        }
+        let path = self
+            .fs
+            .path_to_filesystem(location)
+            .map_err(|_| Missing::NotFound)?;
+        let mut file = File::open(&path).map_err(missing)?;
+        let stat = file.metadata().map_err(Missing::Failed)?;
+        if !stat.is_file() {
+            return Err(Missing::NotFound);
+        }
+        let size = stat.len();
+        let last_modified = stat.modified().map_err(Missing::Failed)?;
+        let bytes = if whole && size <= SMALL {
+            let mut buf = Vec::with_capacity(size as usize);
+            (&mut file)
+                .take(size)
+                .read_to_end(&mut buf)
+                .map_err(Missing::Failed)?;
+            // Cut under us (truncated meanwhile): let the body report the short read.
+            (buf.len() as u64 == size).then(|| Bytes::from(buf))
+        } else {
+            None
+        };
+        let e_tag = e_tag(&stat);
+        let attributes = match meta {
+            Some(meta) => self.attributes(meta, &e_tag, size),
+            None => Arc::default(),
+        };
+        Ok(Looked {
+            size,
+            last_modified,
+            e_tag,
+            attributes,
+            file,
+            path,
+            bytes,
+        })
+    }
+}
+
+impl Local {
+    /// The attributes kept at `meta` for the object version `e_tag` of `size` bytes:
+    /// remembered, or read (blocking) and remembered.
+    fn attributes(&self, meta: &Path, e_tag: &str, size: u64) -> Arc<Attributes> {
+        let lock = || self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = lock().get(e_tag) {
+            return known.clone();
+        }
+        let read = self
+            .fs
+            .path_to_filesystem(meta)
+            .ok()
+            .and_then(|m| std::fs::read(m).ok())
+            .and_then(|b| crate::store::sidecar::decode(&b, size))
+            .unwrap_or_default();
+        let read = Arc::new(read);
+        let mut remembered = lock();
+        if remembered.len() >= MAX_REMEMBERED {
+            remembered.clear();
+        }
+        remembered.insert(e_tag.to_owned(), read.clone());
+        read
+    }
+}
+
+fn missing(e: std::io::Error) -> Missing {
+    use std::io::ErrorKind::{IsADirectory, NotADirectory, NotFound};
+    match e.kind() {
+        NotFound | NotADirectory | IsADirectory => Missing::NotFound,
+        _ => Missing::Failed(e),
+    }
+}
+
+/// `LocalFileSystem`'s entity tag: inode, modification time in microseconds and size.
+fn e_tag(stat: &std::fs::Metadata) -> String {
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(stat);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let mtime = stat
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("\"{inode:x}-{mtime:x}-{:x}\"", stat.len())
+}
