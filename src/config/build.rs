@@ -378,6 +378,10 @@ struct HostSettings {
     /// The valid entries of `allow_redirect_to` and `trust_redirect_credentials`.
     redirect_to: Vec<String>,
     trusted: Vec<String>,
+    /// `host_header`, `tls_server_name`, `ca_file`, when valid.
+    host_header: Option<String>,
+    tls_server_name: Option<String>,
+    ca_file: Option<String>,
 }
 
 impl HostSettings {
@@ -409,6 +413,35 @@ impl HostSettings {
                 &format!("{at}.trust_redirect_credentials"),
                 &o.trust_redirect_credentials,
             ),
+            host_header: checked(c, &format!("{at}.host_header"), &o.host_header, |v| {
+                crate::origin::tls::check_host_header(v).map(|_| ())
+            }),
+            tls_server_name: checked(
+                c,
+                &format!("{at}.tls_server_name"),
+                &o.tls_server_name,
+                crate::origin::tls::check_server_name,
+            ),
+            ca_file: checked(c, &format!("{at}.ca_file"), &o.ca_file, |v| {
+                crate::origin::tls::check_ca_file(std::path::Path::new(v))
+            }),
+        }
+    }
+}
+
+/// `value` when `check` accepts it; else a problem at `at`.
+fn checked(
+    c: &mut Check,
+    at: &str,
+    value: &Option<String>,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Option<String> {
+    let value = value.as_deref()?;
+    match check(value) {
+        Ok(()) => Some(value.to_owned()),
+        Err(e) => {
+            c.problem(at, e);
+            None
         }
     }
 }
@@ -448,6 +481,15 @@ fn http_origin(c: &mut Check, at: &str, url: &str, settings: &HostSettings) -> O
     b = b.trust_redirect_credentials(settings.trusted.iter().cloned());
     if let Some(p) = settings.protocol {
         b = b.protocol(p);
+    }
+    if let Some(host) = &settings.host_header {
+        b = b.host_header(host.clone());
+    }
+    if let Some(name) = &settings.tls_server_name {
+        b = b.tls_server_name(name.clone());
+    }
+    if let Some(path) = &settings.ca_file {
+        b = b.ca_file(path.clone());
     }
     // The check pass builds no client (nor TLS setup).
     let built = if c.build {

@@ -583,6 +583,20 @@ pub struct OriginConfig {
     /// apart and doubling up to 60 s, with jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<usize>,
+    /// The `Host` header sent to every host (`host` or `host:port`; default: each URL's
+    /// own). See [`HttpOriginBuilder::host_header`](crate::HttpOriginBuilder::host_header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+    /// The name every `https` host's certificate is checked against, and sent as SNI (a
+    /// DNS name or an IP address; default: each URL's host). See
+    /// [`HttpOriginBuilder::tls_server_name`](crate::HttpOriginBuilder::tls_server_name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// A PEM file of root certificates trusted beside the webpki roots, for a private CA
+    /// (read at validation: unreadable, not PEM or no usable certificate is an error). See
+    /// [`HttpOriginBuilder::ca_file`](crate::HttpOriginBuilder::ca_file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl Config {
