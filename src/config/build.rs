@@ -241,7 +241,8 @@ fn check_s3(url: &str, options: &BTreeMap<String, String>) -> Result<(), String>
         return Err("an s3 URL names a bucket: s3://bucket/prefix".to_owned());
     }
     for key in options.keys() {
-        AmazonS3ConfigKey::from_str(key).map_err(|e| format!("option {key:?}: {e}"))?;
+        AmazonS3ConfigKey::from_str(super::bucket::option_name(key))
+            .map_err(|e| format!("option {key:?}: {e}"))?;
     }
     Ok(())
 }
@@ -257,7 +258,7 @@ fn open_s3(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Obje
     let mut builder = AmazonS3Builder::from_env()
         .with_url(url)
         .with_http_connector(crate::HyperConnector::new());
-    for (key, value) in options {
+    for (key, value) in &super::bucket::resolve(options)? {
         let key = AmazonS3ConfigKey::from_str(key).map_err(|e| format!("option {key:?}: {e}"))?;
         builder = builder.with_config(key, value);
     }
@@ -299,6 +300,9 @@ fn store(
         }
     };
     c.client_options("store.options", &config.options);
+    for (key, message) in super::bucket::env_problems(&config.options) {
+        c.problem(format!("store.options.{key}"), message);
+    }
     let threshold = c.memory_size("store.multipart_threshold", &config.multipart_threshold);
     let part = c.memory_size("store.part_size", &config.part_size);
     if config.url.starts_with("s3://") {
@@ -513,6 +517,24 @@ fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> 
         }
         let options_at = format!("{at}.bucket_options");
         c.client_options(&options_at, &o.bucket_options);
+        for (key, message) in super::bucket::env_problems(&o.bucket_options) {
+            c.problem(format!("{options_at}.{key}"), message);
+        }
+        for (field, set) in [
+            ("host_header", o.host_header.is_some()),
+            ("tls_server_name", o.tls_server_name.is_some()),
+            ("ca_file", o.ca_file.is_some()),
+        ] {
+            if set {
+                c.problem(format!("{at}.{field}"), "applies to hosts, not to a bucket");
+            }
+        }
+        let public_url = checked(
+            c,
+            &format!("{at}.public_url"),
+            &o.public_url,
+            super::bucket::check_public_url,
+        );
         let budget = o
             .bucket_options
             .get("timeout")
@@ -534,6 +556,9 @@ fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> 
                 if let Some(budget) = budget {
                     origin = origin.with_attempt_budget(budget);
                 }
+                if let Some(url) = public_url {
+                    origin = origin.with_public_url(url);
+                }
                 Some(Arc::new(origin))
             }
             Err(e) => {
@@ -541,6 +566,12 @@ fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> 
                 None
             }
         };
+    }
+    if o.public_url.is_some() {
+        c.problem(
+            format!("{at}.public_url"),
+            "only a bucket origin has a public_url (clients are redirected to the hosts' URLs)",
+        );
     }
     if o.hosts.is_empty() {
         c.problem(
@@ -720,6 +751,21 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
                 );
             }
         }
+    }
+    let redirects = matches!(mode, Mode::Async | Mode::Redirect);
+    if redirects && r.origin.bucket.is_some() && r.origin.public_url.is_none() {
+        let name = r
+            .name
+            .as_deref()
+            .map_or(at.to_owned(), |n| format!("{n:?}"));
+        c.problem(
+            format!("{at}.origin.public_url"),
+            format!(
+                "rule {name} redirects clients (mode {}) and its bucket origin has no URL \
+                 of its own: give `public_url`, or use mode sync",
+                r.mode.as_deref().unwrap_or("sync")
+            ),
+        );
     }
     if mode == Mode::Redirect && (r.on_range.is_some() || r.on_head.is_some()) {
         c.problem(at, "a redirect rule cannot have `on_range` or `on_head`");

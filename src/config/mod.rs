@@ -87,6 +87,7 @@
 //! the line (for `fill_overflow = "unavailable"` with `fill_queue_timeout = "0s"` you get
 //! the old behaviour).
 
+mod bucket;
 mod build;
 pub mod import;
 
@@ -245,6 +246,8 @@ pub struct StoreConfig {
     pub staging_max_age: Option<String>,
     /// object_store options for the backend (`region`, `endpoint`, `allow_http`, ...).
     /// Durations among them (`timeout`, `connect_timeout`, ...) may be at most `"365d"`.
+    /// As in [`OriginConfig::bucket_options`], `<option>_env = "VAR"` takes the option's
+    /// value from the environment variable `VAR`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
 }
@@ -534,13 +537,30 @@ pub struct OriginConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub standby: Vec<String>,
     /// A bucket URL (`file:///`, `memory://`, `s3://`) instead of hosts. A `file://` bucket
-    /// must exist when the layer is built.
+    /// must exist when the layer is built. An `s3://` bucket's requests are signed (SigV4)
+    /// with the credentials of `bucket_options`, else of object_store's `AWS_*` environment
+    /// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
-    /// object_store options for `bucket`. Durations among them may be at most `"365d"`;
-    /// `timeout` is also the bucket's attempt budget (default 60 s).
+    /// object_store options for `bucket` (`endpoint`, `region`, `access_key_id`, ...).
+    /// Durations among them may be at most `"365d"`; `timeout` is also the bucket's attempt
+    /// budget (default 60 s).
+    ///
+    /// An option named with `_env` after it takes its value from the environment variable
+    /// it names: `secret_access_key_env = "ORIGIN_SECRET"` sets `secret_access_key` to
+    /// `$ORIGIN_SECRET`. This is the recommended way to give credentials (secrets stay out
+    /// of the file, and the origin's can differ from the store's `AWS_*`); inline values
+    /// (`secret_access_key = "..."`) are accepted too. Validation refuses a variable that is
+    /// not set or empty, and an option given both ways, naming the option (never printing a
+    /// value).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bucket_options: BTreeMap<String, String>,
+    /// For a bucket origin: the URL clients are redirected to for a key (`public_url` +
+    /// the key), which `async` and `redirect` rules need (validation refuses such a rule
+    /// whose bucket origin has none). An `http` or `https` URL; it should point at the
+    /// bucket's prefix. See [`BucketOrigin::with_public_url`](crate::BucketOrigin::with_public_url).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// `http`, `https` or `same` (as the request); default: each URL's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,

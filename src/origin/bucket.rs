@@ -142,10 +142,11 @@ impl Origin for BucketOrigin {
                         empty,
                     ));
                 }
+                // A refused signature or missing permission says so, whole.
                 Err(e) => {
                     return Err(Error::OriginRequest {
                         url,
-                        source: e.into(),
+                        source: super::tls::explain(&e).into(),
                     });
                 }
             };
