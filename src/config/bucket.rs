@@ -13,9 +13,9 @@ pub(super) fn option_name(key: &str) -> &str {
 }
 
 /// Every problem with the `*_env` options, as (key, message): an option given both inline
-/// and by variable, a variable name that is not one, a variable that is not set or empty.
-/// Values are never part of a message.
-pub(super) fn env_problems(options: &BTreeMap<String, String>) -> Vec<(String, String)> {
+/// and by variable, a variable name that is not one, and (`set`) a variable that is not set
+/// or empty. Values are never part of a message.
+pub(super) fn env_problems(options: &BTreeMap<String, String>, set: bool) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     for (key, variable) in options {
         let Some(option) = key.strip_suffix(ENV_SUFFIX) else {
@@ -35,6 +35,9 @@ pub(super) fn env_problems(options: &BTreeMap<String, String>) -> Vec<(String, S
                 key.clone(),
                 format!("{variable:?} is not an environment variable name (A-Z, 0-9, _)"),
             ));
+            continue;
+        }
+        if !set {
             continue;
         }
         match std::env::var(variable) {

@@ -32,6 +32,9 @@ struct Check {
     build: bool,
     /// A store is given in code: `store.url` is not opened, so it need not be valid.
     store_given: bool,
+    /// Check that the environment variables `*_env` options name are set (not when
+    /// importing rules, which name variables the operator sets afterwards).
+    env: bool,
 }
 
 impl Check {
@@ -300,7 +303,7 @@ fn store(
         }
     };
     c.client_options("store.options", &config.options);
-    for (key, message) in super::bucket::env_problems(&config.options) {
+    for (key, message) in super::bucket::env_problems(&config.options, c.env) {
         c.problem(format!("store.options.{key}"), message);
     }
     let threshold = c.memory_size("store.multipart_threshold", &config.multipart_threshold);
@@ -517,7 +520,7 @@ fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> 
         }
         let options_at = format!("{at}.bucket_options");
         c.client_options(&options_at, &o.bucket_options);
-        for (key, message) in super::bucket::env_problems(&o.bucket_options) {
+        for (key, message) in super::bucket::env_problems(&o.bucket_options, c.env) {
             c.problem(format!("{options_at}.{key}"), message);
         }
         for (field, set) in [
@@ -1045,10 +1048,16 @@ fn unkeyed(
 /// Every problem in `config`; nothing is opened or built. `store_given`: the store is given
 /// in code, so `store.url` is not checked.
 pub(super) fn validate(config: &Config, store_given: bool) -> Vec<Problem> {
+    validate_with(config, store_given, true)
+}
+
+/// [`validate`]; `env`: whether the variables `*_env` options name must be set.
+pub(super) fn validate_with(config: &Config, store_given: bool, env: bool) -> Vec<Problem> {
     let mut c = Check {
         problems: Vec::new(),
         build: false,
         store_given,
+        env,
     };
     let _ = assemble(&mut c, config, None);
     c.problems
@@ -1068,6 +1077,7 @@ pub(super) fn build(
         problems: Vec::new(),
         build: true,
         store_given: given.is_some(),
+        env: true,
     };
     match assemble(&mut c, config, given) {
         _ if !c.problems.is_empty() => Err(c.problems),
@@ -1311,6 +1321,7 @@ impl ServerConfig {
             problems: Vec::new(),
             build: false,
             store_given: true,
+            env: true,
         };
         let values = server_values(&mut c, self);
         if c.problems.is_empty() {
