@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 pub(super) const ENV_SUFFIX: &str = "_env";
 
 /// The object_store option a key sets: `secret_access_key_env` sets `secret_access_key`.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 pub(super) fn option_name(key: &str) -> &str {
     key.strip_suffix(ENV_SUFFIX).unwrap_or(key)
 }

@@ -78,6 +78,30 @@
 //! | `server.http2_max_concurrent_streams` | 1 ..= 100,000 |
 //! | `server.admin_token` | at least 16 visible ASCII characters |
 //!
+//! ## Origins: names, private CAs, private buckets
+//!
+//! An HTTP origin's `host_header`, `tls_server_name` and `ca_file` (see [`OriginConfig`])
+//! give an origin reached by IP address its domain's `Host`, certificate name and private
+//! CA; the CA file is read and checked at validation. A `bucket` origin signs its requests
+//! with the credentials of `bucket_options` or object_store's `AWS_*` environment; an
+//! option written `<option>_env = "VAR"` takes its value from the environment variable
+//! `VAR` (checked at validation: set, not empty, not also given inline), which keeps secrets
+//! out of the file. `public_url` is where `async` and `redirect` rules send clients for a
+//! bucket origin's key; such a rule without it is refused at validation.
+//!
+//! ```
+//! use tower_origin_pull::config::Config;
+//!
+//! let config = Config::from_toml(r#"
+//!     store = { url = "memory://" }
+//!     [[rules]]
+//!     mode = "redirect"
+//!     origin = { bucket = "memory://" }
+//! "#).unwrap();
+//! let problems = config.validate();
+//! assert_eq!(problems[0].at, "rules[0].origin.public_url");
+//! ```
+//!
 //! ## Migrating: `fill_overflow` is gone
 //!
 //! `fill_overflow` is gone: [`max_fills`](Config::max_fills) now bounds fills of every kind,

@@ -857,6 +857,44 @@ mod tests {
     }
 
     #[test]
+    fn the_configured_host_header_is_for_the_origins_own_authority_only() {
+        let o = HttpOrigin::builder("http://10.0.0.5:8080/")
+            .host_header("origin.test")
+            .build()
+            .unwrap();
+        assert!(o.is_own(&uri("http://10.0.0.5:8080/a")));
+        assert!(o.is_own(&uri("http://10.0.0.5:8080/b?c")));
+        assert!(!o.is_own(&uri("http://10.0.0.5:8081/a")));
+        assert!(!o.is_own(&uri("http://cdn.example:8080/a")));
+    }
+
+    #[test]
+    fn a_passed_on_location_is_made_absolute_against_the_url_that_answered() {
+        let answered = uri("http://10.0.0.5:8080/base/dir/x?q=1");
+        let resolve = |location: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::LOCATION,
+                http::HeaderValue::from_str(location).unwrap(),
+            );
+            super::absolute_location(&mut headers, &answered);
+            headers
+                .get(http::header::LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let at = |s: &str| Some(s.to_owned());
+        assert_eq!(resolve("/other/x"), at("http://10.0.0.5:8080/other/x"));
+        assert_eq!(resolve("y"), at("http://10.0.0.5:8080/base/dir/y"));
+        assert_eq!(resolve("../z"), at("http://10.0.0.5:8080/base/z"));
+        assert_eq!(resolve("?r=2"), at("http://10.0.0.5:8080/base/dir/x?r=2"));
+        assert_eq!(resolve("//cdn.example/a"), at("http://cdn.example/a"));
+        assert_eq!(
+            resolve("https://cdn.example/a"),
+            at("https://cdn.example/a")
+        );
+    }
+
+    #[test]
     fn checking_refuses_what_building_refuses() {
         for url in [
             "",

@@ -102,6 +102,7 @@ pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>, String> {
 }
 
 /// A TLS server name, checked (without the `rustls` feature none is usable).
+#[cfg_attr(not(feature = "config"), allow(dead_code))]
 pub(crate) fn check_server_name(name: &str) -> Result<(), String> {
     #[cfg(feature = "rustls")]
     return server_name(name).map(|_| ());
@@ -120,6 +121,7 @@ pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 /// The certificates of a PEM file, checked (without the `rustls` feature none is usable).
+#[cfg_attr(not(feature = "config"), allow(dead_code))]
 pub(crate) fn check_ca_file(path: &Path) -> Result<(), String> {
     #[cfg(feature = "rustls")]
     return read_ca_file(path).map(|_| ());
@@ -200,7 +202,7 @@ mod connector {
 
     type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-    fn resolve(
+    pub(super) fn resolve(
         own: &Authority,
         name: &ServerName<'static>,
         uri: &Uri,
@@ -257,5 +259,37 @@ fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
     {
         Some(inner) => is_tls(inner),
         None => false,
+    }
+}
+
+#[cfg(all(test, feature = "rustls"))]
+mod tests {
+    use rustls::pki_types::ServerName;
+
+    #[test]
+    fn the_configured_server_name_is_for_the_origins_own_authority_only() {
+        let own: http::uri::Authority = "10.0.0.5:8443".parse().unwrap();
+        let name = ServerName::try_from("origin.test").unwrap();
+        let resolve = |uri: &str| {
+            let uri: http::Uri = uri.parse().unwrap();
+            super::connector::resolve(&own, &name, &uri).map(|n| n.to_str().into_owned())
+        };
+        assert_eq!(resolve("https://10.0.0.5:8443/a").unwrap(), "origin.test");
+        // A redirect target elsewhere is checked against its own host.
+        assert_eq!(resolve("https://10.0.0.5:9443/a").unwrap(), "10.0.0.5");
+        assert_eq!(
+            resolve("https://cdn.example:8443/a").unwrap(),
+            "cdn.example"
+        );
+    }
+
+    #[test]
+    fn host_headers_are_host_or_host_and_port() {
+        for good in ["origin.test", "origin.test:8443", "10.0.0.5", "[::1]:80"] {
+            assert!(super::check_host_header(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "u@h", "h/x", "h:", "h\r\nx: y", "h?q"] {
+            assert!(super::check_host_header(bad).is_err(), "{bad:?}");
+        }
     }
 }
