@@ -164,12 +164,18 @@ async fn async_and_redirect_rules_need_a_public_url_and_redirect_to_it() {
     );
     for mode in ["async", "redirect"] {
         let (url, _, _) = mirror(&config(&with_url, &format!("mode = \"{mode}\"\n"))).await;
-        let got = get(&client(), &format!("{url}d/e.bin")).await;
-        assert!(got.status.is_redirection(), "{mode}: {}", got.status);
-        assert_eq!(
-            got.headers["location"], "https://cdn.example/exports/d/e%2Ebin",
-            "{mode}"
-        );
+        for (path, location) in [
+            ("d/e.bin", "https://cdn.example/exports/d/e.bin"),
+            // Segments encoded as on an HTTP origin's paths.
+            (
+                "d/e%20f%3F.bin",
+                "https://cdn.example/exports/d/e%20f%3F.bin",
+            ),
+        ] {
+            let got = get(&client(), &format!("{url}{path}")).await;
+            assert!(got.status.is_redirection(), "{mode}: {}", got.status);
+            assert_eq!(got.headers["location"], location, "{mode}");
+        }
     }
 }
 

@@ -62,7 +62,7 @@ fn origin_connector(
 
 /// Characters percent-encoded in each path segment sent to the origin: everything but
 /// RFC 3986 `pchar` (unreserved, sub-delims, `:` and `@`). Non-ASCII is always encoded.
-const SEGMENT: &AsciiSet = &CONTROLS
+pub(super) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
