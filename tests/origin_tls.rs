@@ -3,7 +3,7 @@
 //! (`ca_file`), and the `Location` of a passed-through redirect made absolute. Real origins
 //! on 127.0.0.1: an HTTPS one with a certificate for `origin.test` signed by a CA made here,
 //! and a plain one that redirects. Through the Rust builder and through a config file.
-#![cfg(all(feature = "rustls", feature = "config"))]
+#![cfg(all(feature = "rustls", feature = "config", feature = "server"))]
 
 mod common;
 
@@ -14,9 +14,9 @@ use axum::Router;
 use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -32,12 +32,13 @@ use common::*;
 const BODY: &[u8] = b"bytes of origin.test";
 
 /// An HTTPS origin on 127.0.0.1:0 whose certificate names `origin.test` only, signed by a
-/// CA made for the test; it answers every path with [`BODY`] and records each `Host`.
+/// CA made for the test, speaking HTTP/2 and HTTP/1.1 (ALPN); it answers every path with
+/// [`BODY`] and records each request's `Host` (HTTP/2: `:authority`) and version.
 struct TlsOrigin {
     url: String,
     /// The test CA's certificate, PEM, in a file.
     ca_file: tempfile::NamedTempFile,
-    hosts: Arc<Mutex<Vec<String>>>,
+    hosts: Arc<Mutex<Vec<(String, http::Version)>>>,
 }
 
 impl TlsOrigin {
@@ -64,7 +65,7 @@ impl TlsOrigin {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
             )
             .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let ca_file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(ca_file.path(), ca.pem()).unwrap();
@@ -84,12 +85,19 @@ impl TlsOrigin {
                         return;
                     };
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let host = req.headers().get("host").map(|h| h.to_str().unwrap());
-                        seen.lock().unwrap().push(host.unwrap_or("").to_owned());
+                        let host = match req.headers().get("host") {
+                            Some(h) => h.to_str().unwrap().to_owned(),
+                            None => req
+                                .uri()
+                                .authority()
+                                .map(|a| a.to_string())
+                                .unwrap_or_default(),
+                        };
+                        seen.lock().unwrap().push((host, req.version()));
                         let body = http_body_util::Full::new(Bytes::from_static(BODY));
                         async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
                     });
-                    let _ = http1::Builder::new()
+                    let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
                 });
@@ -107,7 +115,16 @@ impl TlsOrigin {
     }
 
     fn hosts(&self) -> Vec<String> {
-        self.hosts.lock().unwrap().clone()
+        self.hosts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    fn versions(&self) -> Vec<http::Version> {
+        self.hosts.lock().unwrap().iter().map(|(_, v)| *v).collect()
     }
 }
 
@@ -146,6 +163,8 @@ async fn an_https_origin_by_ip_with_its_server_name_and_private_ca_pulls_through
     assert_eq!(got.body(), BODY);
     assert_eq!(stored(&*store, "a/b.bin").await.as_deref(), Some(BODY));
     assert_eq!(origin.hosts(), ["origin.test"], "the configured Host");
+    // HTTP/2 allows no Host but the URL's authority: HTTP/1.1, though the origin offers h2.
+    assert_eq!(origin.versions(), [http::Version::HTTP_11]);
 }
 
 #[tokio::test]
@@ -191,6 +210,8 @@ async fn without_the_default_host_the_origin_sees_its_address_and_never_the_clie
         .trim_start_matches("https://")
         .trim_end_matches('/');
     assert_eq!(origin.hosts(), [authority]);
+    // Without a Host of its own, the origin's HTTP/2 is used.
+    assert_eq!(origin.versions(), [http::Version::HTTP_2]);
 }
 
 /// The first `Failed` event's reason.
@@ -341,6 +362,12 @@ fn bad_identity_settings_are_refused_at_validation_with_their_location() {
             .build()
             .is_err()
     );
+    let e = HttpOrigin::builder("http://h/")
+        .host_header("origin.test")
+        .http2_prior_knowledge(true)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("HTTP/1.1"), "{e}");
 }
 
 // ----- a passed-through redirect's Location -----

@@ -49,7 +49,7 @@ fn origin_connector(
     own: &Authority,
 ) -> Result<Connector, Error> {
     #[cfg(feature = "rustls")]
-    if identity.server_name.is_some() || !identity.roots.is_empty() {
+    if identity.server_name.is_some() || !identity.roots.is_empty() || identity.host.is_some() {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -475,7 +475,10 @@ impl HttpOriginBuilder {
     /// URL's authority: for an origin reached by IP address that serves its domain's virtual
     /// host (default: the base URL's `host[:port]`). It comes from configuration only,
     /// never from the client's request, and is sent only to the origin's own host and port,
-    /// not to a redirect target elsewhere.
+    /// not to a redirect target elsewhere. HTTP/2 allows no `Host` other than the URL's
+    /// authority, so with this setting the origin is asked over HTTP/1.1 (`https` origins
+    /// offer only `http/1.1` in ALPN; with
+    /// [`http2_prior_knowledge`](Self::http2_prior_knowledge) it is an error).
     pub fn host_header(mut self, value: impl Into<String>) -> Self {
         self.identity.host_header = Some(value.into());
         self
@@ -526,6 +529,12 @@ impl HttpOriginBuilder {
                 self.protocol,
                 Some(Protocol::Https | Protocol::SameAsRequest)
             );
+        if self.identity.host_header.is_some() && self.http2_prior_knowledge {
+            return Err(Error::config(
+                "host_header needs HTTP/1.1: HTTP/2 sends the URL's authority as :authority \
+                 and allows no other Host (RFC 9113 §8.3.1); drop http2_prior_knowledge",
+            ));
+        }
         if self.identity.wants_tls() && !https {
             return Err(Error::config(format!(
                 "origin URL {:?}: tls_server_name and CA certificates apply to https \

@@ -172,7 +172,7 @@ mod connector {
     /// The connector of an origin: rustls (ring) trusting the webpki roots and the
     /// identity's extra roots, checking the certificate of the origin's own authority
     /// against the identity's server name (other authorities, redirect targets, against
-    /// their own host).
+    /// their own host); HTTP/1.1 only (ALPN) when the identity has a `Host` of its own.
     pub(crate) fn origin_connector(
         http: HttpConnector,
         identity: &Identity,
@@ -197,7 +197,14 @@ mod connector {
             let own = own.clone();
             builder = builder.with_server_name_resolver(move |uri: &Uri| resolve(&own, &name, uri));
         }
-        Ok(builder.enable_http1().enable_http2().wrap_connector(http))
+        let builder = builder.enable_http1();
+        // HTTP/2 carries the URL's authority in `:authority`, and a `Host` that differs from
+        // it is not allowed (RFC 9113 §8.3.1): a configured `Host` needs HTTP/1.1.
+        Ok(if identity.host.is_some() {
+            builder.wrap_connector(http)
+        } else {
+            builder.enable_http2().wrap_connector(http)
+        })
     }
 
     type BoxError = Box<dyn std::error::Error + Send + Sync>;
