@@ -513,62 +513,73 @@ fn http_origin(c: &mut Check, at: &str, url: &str, settings: &HostSettings) -> O
     }
 }
 
+/// A `bucket` origin: its options (with the `*_env` ones), `public_url`, and no setting
+/// that only HTTP hosts use.
+fn bucket_origin(
+    c: &mut Check,
+    at: &str,
+    bucket: &str,
+    o: &OriginConfig,
+) -> Option<Arc<dyn Origin>> {
+    if !o.hosts.is_empty() || !o.standby.is_empty() {
+        c.problem(at, "give either `bucket` or `hosts`, not both");
+    }
+    let options_at = format!("{at}.bucket_options");
+    c.client_options(&options_at, &o.bucket_options);
+    for (key, message) in super::bucket::env_problems(&o.bucket_options, c.env) {
+        c.problem(format!("{options_at}.{key}"), message);
+    }
+    for (field, set) in [
+        ("host_header", o.host_header.is_some()),
+        ("tls_server_name", o.tls_server_name.is_some()),
+        ("ca_file", o.ca_file.is_some()),
+    ] {
+        if set {
+            c.problem(format!("{at}.{field}"), "applies to hosts, not to a bucket");
+        }
+    }
+    let public_url = checked(
+        c,
+        &format!("{at}.public_url"),
+        &o.public_url,
+        super::bucket::check_public_url,
+    );
+    let budget = o
+        .bucket_options
+        .get("timeout")
+        .and_then(|t| humantime::parse_duration(t).ok());
+    if let Err(e) = check_store_url(bucket, &o.bucket_options) {
+        c.problem(format!("{at}.bucket"), e);
+        return None;
+    }
+    if !c.build {
+        return None;
+    }
+    // An origin bucket is read, never created.
+    match open_store(bucket, &o.bucket_options, false) {
+        Ok(store) => {
+            let mut origin = BucketOrigin::new(store);
+            if let Some(prefix) = url_prefix(bucket) {
+                origin = origin.with_prefix(Path::from(prefix));
+            }
+            if let Some(budget) = budget {
+                origin = origin.with_attempt_budget(budget);
+            }
+            if let Some(url) = public_url {
+                origin = origin.with_public_url(url);
+            }
+            Some(Arc::new(origin))
+        }
+        Err(e) => {
+            c.problem(format!("{at}.bucket"), e);
+            None
+        }
+    }
+}
+
 fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> {
     if let Some(bucket) = &o.bucket {
-        if !o.hosts.is_empty() || !o.standby.is_empty() {
-            c.problem(at, "give either `bucket` or `hosts`, not both");
-        }
-        let options_at = format!("{at}.bucket_options");
-        c.client_options(&options_at, &o.bucket_options);
-        for (key, message) in super::bucket::env_problems(&o.bucket_options, c.env) {
-            c.problem(format!("{options_at}.{key}"), message);
-        }
-        for (field, set) in [
-            ("host_header", o.host_header.is_some()),
-            ("tls_server_name", o.tls_server_name.is_some()),
-            ("ca_file", o.ca_file.is_some()),
-        ] {
-            if set {
-                c.problem(format!("{at}.{field}"), "applies to hosts, not to a bucket");
-            }
-        }
-        let public_url = checked(
-            c,
-            &format!("{at}.public_url"),
-            &o.public_url,
-            super::bucket::check_public_url,
-        );
-        let budget = o
-            .bucket_options
-            .get("timeout")
-            .and_then(|t| humantime::parse_duration(t).ok());
-        if let Err(e) = check_store_url(bucket, &o.bucket_options) {
-            c.problem(format!("{at}.bucket"), e);
-            return None;
-        }
-        if !c.build {
-            return None;
-        }
-        // An origin bucket is read, never created.
-        return match open_store(bucket, &o.bucket_options, false) {
-            Ok(store) => {
-                let mut origin = BucketOrigin::new(store);
-                if let Some(prefix) = url_prefix(bucket) {
-                    origin = origin.with_prefix(Path::from(prefix));
-                }
-                if let Some(budget) = budget {
-                    origin = origin.with_attempt_budget(budget);
-                }
-                if let Some(url) = public_url {
-                    origin = origin.with_public_url(url);
-                }
-                Some(Arc::new(origin))
-            }
-            Err(e) => {
-                c.problem(format!("{at}.bucket"), e);
-                None
-            }
-        };
+        return bucket_origin(c, at, bucket, o);
     }
     if o.public_url.is_some() {
         c.problem(
@@ -755,21 +766,7 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
             }
         }
     }
-    let redirects = matches!(mode, Mode::Async | Mode::Redirect);
-    if redirects && r.origin.bucket.is_some() && r.origin.public_url.is_none() {
-        let name = r
-            .name
-            .as_deref()
-            .map_or(at.to_owned(), |n| format!("{n:?}"));
-        c.problem(
-            format!("{at}.origin.public_url"),
-            format!(
-                "rule {name} redirects clients (mode {}) and its bucket origin has no URL \
-                 of its own: give `public_url`, or use mode sync",
-                r.mode.as_deref().unwrap_or("sync")
-            ),
-        );
-    }
+    bucket_needs_public_url(c, at, r, mode);
     if mode == Mode::Redirect && (r.on_range.is_some() || r.on_head.is_some()) {
         c.problem(at, "a redirect rule cannot have `on_range` or `on_head`");
     }
@@ -1005,6 +1002,26 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
         .store_private(r.store_private.unwrap_or(false))
         .store_mistyped(r.store_mistyped.unwrap_or(false));
     Some(rule)
+}
+
+/// An `async` or `redirect` rule sends clients to the origin's URL for the key: a bucket
+/// origin has one only with `public_url`, checked here rather than failing at request time.
+fn bucket_needs_public_url(c: &mut Check, at: &str, r: &RuleConfig, mode: Mode) {
+    let redirects = matches!(mode, Mode::Async | Mode::Redirect);
+    if redirects && r.origin.bucket.is_some() && r.origin.public_url.is_none() {
+        let name = r
+            .name
+            .as_deref()
+            .map_or(at.to_owned(), |n| format!("{n:?}"));
+        c.problem(
+            format!("{at}.origin.public_url"),
+            format!(
+                "rule {name} redirects clients (mode {}) and its bucket origin has no URL \
+                 of its own: give `public_url`, or use mode sync",
+                r.mode.as_deref().unwrap_or("sync")
+            ),
+        );
+    }
 }
 
 /// A rule that forwards request input that is not in the key (the query, client headers)

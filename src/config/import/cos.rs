@@ -306,26 +306,8 @@ fn info_fields(
         let private = h.matching(|n| n == "PrivateHost" || n.starts_with("PrivateStandbyHost_"));
         // Exact only for a Mirror rule whose one origin is the private host.
         let alone = single && sync && name.is_none() && standby.is_empty() && private.len() == 1;
-        for (at, p) in private {
-            let why = if !alone || p.name != "PrivateHost" {
-                "a private host beside other hosts, or on a rule that is not Mirror".to_owned()
-            } else {
-                match private_host(scheme, &rule_at, &at, p) {
-                    Ok(found) => {
-                        signed = Some(found);
-                        continue;
-                    }
-                    Err(why) => why,
-                }
-            };
-            r.skip(
-                at,
-                format!(
-                    "{why}: only a Mirror rule whose one origin is a private host with \
-                     SecretId, SecretKey and a SigV4 algorithm is imported, as a bucket \
-                     origin; not imported"
-                ),
-            );
+        if let Some(found) = private_hosts(r, private, alone, scheme, &rule_at) {
+            signed = Some(found);
         }
         r.unknown(h, false);
         if signed.is_some() {
@@ -425,6 +407,40 @@ fn file_info(r: &mut RuleReport<'_>, at: String, e: &Element) -> Option<RewriteC
     }
     r.unknown(f, true);
     (rw != RewriteConfig::default()).then_some(rw)
+}
+
+/// The private hosts of a `HostInfo`: the signed bucket origin (and where its secret was)
+/// when the rule's one origin is a private host that maps exactly (`alone`); every other
+/// one is reported.
+fn private_hosts(
+    r: &mut RuleReport<'_>,
+    private: Vec<(String, &Element)>,
+    alone: bool,
+    scheme: &str,
+    rule_at: &str,
+) -> Option<(OriginConfig, String)> {
+    let mut signed = None;
+    for (at, p) in private {
+        let why = if !alone || p.name != "PrivateHost" {
+            "a private host beside other hosts, or on a rule that is not Mirror".to_owned()
+        } else {
+            match private_host(scheme, rule_at, &at, p) {
+                Ok(found) => {
+                    signed = Some(found);
+                    continue;
+                }
+                Err(why) => why,
+            }
+        };
+        r.skip(
+            at,
+            format!(
+                "{why}: only a Mirror rule whose one origin is a private host with SecretId, \
+                 SecretKey and a SigV4 algorithm is imported, as a bucket origin; not imported"
+            ),
+        );
+    }
+    signed
 }
 
 /// A `PrivateHost` with its `CredentialProvider` as a signed bucket origin, and where its
