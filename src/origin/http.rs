@@ -80,7 +80,8 @@ pub(super) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
-/// An origin reached over HTTP/1.1 or HTTP/2, `http://` or `https://` (rustls, webpki roots).
+/// An origin reached over HTTP/1.1 or HTTP/2, `http://` or `https://` (rustls, webpki roots
+/// and the [`ca_file`](HttpOriginBuilder::ca_file)s given).
 ///
 /// The scheme, host, port and base path come from the URL given here and nowhere else.
 /// Connections are pooled per origin. Build one and share it (`Arc` or clone: clones share
