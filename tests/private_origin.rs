@@ -163,7 +163,7 @@ async fn async_and_redirect_rules_need_a_public_url_and_redirect_to_it() {
         1,
     );
     for mode in ["async", "redirect"] {
-        let (url, _, _) = mirror(&config(&with_url, &format!("mode = \"{mode}\"\n"))).await;
+        let (url, store, _) = mirror(&config(&with_url, &format!("mode = \"{mode}\"\n"))).await;
         for (path, location) in [
             ("d/e.bin", "https://cdn.example/exports/d/e.bin"),
             // Segments encoded as on an HTTP origin's paths.
@@ -176,6 +176,14 @@ async fn async_and_redirect_rules_need_a_public_url_and_redirect_to_it() {
             assert!(got.status.is_redirection(), "{mode}: {}", got.status);
             assert_eq!(got.headers["location"], location, "{mode}");
         }
+        // The async rule fills in the background through the signed bucket; redirect never.
+        let limit = Duration::from_millis(if mode == "async" { 10_000 } else { 300 });
+        let filled = eventually(limit, || {
+            let store = store.clone();
+            async move { stored(&*store, "d/e.bin").await.is_some() }
+        })
+        .await;
+        assert_eq!(filled, mode == "async", "{mode}");
     }
 }
 
