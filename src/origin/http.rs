@@ -902,6 +902,14 @@ mod tests {
             resolve("https://cdn.example/a"),
             at("https://cdn.example/a")
         );
+        // Not text: nothing a client could resolve, so it is removed.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::LOCATION,
+            http::HeaderValue::from_bytes(b"/a\xff").unwrap(),
+        );
+        super::absolute_location(&mut headers, &answered);
+        assert!(headers.get(http::header::LOCATION).is_none());
     }
 
     #[test]
