@@ -192,9 +192,11 @@ async fn an_https_origin_by_ip_with_its_server_name_and_private_ca_pulls_through
 async fn without_the_default_host_the_origin_sees_its_address_and_never_the_clients_host() {
     let origin = TlsOrigin::start().await;
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    // The CA as PEM text this time (`ca_pem`).
+    let pem = std::fs::read(origin.ca_path()).unwrap();
     let built = HttpOrigin::builder(&origin.url)
         .tls_server_name("origin.test")
-        .ca_file(origin.ca_path())
+        .ca_pem(pem)
         .build()
         .unwrap();
     let url = mirror(layer_of(built, store.clone()), store).await;

@@ -636,8 +636,9 @@ pub struct OriginConfig {
     /// [`HttpOriginBuilder::tls_server_name`](crate::HttpOriginBuilder::tls_server_name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
-    /// A PEM file of root certificates trusted beside the webpki roots, for a private CA
-    /// (read at validation: unreadable, not PEM or no usable certificate is an error). See
+    /// A PEM file of root certificates trusted beside the webpki roots, for a private CA (a
+    /// path relative to the working directory, or absolute; read at validation: unreadable,
+    /// not PEM or no usable certificate is an error). See
     /// [`HttpOriginBuilder::ca_file`](crate::HttpOriginBuilder::ca_file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
