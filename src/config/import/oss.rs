@@ -144,7 +144,8 @@ const MIRROR_ONLY: &[(&str, &str)] = &[
     ),
     (
         "MirrorSNI",
-        "the TLS server name is always the origin's own host",
+        "SNI is always sent here: the origin's host, or `origin.tls_server_name` for an \
+         origin reached by IP address",
     ),
     ("MirrorUsingRole", "no RAM roles here"),
     ("MirrorRole", "no RAM roles here"),
