@@ -33,6 +33,9 @@ struct Check {
     build: bool,
     /// A store is given in code: `store.url` is not opened, so it need not be valid.
     store_given: bool,
+    /// Check that the environment variables `*_env` options name are set (not when
+    /// importing rules, which name variables the operator sets afterwards).
+    env: bool,
 }
 
 impl Check {
@@ -242,7 +245,8 @@ fn check_s3(url: &str, options: &BTreeMap<String, String>) -> Result<(), String>
         return Err("an s3 URL names a bucket: s3://bucket/prefix".to_owned());
     }
     for key in options.keys() {
-        AmazonS3ConfigKey::from_str(key).map_err(|e| format!("option {key:?}: {e}"))?;
+        AmazonS3ConfigKey::from_str(super::bucket::option_name(key))
+            .map_err(|e| format!("option {key:?}: {e}"))?;
     }
     Ok(())
 }
@@ -258,7 +262,7 @@ fn open_s3(url: &str, options: &BTreeMap<String, String>) -> Result<Arc<dyn Obje
     let mut builder = AmazonS3Builder::from_env()
         .with_url(url)
         .with_http_connector(crate::HyperConnector::new());
-    for (key, value) in options {
+    for (key, value) in &super::bucket::resolve(options)? {
         let key = AmazonS3ConfigKey::from_str(key).map_err(|e| format!("option {key:?}: {e}"))?;
         builder = builder.with_config(key, value);
     }
@@ -300,6 +304,9 @@ fn store(
         }
     };
     c.client_options("store.options", &config.options);
+    for (key, message) in super::bucket::env_problems(&config.options, c.env) {
+        c.problem(format!("store.options.{key}"), message);
+    }
     let threshold = c.memory_size("store.multipart_threshold", &config.multipart_threshold);
     let part = c.memory_size("store.part_size", &config.part_size);
     if config.url.starts_with("s3://") {
@@ -379,6 +386,10 @@ struct HostSettings {
     /// The valid entries of `allow_redirect_to` and `trust_redirect_credentials`.
     redirect_to: Vec<String>,
     trusted: Vec<String>,
+    /// `host_header`, `tls_server_name`, `ca_file`, when valid.
+    host_header: Option<String>,
+    tls_server_name: Option<String>,
+    ca_file: Option<String>,
 }
 
 impl HostSettings {
@@ -410,6 +421,35 @@ impl HostSettings {
                 &format!("{at}.trust_redirect_credentials"),
                 &o.trust_redirect_credentials,
             ),
+            host_header: checked(c, &format!("{at}.host_header"), &o.host_header, |v| {
+                crate::origin::tls::check_host_header(v).map(|_| ())
+            }),
+            tls_server_name: checked(
+                c,
+                &format!("{at}.tls_server_name"),
+                &o.tls_server_name,
+                crate::origin::tls::check_server_name,
+            ),
+            ca_file: checked(c, &format!("{at}.ca_file"), &o.ca_file, |v| {
+                crate::origin::tls::check_ca_file(std::path::Path::new(v))
+            }),
+        }
+    }
+}
+
+/// `value` when `check` accepts it; else a problem at `at`.
+fn checked(
+    c: &mut Check,
+    at: &str,
+    value: &Option<String>,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Option<String> {
+    let value = value.as_deref()?;
+    match check(value) {
+        Ok(()) => Some(value.to_owned()),
+        Err(e) => {
+            c.problem(at, e);
+            None
         }
     }
 }
@@ -450,6 +490,15 @@ fn http_origin(c: &mut Check, at: &str, url: &str, settings: &HostSettings) -> O
     if let Some(p) = settings.protocol {
         b = b.protocol(p);
     }
+    if let Some(host) = &settings.host_header {
+        b = b.host_header(host.clone());
+    }
+    if let Some(name) = &settings.tls_server_name {
+        b = b.tls_server_name(name.clone());
+    }
+    if let Some(path) = &settings.ca_file {
+        b = b.ca_file(path.clone());
+    }
     // The check pass builds no client (nor TLS setup).
     let built = if c.build {
         b.build().map(Some)
@@ -465,41 +514,79 @@ fn http_origin(c: &mut Check, at: &str, url: &str, settings: &HostSettings) -> O
     }
 }
 
+/// A `bucket` origin: its options (with the `*_env` ones), `public_url`, and no setting
+/// that only HTTP hosts use.
+fn bucket_origin(
+    c: &mut Check,
+    at: &str,
+    bucket: &str,
+    o: &OriginConfig,
+) -> Option<Arc<dyn Origin>> {
+    if !o.hosts.is_empty() || !o.standby.is_empty() {
+        c.problem(at, "give either `bucket` or `hosts`, not both");
+    }
+    let options_at = format!("{at}.bucket_options");
+    c.client_options(&options_at, &o.bucket_options);
+    for (key, message) in super::bucket::env_problems(&o.bucket_options, c.env) {
+        c.problem(format!("{options_at}.{key}"), message);
+    }
+    for (field, set) in [
+        ("host_header", o.host_header.is_some()),
+        ("tls_server_name", o.tls_server_name.is_some()),
+        ("ca_file", o.ca_file.is_some()),
+    ] {
+        if set {
+            c.problem(format!("{at}.{field}"), "applies to hosts, not to a bucket");
+        }
+    }
+    let public_url = checked(
+        c,
+        &format!("{at}.public_url"),
+        &o.public_url,
+        super::bucket::check_public_url,
+    );
+    let budget = o
+        .bucket_options
+        .get("timeout")
+        .and_then(|t| humantime::parse_duration(t).ok());
+    if let Err(e) = check_store_url(bucket, &o.bucket_options) {
+        c.problem(format!("{at}.bucket"), e);
+        return None;
+    }
+    if !c.build {
+        return None;
+    }
+    // An origin bucket is read, never created.
+    match open_store(bucket, &o.bucket_options, false) {
+        Ok(store) => {
+            let mut origin = BucketOrigin::new(store);
+            if let Some(prefix) = url_prefix(bucket) {
+                origin = origin.with_prefix(Path::from(prefix));
+            }
+            if let Some(budget) = budget {
+                origin = origin.with_attempt_budget(budget);
+            }
+            if let Some(url) = public_url {
+                origin = origin.with_public_url(url);
+            }
+            Some(Arc::new(origin))
+        }
+        Err(e) => {
+            c.problem(format!("{at}.bucket"), e);
+            None
+        }
+    }
+}
+
 fn origin(c: &mut Check, at: &str, o: &OriginConfig) -> Option<Arc<dyn Origin>> {
     if let Some(bucket) = &o.bucket {
-        if !o.hosts.is_empty() || !o.standby.is_empty() {
-            c.problem(at, "give either `bucket` or `hosts`, not both");
-        }
-        let options_at = format!("{at}.bucket_options");
-        c.client_options(&options_at, &o.bucket_options);
-        let budget = o
-            .bucket_options
-            .get("timeout")
-            .and_then(|t| humantime::parse_duration(t).ok());
-        if let Err(e) = check_store_url(bucket, &o.bucket_options) {
-            c.problem(format!("{at}.bucket"), e);
-            return None;
-        }
-        if !c.build {
-            return None;
-        }
-        // An origin bucket is read, never created.
-        return match open_store(bucket, &o.bucket_options, false) {
-            Ok(store) => {
-                let mut origin = BucketOrigin::new(store);
-                if let Some(prefix) = url_prefix(bucket) {
-                    origin = origin.with_prefix(Path::from(prefix));
-                }
-                if let Some(budget) = budget {
-                    origin = origin.with_attempt_budget(budget);
-                }
-                Some(Arc::new(origin))
-            }
-            Err(e) => {
-                c.problem(format!("{at}.bucket"), e);
-                None
-            }
-        };
+        return bucket_origin(c, at, bucket, o);
+    }
+    if o.public_url.is_some() {
+        c.problem(
+            format!("{at}.public_url"),
+            "only a bucket origin has a public_url (clients are redirected to the hosts' URLs)",
+        );
     }
     if o.hosts.is_empty() {
         c.problem(
@@ -680,6 +767,7 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
             }
         }
     }
+    bucket_needs_public_url(c, at, r, mode);
     if mode == Mode::Redirect && (r.on_range.is_some() || r.on_head.is_some()) {
         c.problem(at, "a redirect rule cannot have `on_range` or `on_head`");
     }
@@ -983,6 +1071,26 @@ impl Freshness {
     }
 }
 
+/// An `async` or `redirect` rule sends clients to the origin's URL for the key: a bucket
+/// origin has one only with `public_url`, checked here rather than failing at request time.
+fn bucket_needs_public_url(c: &mut Check, at: &str, r: &RuleConfig, mode: Mode) {
+    let redirects = matches!(mode, Mode::Async | Mode::Redirect);
+    if redirects && r.origin.bucket.is_some() && r.origin.public_url.is_none() {
+        let name = r
+            .name
+            .as_deref()
+            .map_or(at.to_owned(), |n| format!("{n:?}"));
+        c.problem(
+            format!("{at}.origin.public_url"),
+            format!(
+                "rule {name} redirects clients (mode {}) and its bucket origin has no URL \
+                 of its own: give `public_url`, or use mode sync",
+                r.mode.as_deref().unwrap_or("sync")
+            ),
+        );
+    }
+}
+
 /// A rule that forwards request input that is not in the key (the query, client headers)
 /// would let one client's request decide what everyone is served: refused unless the rule
 /// says `unkeyed_forwarding = true`, knowingly.
@@ -1024,10 +1132,16 @@ fn unkeyed(
 /// Every problem in `config`; nothing is opened or built. `store_given`: the store is given
 /// in code, so `store.url` is not checked.
 pub(super) fn validate(config: &Config, store_given: bool) -> Vec<Problem> {
+    validate_with(config, store_given, true)
+}
+
+/// [`validate`]; `env`: whether the variables `*_env` options name must be set.
+pub(super) fn validate_with(config: &Config, store_given: bool, env: bool) -> Vec<Problem> {
     let mut c = Check {
         problems: Vec::new(),
         build: false,
         store_given,
+        env,
     };
     let _ = assemble(&mut c, config, None);
     c.problems
@@ -1047,6 +1161,7 @@ pub(super) fn build(
         problems: Vec::new(),
         build: true,
         store_given: given.is_some(),
+        env: true,
     };
     match assemble(&mut c, config, given) {
         _ if !c.problems.is_empty() => Err(c.problems),
@@ -1290,6 +1405,7 @@ impl ServerConfig {
             problems: Vec::new(),
             build: false,
             store_given: true,
+            env: true,
         };
         let values = server_values(&mut c, self);
         if c.problems.is_empty() {

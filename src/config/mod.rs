@@ -78,6 +78,30 @@
 //! | `server.http2_max_concurrent_streams` | 1 ..= 100,000 |
 //! | `server.admin_token` | at least 16 visible ASCII characters |
 //!
+//! ## Origins: names, private CAs, private buckets
+//!
+//! An HTTP origin's `host_header`, `tls_server_name` and `ca_file` (see [`OriginConfig`])
+//! give an origin reached by IP address its domain's `Host`, certificate name and private
+//! CA; the CA file is read and checked at validation. A `bucket` origin signs its requests
+//! with the credentials of `bucket_options` or object_store's `AWS_*` environment; an
+//! option written `<option>_env = "VAR"` takes its value from the environment variable
+//! `VAR` (checked at validation: set, not empty, not also given inline), which keeps secrets
+//! out of the file. `public_url` is where `async` and `redirect` rules send clients for a
+//! bucket origin's key; such a rule without it is refused at validation.
+//!
+//! ```
+//! use tower_origin_pull::config::Config;
+//!
+//! let config = Config::from_toml(r#"
+//!     store = { url = "memory://" }
+//!     [[rules]]
+//!     mode = "redirect"
+//!     origin = { bucket = "memory://" }
+//! "#).unwrap();
+//! let problems = config.validate();
+//! assert_eq!(problems[0].at, "rules[0].origin.public_url");
+//! ```
+//!
 //! ## Migrating: `fill_overflow` is gone
 //!
 //! `fill_overflow` is gone: [`max_fills`](Config::max_fills) now bounds fills of every kind,
@@ -87,6 +111,7 @@
 //! the line (for `fill_overflow = "unavailable"` with `fill_queue_timeout = "0s"` you get
 //! the old behaviour).
 
+mod bucket;
 mod build;
 pub mod import;
 
@@ -245,6 +270,8 @@ pub struct StoreConfig {
     pub staging_max_age: Option<String>,
     /// object_store options for the backend (`region`, `endpoint`, `allow_http`, ...).
     /// Durations among them (`timeout`, `connect_timeout`, ...) may be at most `"365d"`.
+    /// As in [`OriginConfig::bucket_options`], `<option>_env = "VAR"` takes the option's
+    /// value from the environment variable `VAR`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
 }
@@ -561,13 +588,30 @@ pub struct OriginConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub standby: Vec<String>,
     /// A bucket URL (`file:///`, `memory://`, `s3://`) instead of hosts. A `file://` bucket
-    /// must exist when the layer is built.
+    /// must exist when the layer is built. An `s3://` bucket's requests are signed (SigV4)
+    /// with the credentials of `bucket_options`, else of object_store's `AWS_*` environment
+    /// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
-    /// object_store options for `bucket`. Durations among them may be at most `"365d"`;
-    /// `timeout` is also the bucket's attempt budget (default 60 s).
+    /// object_store options for `bucket` (`endpoint`, `region`, `access_key_id`, ...).
+    /// Durations among them may be at most `"365d"`; `timeout` is also the bucket's attempt
+    /// budget (default 60 s).
+    ///
+    /// An option named with `_env` after it takes its value from the environment variable
+    /// it names: `secret_access_key_env = "ORIGIN_SECRET"` sets `secret_access_key` to
+    /// `$ORIGIN_SECRET`. This is the recommended way to give credentials (secrets stay out
+    /// of the file, and the origin's can differ from the store's `AWS_*`); inline values
+    /// (`secret_access_key = "..."`) are accepted too. Validation refuses a variable that is
+    /// not set or empty, and an option given both ways, naming the option (never printing a
+    /// value).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bucket_options: BTreeMap<String, String>,
+    /// For a bucket origin: the URL clients are redirected to for a key (`public_url` +
+    /// the key), which `async` and `redirect` rules need (validation refuses such a rule
+    /// whose bucket origin has none). An `http` or `https` URL; it should point at the
+    /// bucket's prefix. See [`BucketOrigin::with_public_url`](crate::BucketOrigin::with_public_url).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// `http`, `https` or `same` (as the request); default: each URL's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -610,6 +654,21 @@ pub struct OriginConfig {
     /// apart and doubling up to 60 s, with jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<usize>,
+    /// The `Host` header sent to every host (`host` or `host:port`; default: each URL's
+    /// own). See [`HttpOriginBuilder::host_header`](crate::HttpOriginBuilder::host_header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+    /// The name every `https` host's certificate is checked against, and sent as SNI (a
+    /// DNS name or an IP address; default: each URL's host). See
+    /// [`HttpOriginBuilder::tls_server_name`](crate::HttpOriginBuilder::tls_server_name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
+    /// A PEM file of root certificates trusted beside the webpki roots, for a private CA (a
+    /// path relative to the working directory, or absolute; read at validation: unreadable,
+    /// not PEM or no usable certificate is an error). See
+    /// [`HttpOriginBuilder::ca_file`](crate::HttpOriginBuilder::ca_file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl Config {

@@ -69,7 +69,8 @@ impl BucketOrigin {
     }
 
     /// The URL clients can be redirected to for a key (async and redirect modes): `base`
-    /// followed by the key, for example `https://bucket.s3.amazonaws.com/`.
+    /// followed by the key, each segment percent-encoded as in an HTTP origin's paths (what
+    /// is not an RFC 3986 `pchar`), for example `https://bucket.s3.amazonaws.com/`.
     #[must_use]
     pub fn with_public_url(mut self, base: impl Into<String>) -> Self {
         self.public_url = Some(base.into());
@@ -142,10 +143,11 @@ impl Origin for BucketOrigin {
                         empty,
                     ));
                 }
+                // A refused signature or missing permission says so, whole.
                 Err(e) => {
                     return Err(Error::OriginRequest {
                         url,
-                        source: e.into(),
+                        source: super::tls::explain(&e).into(),
                     });
                 }
             };
@@ -200,10 +202,8 @@ impl Origin for BucketOrigin {
         let path: String = request
             .path
             .split('/')
-            .map(|s| {
-                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-            })
+            // As an HTTP origin's paths: everything but RFC 3986 `pchar` is encoded.
+            .map(|s| percent_encoding::utf8_percent_encode(s, super::http::SEGMENT).to_string())
             .collect::<Vec<_>>()
             .join("/");
         format!("{base}{separator}{path}").parse().ok()

@@ -20,6 +20,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tokio::time::Instant;
 
 use super::idle::IdleBody;
+use super::tls::{Identity, IdentitySettings};
 use super::{Origin, OriginRequest, OriginResponse};
 use crate::time::{capped, deadline};
 use crate::{BoxError, Error};
@@ -40,9 +41,28 @@ pub(crate) fn make_connector(connect_timeout: Duration) -> Result<Connector, Err
     connector(http)
 }
 
+/// The connector of one origin: [`make_connector`]'s, with the origin's TLS server name
+/// and extra root certificates when it has them.
+fn origin_connector(
+    connect_timeout: Duration,
+    identity: &Identity,
+    own: &Authority,
+) -> Result<Connector, Error> {
+    #[cfg(feature = "rustls")]
+    if identity.server_name.is_some() || !identity.roots.is_empty() || identity.host.is_some() {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(capped(connect_timeout)));
+        return super::tls::origin_connector(http, identity, own);
+    }
+    let _ = (identity, own);
+    make_connector(connect_timeout)
+}
+
 /// Characters percent-encoded in each path segment sent to the origin: everything but
 /// RFC 3986 `pchar` (unreserved, sub-delims, `:` and `@`). Non-ASCII is always encoded.
-const SEGMENT: &AsciiSet = &CONTROLS
+pub(super) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
@@ -60,7 +80,8 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
-/// An origin reached over HTTP/1.1 or HTTP/2, `http://` or `https://` (rustls, webpki roots).
+/// An origin reached over HTTP/1.1 or HTTP/2, `http://` or `https://` (rustls, webpki roots
+/// and the [`ca_file`](HttpOriginBuilder::ca_file)s given).
 ///
 /// The scheme, host, port and base path come from the URL given here and nowhere else.
 /// Connections are pooled per origin. Build one and share it (`Arc` or clone: clones share
@@ -88,6 +109,8 @@ pub struct HttpOrigin {
     total_timeout: Option<Duration>,
     max_redirects: usize,
     redirects: Arc<Redirects>,
+    /// `host_header`: the `Host` sent to the origin's own authority.
+    host_header: Option<HeaderValue>,
     client: Client<Connector, Empty<Bytes>>,
 }
 
@@ -134,7 +157,7 @@ impl Endpoint {
 }
 
 /// The port a URL with this scheme and authority connects to.
-fn port_of(scheme: &str, authority: &Authority) -> u16 {
+pub(crate) fn port_of(scheme: &str, authority: &Authority) -> u16 {
     authority.port_u16().unwrap_or_else(|| default_port(scheme))
 }
 
@@ -211,6 +234,7 @@ pub struct HttpOriginBuilder {
     max_redirects: usize,
     redirect_hosts: Vec<String>,
     trusted_redirect_hosts: Vec<String>,
+    identity: IdentitySettings,
 }
 
 impl HttpOrigin {
@@ -234,6 +258,7 @@ impl HttpOrigin {
             max_redirects: 3,
             redirect_hosts: Vec::new(),
             trusted_redirect_hosts: Vec::new(),
+            identity: IdentitySettings::default(),
         }
     }
 
@@ -447,12 +472,78 @@ impl HttpOriginBuilder {
         self
     }
 
+    /// Send this `Host` header (`host` or `host:port`) to the origin instead of the base
+    /// URL's authority: for an origin reached by IP address that serves its domain's virtual
+    /// host (default: the base URL's `host[:port]`). It comes from configuration only,
+    /// never from the client's request, and is sent only to the origin's own host and port,
+    /// not to a redirect target elsewhere. HTTP/2 allows no `Host` other than the URL's
+    /// authority, so with this setting the origin is asked over HTTP/1.1 (`https` origins
+    /// offer only `http/1.1` in ALPN; with
+    /// [`http2_prior_knowledge`](Self::http2_prior_knowledge) it is an error).
+    pub fn host_header(mut self, value: impl Into<String>) -> Self {
+        self.identity.host_header = Some(value.into());
+        self
+    }
+
+    /// Check the origin's TLS certificate against this name (a DNS name or an IP address)
+    /// and send it as SNI, instead of the base URL's host: for an `https` origin reached by
+    /// IP address (default: the base URL's host). Only for the origin's own host and port; a
+    /// redirect target elsewhere is checked against its own host. Needs an `https` origin
+    /// (base URL or [`Protocol`]); the certificate is always verified.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.identity.tls_server_name = Some(name.into());
+        self
+    }
+
+    /// Also trust the root certificates in this PEM file (every `CERTIFICATE` block; at
+    /// least one), beside the webpki roots: for an origin whose certificate a private CA
+    /// signed. The file is read by [`build`](Self::build); an unreadable file or one without
+    /// a usable certificate is an error. May be given several times. Needs an `https` origin.
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.identity.ca_files.push(path.into());
+        self
+    }
+
+    /// Also trust the root certificates of this PEM text, as [`ca_file`](Self::ca_file)
+    /// does with a file's.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.identity.ca_pem.push(pem.into());
+        self
+    }
+
     /// Check the URL and the settings without building anything (no client, no TLS
     /// setup): what [`build`](Self::build) would refuse, this refuses.
     #[cfg_attr(not(feature = "config"), allow(dead_code))]
     pub(crate) fn check(&self) -> Result<(), Error> {
         self.target().map(|_| ())?;
-        self.redirects().map(|_| ())
+        self.redirects().map(|_| ())?;
+        self.identity().map(|_| ())
+    }
+
+    /// The `Host`, TLS server name and extra roots, checked; the TLS ones need an origin
+    /// asked over `https`.
+    fn identity(&self) -> Result<Identity, Error> {
+        let identity = self.identity.check()?;
+        let (scheme, _, _) = self.target()?;
+        let https = scheme == Scheme::HTTPS
+            || matches!(
+                self.protocol,
+                Some(Protocol::Https | Protocol::SameAsRequest)
+            );
+        if self.identity.host_header.is_some() && self.http2_prior_knowledge {
+            return Err(Error::config(
+                "host_header needs HTTP/1.1: HTTP/2 sends the URL's authority as :authority \
+                 and allows no other Host (RFC 9113 §8.3.1); drop http2_prior_knowledge",
+            ));
+        }
+        if self.identity.wants_tls() && !https {
+            return Err(Error::config(format!(
+                "origin URL {:?}: tls_server_name and CA certificates apply to https \
+                 origins only",
+                self.base_url
+            )));
+        }
+        Ok(identity)
     }
 
     /// The redirect targets, or the first entry that is not `host` or `host:port`.
@@ -497,7 +588,8 @@ impl HttpOriginBuilder {
     pub fn build(self) -> Result<HttpOrigin, Error> {
         let (scheme, authority, base_path) = self.target()?;
         let redirects = Arc::new(self.redirects()?);
-        let connector = make_connector(self.connect_timeout)?;
+        let identity = self.identity()?;
+        let connector = origin_connector(self.connect_timeout, &identity, &authority)?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -515,6 +607,7 @@ impl HttpOriginBuilder {
             total_timeout: self.total_timeout,
             max_redirects: self.max_redirects,
             redirects,
+            host_header: identity.host,
             client,
         })
     }
@@ -558,11 +651,15 @@ impl HttpOrigin {
             .body(Empty::new())
             .map_err(|e| failed(e.into()))?;
         *req.headers_mut() = headers.clone();
-        // The Host always names the host asked, never the client's host.
-        if let Some(host) = uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
+        // The Host always names the host asked (or the configured `host_header` for the
+        // origin's own authority), never the client's host.
+        let host = match &self.host_header {
+            Some(configured) if self.is_own(uri) => Some(configured.clone()),
+            _ => uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        if let Some(host) = host {
             req.headers_mut().insert(HOST, host);
         }
         let mut wait = self.first_byte_timeout;
@@ -575,7 +672,16 @@ impl HttpOrigin {
                 url: url.to_owned(),
                 timeout: wait,
             })?
-            .map_err(|e| failed(e.into()))
+            .map_err(|e| failed(super::tls::explain(&e).into()))
+    }
+
+    /// Whether `uri` is on the origin's own host and port (whatever the scheme asked).
+    fn is_own(&self, uri: &Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("http");
+        uri.authority().is_some_and(|a| {
+            a.host().eq_ignore_ascii_case(self.authority.host())
+                && port_of(scheme, a) == port_of(scheme, &self.authority)
+        })
     }
 }
 
@@ -627,7 +733,10 @@ impl Origin for HttpOrigin {
                     hops += 1;
                     continue;
                 }
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
+                if parts.status.is_redirection() {
+                    absolute_location(&mut parts.headers, &uri);
+                }
                 let content_length = content_length(&parts.headers);
                 let body = IdleBody::new(body, this.idle_timeout, deadline, url);
                 return Ok(OriginResponse::new(
@@ -656,6 +765,32 @@ impl Origin for HttpOrigin {
         match self.total_timeout {
             Some(total) => chain.min(total),
             None => chain,
+        }
+    }
+}
+
+/// A redirect handed on (not followed) gets a `Location` the client can use: a relative
+/// reference is resolved against the URL that answered (RFC 3986 §5.2), an absolute one is
+/// kept as it is, and one that resolves to nothing usable is removed.
+fn absolute_location(headers: &mut HeaderMap, answered: &Uri) {
+    let Some(location) = headers.get(LOCATION) else {
+        return;
+    };
+    let resolved = location.to_str().ok().and_then(|location| {
+        if url::Url::parse(location).is_ok() {
+            return Some(None);
+        }
+        let base = url::Url::parse(&answered.to_string()).ok()?;
+        let joined = base.join(location).ok()?;
+        HeaderValue::from_str(joined.as_str()).ok().map(Some)
+    });
+    match resolved {
+        Some(Some(absolute)) => {
+            headers.insert(LOCATION, absolute);
+        }
+        Some(None) => {}
+        None => {
+            headers.remove(LOCATION);
         }
     }
 }
@@ -729,6 +864,52 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(o.attempt_budget(), secs(u64::from(u32::MAX)));
+    }
+
+    #[test]
+    fn the_configured_host_header_is_for_the_origins_own_authority_only() {
+        let o = HttpOrigin::builder("http://10.0.0.5:8080/")
+            .host_header("origin.test")
+            .build()
+            .unwrap();
+        assert!(o.is_own(&uri("http://10.0.0.5:8080/a")));
+        assert!(o.is_own(&uri("http://10.0.0.5:8080/b?c")));
+        assert!(!o.is_own(&uri("http://10.0.0.5:8081/a")));
+        assert!(!o.is_own(&uri("http://cdn.example:8080/a")));
+    }
+
+    #[test]
+    fn a_passed_on_location_is_made_absolute_against_the_url_that_answered() {
+        let answered = uri("http://10.0.0.5:8080/base/dir/x?q=1");
+        let resolve = |location: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::LOCATION,
+                http::HeaderValue::from_str(location).unwrap(),
+            );
+            super::absolute_location(&mut headers, &answered);
+            headers
+                .get(http::header::LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let at = |s: &str| Some(s.to_owned());
+        assert_eq!(resolve("/other/x"), at("http://10.0.0.5:8080/other/x"));
+        assert_eq!(resolve("y"), at("http://10.0.0.5:8080/base/dir/y"));
+        assert_eq!(resolve("../z"), at("http://10.0.0.5:8080/base/z"));
+        assert_eq!(resolve("?r=2"), at("http://10.0.0.5:8080/base/dir/x?r=2"));
+        assert_eq!(resolve("//cdn.example/a"), at("http://cdn.example/a"));
+        assert_eq!(
+            resolve("https://cdn.example/a"),
+            at("https://cdn.example/a")
+        );
+        // Not text: nothing a client could resolve, so it is removed.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::LOCATION,
+            http::HeaderValue::from_bytes(b"/a\xff").unwrap(),
+        );
+        super::absolute_location(&mut headers, &answered);
+        assert!(headers.get(http::header::LOCATION).is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod bucket;
 mod failover;
 pub(crate) mod http;
 mod idle;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::sync::Arc;

@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use tower_origin_pull::HyperConnector;
 
 pub const BUCKET: &str = "mirror";
-const ACCESS_KEY: &str = "test-access-key";
-const SECRET_KEY: &str = "test-secret-key";
+pub const ACCESS_KEY: &str = "test-access-key";
+pub const SECRET_KEY: &str = "test-secret-key";
 
 /// The server; it stops when the test's runtime ends.
 pub struct S3Server {

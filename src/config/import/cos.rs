@@ -2,8 +2,8 @@
 
 use super::xml::{Element, Fields};
 use super::{
-    Candidate, Headers, Imported, Report, RuleReport, finish, host_url, key_part, query_policy,
-    redirect_status, statuses, trigger,
+    Candidate, Headers, Imported, Report, RuleReport, Signed, finish, host_url, into_bucket,
+    key_part, query_policy, redirect_status, secret_env, signed_bucket, statuses, trigger,
 };
 use crate::Error;
 use crate::config::{OriginConfig, ReplacePrefix, RewriteConfig, RuleConfig};
@@ -271,13 +271,17 @@ fn info_fields(
     at: String,
     e: &Element,
 ) {
+    let rule_at = at.split('.').next().unwrap_or_default().to_owned();
     let mut f = Fields::new(at, e);
+    let sync = rule.mode.as_deref() == Some("sync");
+    let mut signed = None;
     let origin: &mut OriginConfig = &mut rule.origin;
     let mut weights = Vec::new();
     let infos = f.all("HostInfo");
     if infos.is_empty() {
         r.fatal(f.path("HostInfo"), "no origin host");
     }
+    let single = infos.len() == 1;
     for (at, host) in infos {
         let mut h = Fields::new(at.clone(), host);
         let name = r.text(&mut h, "HostName").map(|(_, n)| n);
@@ -300,15 +304,15 @@ fn info_fields(
                 .unwrap_or(0)
         });
         let private = h.matching(|n| n == "PrivateHost" || n.starts_with("PrivateStandbyHost_"));
-        for (at, _) in private {
-            r.skip(
-                at,
-                "requests signed for a private bucket are not supported for HTTP origins (a \
-                 bucket origin is `origin.bucket = \"s3://...\"` with `bucket_options`); not \
-                 imported",
-            );
+        // Exact only for a Mirror rule whose one origin is the private host.
+        let alone = single && sync && name.is_none() && standby.is_empty() && private.len() == 1;
+        if let Some(found) = private_hosts(r, private, alone, scheme, &rule_at) {
+            signed = Some(found);
         }
         r.unknown(h, false);
+        if signed.is_some() {
+            continue;
+        }
         match name {
             Some(n) if !n.is_empty() => {
                 origin.hosts.push(host_url(scheme, &n));
@@ -324,6 +328,9 @@ fn info_fields(
     }
     if weights.iter().any(Option::is_some) {
         origin.weights = weights.into_iter().map(|w| w.unwrap_or(1)).collect();
+    }
+    if let Some((bucket, secret_at)) = signed {
+        into_bucket(r, rule, bucket, &secret_at);
     }
     let file = f.one("FileInfo");
     if let Some((at, e)) = r.once(file) {
@@ -400,4 +407,94 @@ fn file_info(r: &mut RuleReport<'_>, at: String, e: &Element) -> Option<RewriteC
     }
     r.unknown(f, true);
     (rw != RewriteConfig::default()).then_some(rw)
+}
+
+/// The private hosts of a `HostInfo`: the signed bucket origin (and where its secret was)
+/// when the rule's one origin is a private host that maps exactly (`alone`); every other
+/// one is reported.
+fn private_hosts(
+    r: &mut RuleReport<'_>,
+    private: Vec<(String, &Element)>,
+    alone: bool,
+    scheme: &str,
+    rule_at: &str,
+) -> Option<(OriginConfig, String)> {
+    let mut signed = None;
+    for (at, p) in private {
+        let why = if !alone || p.name != "PrivateHost" {
+            "a private host beside other hosts, or on a rule that is not Mirror".to_owned()
+        } else {
+            match private_host(scheme, rule_at, &at, p) {
+                Ok(found) => {
+                    signed = Some(found);
+                    continue;
+                }
+                Err(why) => why,
+            }
+        };
+        r.skip(
+            at,
+            format!(
+                "{why}: only a Mirror rule whose one origin is a private host with SecretId, \
+                 SecretKey and a SigV4 algorithm is imported, as a bucket origin; not imported"
+            ),
+        );
+    }
+    signed
+}
+
+/// A `PrivateHost` with its `CredentialProvider` as a signed bucket origin, and where its
+/// secret was; or why it cannot be one.
+fn private_host(
+    scheme: &str,
+    rule_at: &str,
+    at: &str,
+    element: &Element,
+) -> Result<(OriginConfig, String), String> {
+    let child = |e: &Element, name: &str| {
+        e.children
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.text.trim().to_owned())
+    };
+    let host = child(element, "Host")
+        .filter(|h| !h.is_empty())
+        .ok_or("no Host")?;
+    let credentials = element
+        .children
+        .iter()
+        .find(|c| c.name == "CredentialProvider")
+        .ok_or("no CredentialProvider")?;
+    if child(credentials, "Role").is_some_and(|r| !r.is_empty()) {
+        return Err("a Role (no CAM roles here)".to_owned());
+    }
+    let algorithm = child(credentials, "AuthorizationAlgorithm").unwrap_or_default();
+    let lower = algorithm.to_ascii_lowercase();
+    if !(lower.is_empty() || lower.contains("v4") || lower.starts_with("aws4") || lower == "s3") {
+        return Err(format!(
+            "AuthorizationAlgorithm {algorithm:?} (only AWS SigV4 here)"
+        ));
+    }
+    let id = child(credentials, "SecretId").unwrap_or_default();
+    let secret = child(credentials, "SecretKey").unwrap_or_default();
+    if id.is_empty() || secret.is_empty() {
+        return Err("no SecretId and SecretKey (an EncryptedSecretKey cannot be read)".to_owned());
+    }
+    // COS hosts name their region: <bucket>.cos.<region>.myqcloud.com.
+    let region = child(credentials, "Region")
+        .filter(|r| !r.is_empty())
+        .or_else(|| {
+            let rest = host.split_once(".cos.")?.1;
+            rest.strip_suffix(".myqcloud.com").map(str::to_owned)
+        })
+        .ok_or("no Region")?;
+    let secret_env = secret_env("COS", rule_at);
+    let signed = Signed {
+        url: &host_url(scheme, &host),
+        region: &region,
+        access_key_id: &id,
+        secret_env: &secret_env,
+    };
+    let origin = signed_bucket(&signed)?;
+    Ok((origin, format!("{at}.CredentialProvider.SecretKey")))
 }

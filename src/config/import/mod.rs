@@ -13,7 +13,29 @@
 //! keys or fetch other paths than in the cloud (an unknown condition, a key rewrite that
 //! cannot be expressed, no origin host), the rule itself is not imported and the report
 //! says so (`...; the rule is not imported`). Every imported rule passes
-//! [`Config::validate`](super::Config::validate).
+//! [`Config::validate`](super::Config::validate) once the environment variables named for
+//! its secrets are set (see "Private origins" below).
+//!
+//! # Private origins
+//!
+//! A COS `PrivateHost` and an OSS `MirrorAuth` (`S3V4`) are origins the cloud signs its
+//! requests to. Where the mapping is exact they become a bucket origin that sends the same
+//! requests, signed with AWS SigV4: `origin.bucket = "s3://<first label of the host>[/<path>]"`
+//! with `bucket_options` `endpoint` (the host as given, `virtual_hosted_style_request =
+//! "true"` so it is used as it is, path-style or virtual-hosted), `region`, `access_key_id`
+//! and `secret_access_key_env`. **The secret is never written into the configuration**: the
+//! option names an environment variable, `ORIGIN_PULL_COS_RULE_<n>_SECRET` or
+//! `ORIGIN_PULL_OSS_RULE_<n>_SECRET` (`<n>`: the rule's place in the document), and the
+//! report says, at the secret's place, which variable to set. Exact means: a COS `Mirror`
+//! rule whose one origin is the `PrivateHost` (no `HostName`, no standby) with `SecretId`,
+//! `SecretKey`, a `Region` (or a `<bucket>.cos.<region>.myqcloud.com` host) and no
+//! `AuthorizationAlgorithm` or a SigV4 one; an OSS `Mirror` rule (sync or
+//! `MirrorProxyPass`) with one `MirrorURL` and a `MirrorAuth` with `AuthType` `S3V4`,
+//! `Region`, `AccessKeyId` and `AccessKeySecret`. The rule's request headers are not sent
+//! to a bucket (reported) and its query is dropped (a bucket answers the same object).
+//! Anything else — a `Role`, an `EncryptedSecretKey`, another algorithm or `AuthType`, a
+//! private host beside other hosts, an async rule (it would redirect clients to a private
+//! bucket) — is reported with why.
 //!
 //! ```
 //! use tower_origin_pull::config::{Config, import};
@@ -61,8 +83,10 @@
 //! | `OriginInfo.FileInfo` `PrefixConfiguration`, `SuffixConfiguration`, `FixedFileConfiguration` | `rewrite.replace_prefix`, `replace_suffix` (or `add_suffix` for an empty `Suffix`), `fixed` |
 //! | `HTTPStandbyCode.StatusCode` | `origin.fail_over_on` |
 //!
+//! | `OriginInfo.HostInfo.PrivateHost` + `CredentialProvider` (exact cases: see "Private origins") | `origin.bucket`, `bucket_options` (`secret_access_key_env`) |
+//!
 //! Reported: `TransparentErrorCode`, `CopyOriginData` false, `FollowRedirectionConfiguration`,
-//! `PrivateHost` / `PrivateStandbyHost_N` (signed requests to private buckets), the legacy
+//! `PrivateHost` / `PrivateStandbyHost_N` that cannot be mapped exactly, the legacy
 //! `FileInfo` `PrefixDirective` / `Prefix` / `Suffix` (the rule is not imported), headers a
 //! rule may not name (`Host`,
 //! `Range`, hop-by-hop, conditional), and headers on a `Redirect` rule.
@@ -84,9 +108,11 @@
 //! | `ReplaceKeyWith` (`${key}`) / `ReplaceKeyPrefixWith`, `EnableReplacePrefix` | `rewrite.template` or `fixed` / `rewrite.replace_prefix` from `KeyPrefixEquals` |
 //! | `TransparentMirrorResponseCodes` | `pass_through` (without 404: an origin 404 always gives the store's own) |
 //! | `HttpRedirectCode` (External, AliCDN) | `redirect_status` |
+//! | `MirrorAuth` `S3V4` (exact cases: see "Private origins") | `origin.bucket`, `bucket_options` (`secret_access_key_env`) |
 //!
 //! Reported: `MirrorURLProbe` (failover here is per request, on errors and 5xx, with a
-//! breaker), `MirrorSNI`, `MirrorAuth` / `MirrorUsingRole` / `MirrorRole`, the private
+//! breaker), `MirrorSNI`, `MirrorAuth` that cannot be mapped exactly, `MirrorUsingRole` /
+//! `MirrorRole`, the private
 //! network options (`MirrorIsExpressTunnel`, `MirrorDst*`, `MirrorTunnelId`),
 //! `MirrorTaggings`, `MirrorReturnHeaders`, `MirrorMultiAlternates`, the image and video
 //! options, `MirrorSaveOssMeta`, `MirrorUserLastModified`, `MirrorAllowHeadObject`,
@@ -105,6 +131,7 @@
 
 mod cos;
 mod oss;
+mod private;
 mod xml;
 
 use std::fmt;
@@ -113,6 +140,7 @@ use http::header::HeaderName;
 
 use super::{Config, HeaderPolicyConfig, RuleConfig, StoreConfig};
 use crate::{Error, HeaderPolicy};
+use private::{Signed, into_bucket, secret_env, signed_bucket};
 
 /// What an import gives: the rules that could be expressed, and what could not.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -317,7 +345,8 @@ fn finish(mut candidates: Vec<Candidate>, prefix: &str, mut report: Report) -> I
             rules: vec![candidate.rule],
             ..Config::default()
         };
-        let problems = config.validate();
+        // The variables named for secrets are set by the operator after the import.
+        let problems = super::build::validate_with(&config, false, false);
         if problems.is_empty() {
             rules.extend(config.rules);
         } else {

@@ -2,8 +2,8 @@
 
 use super::xml::{Element, Fields};
 use super::{
-    Candidate, Headers, Imported, Report, RuleReport, finish, host_url, key_part, query_policy,
-    redirect_status, statuses, trigger,
+    Candidate, Headers, Imported, Report, RuleReport, Signed, finish, host_url, into_bucket,
+    key_part, query_policy, redirect_status, secret_env, signed_bucket, statuses, trigger,
 };
 use crate::Error;
 use crate::config::{HeaderConditionConfig, ReplacePrefix, RewriteConfig, RuleConfig};
@@ -144,12 +144,8 @@ const MIRROR_ONLY: &[(&str, &str)] = &[
     ),
     (
         "MirrorSNI",
-        "the TLS server name is always the origin's own host",
-    ),
-    (
-        "MirrorAuth",
-        "signed requests to a private origin are not supported for HTTP origins (a bucket \
-         origin is `origin.bucket = \"s3://...\"` with `bucket_options`)",
+        "SNI is always sent here: the origin's host, or `origin.tls_server_name` for an \
+         origin reached by IP address",
     ),
     ("MirrorUsingRole", "no RAM roles here"),
     ("MirrorRole", "no RAM roles here"),
@@ -312,6 +308,10 @@ fn mirror(
         (Some(false), false) => rule.checksums = Some(Vec::new()),
         _ => {}
     }
+    let auth = f.one("MirrorAuth");
+    if let Some((at, e)) = r.once(auth) {
+        mirror_auth(r, rule, &at, e);
+    }
     for (name, reason) in MIRROR_ONLY {
         for (at, e) in f.all(name) {
             let unset = e.text.is_empty() && e.children.is_empty();
@@ -332,6 +332,59 @@ fn mirror(
             );
         }
     }
+}
+
+/// `MirrorAuth` with `AuthType` S3V4 on a rule whose one origin is `MirrorURL`: the rule's
+/// origin becomes a bucket origin signing as OSS does; anything else is reported.
+fn mirror_auth(r: &mut RuleReport<'_>, rule: &mut RuleConfig, at: &str, e: &Element) {
+    let child = |name: &str| {
+        e.children
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.text.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let kind = child("AuthType");
+    let why = if !kind.eq_ignore_ascii_case("S3V4") {
+        format!("AuthType {kind:?} (only S3V4 is imported)")
+    } else if rule.mode.as_deref() == Some("async") {
+        "an async rule redirects clients to the origin, which a private bucket does not \
+         serve them"
+            .to_owned()
+    } else if rule.origin.hosts.len() != 1 || !rule.origin.standby.is_empty() {
+        "MirrorURLSlave or MirrorMultiAlternates beside MirrorURL".to_owned()
+    } else if child("AccessKeyId").is_empty() || child("AccessKeySecret").is_empty() {
+        "no AccessKeyId and AccessKeySecret".to_owned()
+    } else {
+        let rule_at = at.split('.').next().unwrap_or_default();
+        let variable = secret_env("OSS", rule_at);
+        let (url, region, id) = (
+            rule.origin.hosts[0].clone(),
+            child("Region"),
+            child("AccessKeyId"),
+        );
+        let signed = Signed {
+            url: &url,
+            region: &region,
+            access_key_id: &id,
+            secret_env: &variable,
+        };
+        match signed_bucket(&signed) {
+            Ok(origin) => {
+                into_bucket(r, rule, origin, &format!("{at}.AccessKeySecret"));
+                return;
+            }
+            Err(why) => why,
+        }
+    };
+    r.skip(
+        at,
+        format!(
+            "{why}: signed requests to a private origin are imported only as a bucket \
+             origin, for S3V4 with AccessKeyId, AccessKeySecret and Region on a Mirror rule \
+             with one MirrorURL; not imported"
+        ),
+    );
 }
 
 fn external(
