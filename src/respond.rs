@@ -211,6 +211,11 @@ pub(crate) fn bad_gateway<B>(key: &str, error: Option<&Error>) -> Response<Respo
         Some(Error::OriginTimeout { .. } | Error::HeadTimeout { .. }) => {
             "origin timed out".to_owned()
         }
+        Some(Error::OriginRequest { source, .. })
+            if source.to_string().starts_with("TLS handshake failed") =>
+        {
+            "origin TLS handshake failed (certificate name or issuer)".to_owned()
+        }
         Some(Error::OriginRequest { .. }) => "origin unreachable".to_owned(),
         Some(Error::Config { .. }) => "origin cannot be redirected to".to_owned(),
         Some(Error::FillAborted { reason, .. }) => (*reason).to_owned(),

@@ -245,6 +245,8 @@ async fn without_the_server_name_the_handshake_fails_with_a_502_that_says_why() 
         let url = mirror(layer.clone(), store.clone()).await;
         let (got, reason) = failure(&layer, &format!("{url}e.bin")).await;
         assert_eq!(got.status, StatusCode::BAD_GATEWAY);
+        let body = String::from_utf8_lossy(got.body());
+        assert!(body.contains("origin TLS handshake failed"), "{body}");
         assert!(reason.contains("TLS handshake failed"), "{reason}");
         let why = if with_ca {
             "not valid for name"
