@@ -26,6 +26,10 @@
 //!   below. `--admin-token-env` reads the
 //!   token from the environment variable `NAME`, which keeps it out of the process list
 //!   (`--admin-token` is visible there to every local user). At least 16 characters.
+//! - `--threads N`     runtime worker threads (default: the CPUs the process may use, its
+//!   affinity mask); `1` runs a single-threaded runtime, as nginx's one worker
+//! - `--pool-reads`    look local objects up through tokio's blocking pool; by default small
+//!   ones are read on the runtime thread (`ServeStore::inline_local_reads`)
 //! - `--header-read-timeout SECS` (10), `--idle-timeout SECS` (60), `--send-timeout SECS`
 //!   (60), `--max-connections N` (1024), `--backlog N` (1024), `--max-header-size BYTES`
 //!   (65536): the server's limits (`tower_origin_pull::server` says what each bounds);
@@ -85,7 +89,7 @@ const USAGE: &str = "usage: mirror [--config FILE] [--listen ADDR] [--origin URL
                      [--no-layer] [--admin-token TOKEN | --admin-token-env NAME] \
                      [--header-read-timeout SECS] [--idle-timeout SECS] \
                      [--send-timeout SECS] [--max-connections N] [--backlog N] \
-                     [--max-header-size BYTES]";
+                     [--max-header-size BYTES] [--threads N] [--pool-reads]";
 
 struct Args {
     config: Option<String>,
@@ -107,6 +111,10 @@ struct Args {
     max_connections: Option<usize>,
     backlog: Option<u32>,
     max_header_size: Option<usize>,
+    /// Runtime worker threads; 1 is a single-threaded runtime.
+    threads: usize,
+    /// Look local objects up through tokio's blocking pool instead of inline.
+    pool_reads: bool,
 }
 
 /// `SECS` as a duration (fractions allowed).
@@ -142,6 +150,9 @@ fn parse_args() -> Result<Args, String> {
         max_connections: None,
         backlog: None,
         max_header_size: None,
+        // The CPUs this process may run on (its affinity mask, so `taskset -c 0` gives 1).
+        threads: std::thread::available_parallelism().map_or(1, usize::from),
+        pool_reads: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -176,6 +187,13 @@ fn parse_args() -> Result<Args, String> {
             "--max-connections" => args.max_connections = Some(number(&flag, &value()?)?),
             "--backlog" => args.backlog = Some(number(&flag, &value()?)?),
             "--max-header-size" => args.max_header_size = Some(number(&flag, &value()?)?),
+            "--threads" => {
+                args.threads = number(&flag, &value()?)?;
+                if args.threads == 0 {
+                    return Err("--threads: at least 1".to_owned());
+                }
+            }
+            "--pool-reads" => args.pool_reads = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -216,8 +234,7 @@ fn config(args: &Args) -> Result<Config, BoxError> {
     Ok(config)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
@@ -235,7 +252,23 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Err(e) = run(args).await {
+    // One CPU: a single-threaded runtime (no work stealing, no cross-thread wake-ups);
+    // more: one worker per CPU.
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    };
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
         eprintln!("mirror: {e}");
         std::process::exit(1);
     }
@@ -253,7 +286,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // Builds the layer and starts the webhook of `[events]`, if any (once: not again here).
     let built = config.build(Some(store.clone()))?;
     let (layer, webhook) = (built.layer, built.webhook);
-    let mut serve_store = ServeStore::new(store.clone());
+    // Small local objects are looked up on the runtime thread, as nginx reads them (see
+    // `ServeStore::inline_local_reads`); `--pool-reads` hands every lookup to the pool.
+    let mut serve_store = ServeStore::new(store.clone()).inline_local_reads(!args.pool_reads);
     if let Some(prefix) = config.store.key_prefix() {
         serve_store = serve_store.with_prefix(prefix);
     }

@@ -446,9 +446,10 @@ impl Files {
     }
 }
 
-async fn serve_store(dir: &std::path::Path) -> String {
+async fn serve_store(dir: &std::path::Path, inline: bool) -> String {
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
-    let app = axum::Router::new().fallback_service(ServeStore::new(store));
+    let app = axum::Router::new()
+        .fallback_service(ServeStore::new(store).inline_local_reads(inline));
     format!("http://{}", serve(app).await)
 }
 
@@ -543,9 +544,12 @@ async fn table_has_at_least_20_rfc_cases() {
 #[tokio::test]
 async fn serve_store_passes_every_row() {
     let files = files();
-    let base = serve_store(files.dir.path()).await;
-    let failed = run_table(&base, &files).await;
-    assert!(failed.is_empty(), "ServeStore failed rows: {failed:#?}");
+    // Looked up through the blocking pool, and on the runtime thread.
+    for inline in [false, true] {
+        let base = serve_store(files.dir.path(), inline).await;
+        let failed = run_table(&base, &files).await;
+        assert!(failed.is_empty(), "ServeStore (inline {inline}) failed rows: {failed:#?}");
+    }
 }
 
 #[tokio::test]
@@ -634,7 +638,7 @@ async fn a_store_failure_is_a_500_with_a_short_reason() {
     // "not found".
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("loop.bin", dir.path().join("loop.bin")).unwrap();
-    let base = serve_store(dir.path()).await;
+    let base = serve_store(dir.path(), false).await;
     let got = get(&client(), &format!("{base}/loop.bin")).await;
     assert_eq!(got.status, StatusCode::INTERNAL_SERVER_ERROR);
     let text = String::from_utf8_lossy(got.body()).into_owned();
@@ -647,7 +651,7 @@ async fn a_file_cut_while_streaming_ends_the_body_in_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cut.bin");
     std::fs::write(&path, random_bytes(8 << 20, 4)).unwrap();
-    let base = serve_store(dir.path()).await;
+    let base = serve_store(dir.path(), true).await;
     let req = http::Request::get(format!("{base}/cut.bin"))
         .body(http_body_util::Empty::<Bytes>::new())
         .unwrap();
@@ -738,7 +742,7 @@ async fn serving_1_gib_keeps_peak_rss_flat() {
         .unwrap()
         .set_len(SIZE)
         .unwrap();
-    let base = serve_store(dir.path()).await;
+    let base = serve_store(dir.path(), false).await;
     let c = client();
     let warm = get(&c, &format!("{base}/small-missing")).await;
     assert_eq!(warm.status, StatusCode::NOT_FOUND);
