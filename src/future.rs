@@ -24,12 +24,12 @@ use crate::{Error, respond};
 pub(crate) struct Captured {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
-    /// The request's headers, only when some rule reads them.
-    pub(crate) headers: Option<HeaderMap>,
-    pub(crate) range: Option<HeaderValue>,
-    /// The request's preconditions (`If-*`), only when it has some: evaluated against the
-    /// origin's validators as a hit would be.
-    pub(crate) conditions: Option<HeaderMap>,
+    /// The request's headers, only when some rule reads them (boxed: the future stays small).
+    pub(crate) headers: Option<Box<HeaderMap>>,
+    /// The request's `Range` and preconditions (`If-*`), only when it has some (boxed: the
+    /// future stays small); the preconditions are evaluated against the origin's
+    /// validators as a hit would be.
+    pub(crate) conditions: Option<Box<HeaderMap>>,
     pub(crate) engine: Arc<Engine>,
 }
 
@@ -54,9 +54,7 @@ pin_project! {
         },
         // A hit waiting for its object's revalidation (`Rule::revalidate_before_serve`).
         Revalidating {
-            verdict: BoxFuture<'static, crate::refresh::Verdict>,
-            inner: Option<Response<B>>,
-            captured: Option<Captured>,
+            revalidating: Box<Revalidating<B>>,
         },
     }
 }
@@ -98,13 +96,11 @@ where
                     }
                 }
                 StateProj::Pulling { pulling } => return pulling.poll(cx).map(Ok),
-                StateProj::Revalidating {
-                    verdict,
-                    inner,
-                    captured,
-                } => {
-                    let verdict = ready!(verdict.as_mut().poll(cx));
-                    let (Some(inner), Some(c)) = (inner.take(), captured.take()) else {
+                StateProj::Revalidating { revalidating } => {
+                    let verdict = ready!(revalidating.verdict.as_mut().poll(cx));
+                    let (Some(inner), Some(c)) =
+                        (revalidating.inner.take(), revalidating.captured.take())
+                    else {
                         panic!("ResponseFuture polled after completion");
                     };
                     match revalidated(c, inner, verdict) {
@@ -125,19 +121,28 @@ fn hit<F, B>(c: Captured, response: Response<B>) -> Result<Response<ResponseBody
     let status = response.status();
     let found = status.is_success() || status == http::StatusCode::NOT_MODIFIED;
     let wait = (c.engine.refresh && found)
-        .then(|| crate::refresh::on_hit(&c.engine, &c.method, &c.uri, c.headers.as_ref()))
+        .then(|| crate::refresh::on_hit(&c.engine, &c.method, &c.uri, c.headers.as_deref()))
         .flatten();
     match wait {
         Some(verdict) => Err(State::Revalidating {
-            verdict,
-            inner: Some(response),
-            captured: Some(c),
+            revalidating: Box::new(Revalidating {
+                verdict,
+                inner: Some(response),
+                captured: Some(c),
+            }),
         }),
         None => {
             c.engine.counters.request(Outcome::of_inner(status));
             Ok(response.map(ResponseBody::inner))
         }
     }
+}
+
+/// A hit waiting for its object's revalidation (boxed: rare, and the future stays small).
+struct Revalidating<B> {
+    verdict: BoxFuture<'static, crate::refresh::Verdict>,
+    inner: Option<Response<B>>,
+    captured: Option<Captured>,
 }
 
 enum Step<B> {
@@ -163,7 +168,7 @@ fn revalidated<B>(c: Captured, inner: Response<B>, verdict: crate::refresh::Verd
             let status = engine
                 .rules
                 .iter()
-                .find(|r| r.takes(&key, &c.method, c.headers.as_ref()))
+                .find(|r| r.takes(&key, &c.method, c.headers.as_deref()))
                 .and_then(|r| r.statuses().first().copied())
                 .unwrap_or(http::StatusCode::NOT_FOUND);
             start(c, inner, status)
@@ -191,8 +196,11 @@ fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B
             uri: &c.uri,
             method: &c.method,
             status,
-            headers: c.headers.as_ref(),
-            range: c.range.as_ref(),
+            headers: c.headers.as_deref(),
+            range: c
+                .conditions
+                .as_deref()
+                .and_then(|h| h.get(http::header::RANGE)),
             if_range: c
                 .conditions
                 .as_ref()
@@ -255,7 +263,7 @@ fn attach<B>(
     joined: Joined,
     pull: Pull,
     inner: Response<B>,
-    conditions: Option<HeaderMap>,
+    conditions: Option<Box<HeaderMap>>,
 ) -> Step<B> {
     // Should the fill's response turn out to be its first requester's alone, a request that
     // joined it fetches its own with this.
@@ -318,7 +326,7 @@ struct Pulling<B> {
     head_timer: Option<Pin<Box<Sleep>>>,
     inner: Option<Response<B>>,
     range: Option<HeaderValue>,
-    conditions: Option<HeaderMap>,
+    conditions: Option<Box<HeaderMap>>,
     head_only: bool,
     outcome: Outcome,
 }
@@ -393,7 +401,7 @@ impl<B> Pulling<B> {
                     None => Answer::Made(respond::bad_gateway(&self.key, None), Outcome::Failed),
                 },
                 HeadView::Ready(head) => {
-                    let decided = self.conditions.as_ref().and_then(|c| {
+                    let decided = self.conditions.as_deref().and_then(|c| {
                         let response = respond::preconditions(&head, c)?;
                         Some(Answer::Made(response, self.outcome))
                     });
@@ -404,7 +412,7 @@ impl<B> Pulling<B> {
                     let range = self
                         .range
                         .as_ref()
-                        .filter(|_| respond::if_range_holds(&head, self.conditions.as_ref()));
+                        .filter(|_| respond::if_range_holds(&head, self.conditions.as_deref()));
                     let (response, outcome) = respond::pulled(
                         &head,
                         self.reader.take(),

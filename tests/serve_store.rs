@@ -448,8 +448,8 @@ impl Files {
 
 async fn serve_store(dir: &std::path::Path, inline: bool) -> String {
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
-    let app = axum::Router::new()
-        .fallback_service(ServeStore::new(store).inline_local_reads(inline));
+    let app =
+        axum::Router::new().fallback_service(ServeStore::new(store).inline_local_reads(inline));
     format!("http://{}", serve(app).await)
 }
 
@@ -548,7 +548,10 @@ async fn serve_store_passes_every_row() {
     for inline in [false, true] {
         let base = serve_store(files.dir.path(), inline).await;
         let failed = run_table(&base, &files).await;
-        assert!(failed.is_empty(), "ServeStore (inline {inline}) failed rows: {failed:#?}");
+        assert!(
+            failed.is_empty(),
+            "ServeStore (inline {inline}) failed rows: {failed:#?}"
+        );
     }
 }
 
