@@ -31,6 +31,16 @@ pub fn parse(path: &str) -> Option<String> {
     if raw.is_empty() || raw.len() > MAX_KEY_LEN * 3 {
         return None;
     }
+    // Most paths are plain ASCII with nothing to decode: then the only segments to refuse
+    // are empty ones, `.` and `..` (without a `;` there is no path parameter, without a `%`
+    // nothing is encoded, and no ASCII character folds to a dot or a separator).
+    if raw.bytes().all(plain) {
+        let clean = raw.len() <= MAX_KEY_LEN
+            && raw
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != "..");
+        return clean.then(|| raw.to_owned());
+    }
     let mut key = String::with_capacity(raw.len());
     for (i, segment) in raw.split('/').enumerate() {
         if i > 0 {
@@ -151,6 +161,13 @@ fn decode_segment(raw: &str) -> Option<Cow<'_, str>> {
             .any(|c| c == '/' || c == '\\' || c.is_control() || folds_to_separator(c))
         && !looks_encoded(&decoded);
     clean.then_some(decoded)
+}
+
+/// A byte of a path that needs no decoding nor any check beyond the dot segments: an ASCII
+/// letter or digit, `/`, or punctuation other than `%`, `;`, `\\` and the characters a URI
+/// path cannot hold raw.
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,=:@".contains(&b)
 }
 
 /// Every `%` is followed by two hex digits.
