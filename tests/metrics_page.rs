@@ -193,22 +193,21 @@ async fn sequence(origin: &TestOrigin, c: &HttpClient, mirror: &Mirror) {
     );
 }
 
-fn start_origin_and_keys() -> impl std::future::Future<Output = (TestOrigin, tempfile::TempDir)> {
-    async {
-        let origin = TestOrigin::start().await;
-        origin.object("a.txt", "aaaa");
-        origin.object("b.txt", "bbbbbb");
-        origin.object("w1.txt", vec![b'1'; 10]);
-        origin.object("w2.txt", vec![b'2'; 20]);
-        origin.put("broken.txt", Behaviour::Status(500));
-        let keys = tempfile::tempdir().unwrap();
-        std::fs::write(
-            keys.path().join("keys.txt"),
-            "w1.txt\n# a comment\nw2.txt\nnope.txt\n",
-        )
-        .unwrap();
-        (origin, keys)
-    }
+/// The origin of the sequence, and the warm-up's key list (two keys it has, one it lacks).
+async fn start_origin_and_keys() -> (TestOrigin, tempfile::TempDir) {
+    let origin = TestOrigin::start().await;
+    origin.object("a.txt", "aaaa");
+    origin.object("b.txt", "bbbbbb");
+    origin.object("w1.txt", vec![b'1'; 10]);
+    origin.object("w2.txt", vec![b'2'; 20]);
+    origin.put("broken.txt", Behaviour::Status(500));
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(
+        keys.path().join("keys.txt"),
+        "w1.txt\n# a comment\nw2.txt\nnope.txt\n",
+    )
+    .unwrap();
+    (origin, keys)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
