@@ -267,3 +267,45 @@ async fn read_events(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Monitor, MonitorOptions};
+    use crate::OriginPullBuilder;
+
+    fn layer() -> crate::OriginPullLayer {
+        OriginPullBuilder::from_object_store(Arc::new(object_store::memory::InMemory::new()))
+            .build()
+    }
+
+    /// Outside a runtime: an error, not a panic.
+    #[test]
+    fn start_needs_a_runtime() {
+        let err = Monitor::start(&layer(), MonitorOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    }
+
+    /// Two tasks while a clone lives; none once the last is dropped.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_tasks_end_with_the_last_clone() {
+        let alive = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        let options = MonitorOptions::default().with_resolution(Duration::from_millis(10));
+        let monitor = Monitor::start(&layer(), options).unwrap();
+        let clone = monitor.clone();
+        assert_eq!(alive(), 2);
+        drop(monitor);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(alive(), 2);
+        drop(clone);
+        for _ in 0..100 {
+            if alive() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(alive(), 0);
+    }
+}
