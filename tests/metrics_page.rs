@@ -318,6 +318,13 @@ fn attrs<'a>(dom: &'a str, attr: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The points of a chart: the space-separated numbers of its line's `attr`.
+fn points(dom: &str, attr: &str) -> Vec<f64> {
+    let lists = attrs(dom, attr);
+    assert_eq!(lists.len(), 1, "one chart with {attr}");
+    lists[0].split(' ').map(|v| v.parse().unwrap()).collect()
+}
+
 /// The `data-value` of the element with `id`.
 fn value_of<'a>(dom: &'a str, id: &str) -> &'a str {
     let at = dom
@@ -369,12 +376,6 @@ async fn the_page_in_chromium_shows_the_sequence() {
         "no screenshot"
     );
 
-    let sum = |attr: &str| -> f64 {
-        attrs(&dom, attr)
-            .iter()
-            .map(|v| v.parse::<f64>().unwrap())
-            .sum()
-    };
     let requests: f64 = ["hit", "pulled", "failed", "missed"]
         .iter()
         .map(|o| {
@@ -384,21 +385,24 @@ async fn the_page_in_chromium_shows_the_sequence() {
             )
         })
         .sum();
-    // The share chart's points hold every request, and every hit, of the sequence.
-    assert!(attrs(&dom, "data-hits").len() >= 2, "too few points: {dom}");
-    assert!(
-        attrs(&dom, "data-bytes").len() >= 2,
-        "too few points: {dom}"
-    );
+    // The share chart's points hold every request, and every hit, of the sequence, in
+    // more than one interval.
+    let (hits, asked) = (points(&dom, "data-hits"), points(&dom, "data-requests"));
+    assert_eq!(hits.len(), asked.len());
+    assert!(asked.iter().filter(|r| **r > 0.0).count() >= 2, "{asked:?}");
+    let drawn = attrs(&dom, "points")[0].split_whitespace().count();
+    assert_eq!(drawn, asked.iter().filter(|r| **r > 0.0).count());
     assert_eq!(
-        sum("data-hits"),
+        hits.iter().sum::<f64>(),
         number(&m, "origin_pull_requests_total{outcome=\"hit\"}")
     );
-    assert_eq!(sum("data-requests"), requests);
-    // The bytes chart ends at the bytes pulled.
+    assert_eq!(asked.iter().sum::<f64>(), requests);
+    // The bytes chart rises to the bytes pulled.
     let bytes = number(&m, "origin_pull_origin_bytes_total");
-    let last: f64 = attrs(&dom, "data-bytes").last().unwrap().parse().unwrap();
-    assert_eq!(last, bytes);
+    let pulled = points(&dom, "data-bytes");
+    assert!(pulled.len() >= 2, "{pulled:?}");
+    assert!(pulled.windows(2).all(|w| w[0] <= w[1]), "{pulled:?}");
+    assert_eq!(pulled.last(), Some(&bytes));
     // The counters now are the scrape's.
     assert_eq!(
         value_of(&dom, "bytes-pulled").parse::<f64>().unwrap(),

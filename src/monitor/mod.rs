@@ -9,8 +9,9 @@
 //! (inline CSS and SVG, no script, no external asset, refreshing itself) with:
 //!
 //! - the share of requests served from the store, per sampling interval, and the bytes
-//!   pulled, over time: two SVG charts whose points carry their values (`data-hits`,
-//!   `data-requests`, `data-bytes`);
+//!   pulled, over time: two SVG charts of at most 60 points (more intervals are merged),
+//!   whose lines carry their points' values as lists (`data-hits`, `data-requests`,
+//!   `data-bytes`, `data-keys`);
 //! - the counters now (requests, hits, keys and bytes pulled, fills in flight, failures);
 //! - the last [`MonitorOptions::failures`] failed fills with their reasons;
 //! - the [`MonitorOptions::top_missed`] keys whose misses started the most fills, counted
@@ -62,7 +63,7 @@ pub struct MonitorOptions {
     pub resolution: Duration,
     /// How many samples are kept (default 1,440: a day at 60 s), the oldest dropped first.
     pub history: usize,
-    /// How many of the last failed fills are kept (default 20).
+    /// How many of the last failed fills are kept (default 10).
     pub failures: usize,
     /// How many of the most missed keys the page shows (default 10; 8 times as many are
     /// counted).
@@ -74,7 +75,7 @@ impl Default for MonitorOptions {
         Self {
             resolution: Duration::from_secs(60),
             history: 1440,
-            failures: 20,
+            failures: 10,
             top_missed: 10,
         }
     }
@@ -291,7 +292,11 @@ mod tests {
     /// Two tasks while a clone lives; none once the last is dropped.
     #[tokio::test(flavor = "current_thread")]
     async fn the_tasks_end_with_the_last_clone() {
-        let alive = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+        let alive = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
         let options = MonitorOptions::default().with_resolution(Duration::from_millis(10));
         let monitor = Monitor::start(&layer(), options).unwrap();
         let clone = monitor.clone();

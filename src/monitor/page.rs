@@ -9,7 +9,7 @@ use crate::Progress;
 use crate::warmup::WarmupProgress;
 
 /// The most points a chart draws (more intervals are merged).
-pub(super) const MAX_POINTS: usize = 96;
+pub(super) const MAX_POINTS: usize = 60;
 
 const WIDTH: f64 = 600.0;
 const HEIGHT: f64 = 140.0;
@@ -31,7 +31,6 @@ h1{font-size:1.3em}h2{font-size:1.05em;margin-top:1.5em}\
 dl{display:grid;grid-template-columns:repeat(4,auto);gap:.3em 1.5em;width:max-content}\
 dt{color:#666}dd{margin:0;font-weight:600}svg{background:#f7f7f7;border:1px solid #ddd}\
 polyline{fill:none;stroke-width:2}.share polyline{stroke:#2a7}.bytes polyline{stroke:#36c}\
-circle{r:2.5px}.share circle{fill:#2a7}.bytes circle{fill:#36c}\
 table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #eee}\
 td.n{text-align:right}.muted{color:#888}";
 
@@ -143,52 +142,48 @@ fn x(i: usize, n: usize) -> f64 {
     }
 }
 
-/// A chart of `(value in 0..=1, data attributes)` points; `None` draws no point.
+/// A chart: a line through the points that have a value (in `0..=1`), and the buckets'
+/// raw values as space-separated lists in `data-*` attributes of the line (`data`: name and
+/// one value per point).
 fn chart(
     h: &mut String,
     class: &str,
-    points: &[Option<(f64, String)>],
-    first: &str,
-    last: &str,
+    points: &[Option<f64>],
+    data: &[(&str, Vec<u64>)],
     top: &str,
+    ends: (String, String),
 ) {
     let _ = write!(
         h,
-        "<svg class={class} width={WIDTH} height={} viewBox=\"-30 -10 {} {}\" role=img>",
+        "<svg class={class} width={WIDTH} height={} viewBox=\"-30 -10 {} {}\" role=img>\
+         <text x=-28 y=4 font-size=10>{top}</text><text x=-28 y={HEIGHT} font-size=10>0</text>\
+         <text x=0 y={} font-size=10>{}</text>\
+         <text x={WIDTH} y={} font-size=10 text-anchor=end>{}</text><polyline",
         HEIGHT + 30.0,
         WIDTH + 40.0,
-        HEIGHT + 30.0
-    );
-    let _ = write!(
-        h,
-        "<text x=-28 y=4 font-size=10>{top}</text><text x=-28 y={HEIGHT} font-size=10>0</text>\
-         <text x=0 y={} font-size=10>{first}</text>\
-         <text x={WIDTH} y={} font-size=10 text-anchor=end>{last}</text><polyline points=\"",
+        HEIGHT + 30.0,
         HEIGHT + 14.0,
-        HEIGHT + 14.0
+        ends.0,
+        HEIGHT + 14.0,
+        ends.1,
     );
+    for (name, values) in data {
+        let _ = write!(h, " data-{name}=\"");
+        for (i, v) in values.iter().enumerate() {
+            let _ = write!(h, "{}{v}", if i == 0 { "" } else { " " });
+        }
+        h.push('"');
+    }
+    h.push_str(" points=\"");
     let n = points.len();
-    for (i, (v, _)) in points
+    for (i, v) in points
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| Some((i, p.as_ref()?)))
+        .filter_map(|(i, p)| Some((i, (*p)?)))
     {
-        let _ = write!(h, "{:.1},{:.1} ", x(i, n), HEIGHT * (1.0 - v));
+        let _ = write!(h, "{:.0},{:.0} ", x(i, n), HEIGHT * (1.0 - v));
     }
-    h.push_str("\"/>");
-    for (i, (v, data)) in points
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| Some((i, p.as_ref()?)))
-    {
-        let _ = write!(
-            h,
-            "<circle cx={:.1} cy={:.1} {data}/>",
-            x(i, n),
-            HEIGHT * (1.0 - v)
-        );
-    }
-    h.push_str("</svg>");
+    h.push_str("\"/></svg>");
 }
 
 /// The time labels of a chart's ends.
@@ -204,19 +199,16 @@ fn share_chart(h: &mut String, history: &[Bucket]) {
         h.push_str("<p class=muted>No sample yet.</p>");
         return;
     }
+    // An interval without requests has no share: no point.
     let points: Vec<_> = history
         .iter()
-        .map(|b| {
-            let data = format!("data-hits={} data-requests={}", b.hits, b.requests);
-            // An interval without requests has no share: no point.
-            (b.requests > 0).then(|| {
-                let share = b.hits as f64 / b.requests as f64;
-                (share, format!("{data} data-share={share:.4}"))
-            })
-        })
+        .map(|b| (b.requests > 0).then(|| b.hits as f64 / b.requests as f64))
         .collect();
-    let (first, last) = ends(history);
-    chart(h, "share", &points, &first, &last, "100 %");
+    let data = [
+        ("hits", history.iter().map(|b| b.hits).collect()),
+        ("requests", history.iter().map(|b| b.requests).collect()),
+    ];
+    chart(h, "share", &points, &data, "100 %", ends(history));
 }
 
 fn bytes_chart(h: &mut String, history: &[Bucket]) {
@@ -232,13 +224,13 @@ fn bytes_chart(h: &mut String, history: &[Bucket]) {
         .max(1);
     let points: Vec<_> = history
         .iter()
-        .map(|b| {
-            let data = format!("data-bytes={} data-keys={}", b.bytes_pulled, b.keys_pulled);
-            Some((b.bytes_pulled as f64 / top as f64, data))
-        })
+        .map(|b| Some(b.bytes_pulled as f64 / top as f64))
         .collect();
-    let (first, last) = ends(history);
-    chart(h, "bytes", &points, &first, &last, &bytes(top));
+    let data = [
+        ("bytes", history.iter().map(|b| b.bytes_pulled).collect()),
+        ("keys", history.iter().map(|b| b.keys_pulled).collect()),
+    ];
+    chart(h, "bytes", &points, &data, &bytes(top), ends(history));
 }
 
 fn warmup(h: &mut String, w: Option<&WarmupProgress>) {
@@ -394,6 +386,44 @@ mod tests {
         assert!(!page.contains("<b>"), "{page}");
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("data-reason=origin_status"));
+    }
+
+    /// A full page (every chart point, failure and key the defaults keep, long keys and
+    /// reasons) stays small.
+    #[test]
+    fn a_full_page_stays_small() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let history = (0..MAX_POINTS as u64)
+            .map(|i| Bucket {
+                at: at + Duration::from_secs(60 * i),
+                hits: 123_456 + i,
+                requests: 234_567 + i,
+                bytes_pulled: 1_234_567_890_123 + i,
+                keys_pulled: 12_345_678 + i,
+            })
+            .collect();
+        let key = "k".repeat(120);
+        let v = View {
+            now: Progress::default(),
+            in_flight: 64,
+            history,
+            failures: vec![
+                Failure {
+                    at,
+                    key: key.clone(),
+                    reason: format!(
+                        "origin body for key {key} has 1 bytes, Content-Length announced 2"
+                    ),
+                };
+                10
+            ],
+            missed: vec![(key, 99_999); 10],
+            warmup: Some(WarmupProgress::default()),
+            lost_events: 0,
+            refresh: Duration::from_secs(60),
+        };
+        let page = render(&v);
+        assert!(page.len() < 16 * 1024, "{} bytes", page.len());
     }
 
     #[test]
