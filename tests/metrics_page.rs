@@ -265,7 +265,37 @@ async fn metrics_count_the_sequence_and_parse() {
         );
     }
     assert_eq!(n("origin_pull_warmup_bytes"), 30.0);
+    grafana_panel_names_these_metrics(&m);
     assert_eq!(n("origin_pull_warmup_eta_seconds"), 0.0);
+}
+
+/// `docs/grafana-panel.json` is JSON, and every metric its queries name is in the scrape.
+fn grafana_panel_names_these_metrics(m: &HashMap<String, Value>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-panel.json");
+    let panel: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let targets = panel["targets"].as_array().unwrap();
+    assert!(targets.len() >= 2);
+    for target in targets {
+        let expr = target["expr"].as_str().unwrap();
+        let names: Vec<&str> = expr
+            .match_indices("origin_pull_")
+            .map(|(at, _)| {
+                let rest = &expr[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        assert!(!names.is_empty(), "{expr}");
+        for name in names {
+            assert!(
+                m.keys().any(|k| k.split('{').next() == Some(name)),
+                "{name} of the Grafana panel is not in the scrape"
+            );
+        }
+    }
 }
 
 /// Where the test's artifacts go: `target/metrics_page/`.
