@@ -17,8 +17,14 @@
 //! | `origin_pull_warmup_eta_seconds` | gauge | — | its time left at its pace so far |
 //!
 //! `origin_pull_fill_duration_seconds` is a histogram with the buckets of
-//! [`FILL_DURATION_BUCKETS`]. The recorder is global: one per process, and the counters of
-//! every layer in the process add up in it.
+//! [`FILL_DURATION_BUCKETS`]. The recorder is global: one per process, and the fill
+//! counters of every layer in the process add up in it.
+//!
+//! `origin_pull_requests_total` is the exception: it is the rendered layer's own
+//! [`Progress`](crate::Progress) counters, set at scrape time, and the recorder ignores the
+//! facade's per-request increments. A request then costs what it costs without this
+//! exporter (one relaxed increment of the layer's counter); through the recorder's registry
+//! every hit would also take a read lock and clone a handle.
 //!
 //! ```
 //! # async fn run(layer: tower_origin_pull::OriginPullLayer) -> Result<(), tower_origin_pull::BoxError> {
@@ -32,9 +38,17 @@
 
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::Arc;
 
-use crate::{BoxError, OriginPullHandle};
+use metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::progress::REQUESTS_TOTAL;
+use crate::{BoxError, OriginPullHandle, Outcome};
 
 /// The `Content-Type` of [`PrometheusExporter::render`]'s text (exposition format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -49,10 +63,54 @@ pub const FILL_DURATION_BUCKETS: &[f64] = &[
 const UPKEEP: Duration = Duration::from_secs(5);
 
 /// The installed recorder; see the [module docs](self). Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PrometheusExporter {
     handle: PrometheusHandle,
+    /// The recorder itself, past the filter: the requests counters are set through it.
+    recorder: Arc<PrometheusRecorder>,
 }
+
+impl std::fmt::Debug for PrometheusExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusExporter").finish_non_exhaustive()
+    }
+}
+
+/// The installed recorder: everything to Prometheus's, but the per-request counter.
+struct SkipRequests(Arc<PrometheusRecorder>);
+
+impl Recorder for SkipRequests {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_counter(key, unit, description);
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_gauge(key, unit, description);
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_histogram(key, unit, description);
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        if key.name() == REQUESTS_TOTAL {
+            return Counter::noop();
+        }
+        self.0.register_counter(key, metadata)
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.0.register_gauge(key, metadata)
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.0.register_histogram(key, metadata)
+    }
+}
+
+/// Where the requests counters are said to come from.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 impl PrometheusExporter {
     /// Install the recorder for the whole process, with the metrics described (`# HELP`)
@@ -61,12 +119,17 @@ impl PrometheusExporter {
     ///
     /// Fails if the process already has a `metrics` recorder.
     pub fn install() -> Result<Self, BoxError> {
-        let handle = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full("origin_pull_fill_duration_seconds".to_owned()),
-                FILL_DURATION_BUCKETS,
-            )?
-            .install_recorder()?;
+        let recorder = Arc::new(
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("origin_pull_fill_duration_seconds".to_owned()),
+                    FILL_DURATION_BUCKETS,
+                )?
+                .build_recorder(),
+        );
+        let handle = recorder.handle();
+        metrics::set_global_recorder(SkipRequests(recorder.clone()))
+            .map_err(|e| format!("installing the Prometheus recorder: {e}"))?;
         describe();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let upkeep = handle.clone();
@@ -78,13 +141,32 @@ impl PrometheusExporter {
                 }
             });
         }
-        Ok(Self { handle })
+        Ok(Self { handle, recorder })
     }
 
     /// The Prometheus text of every metric, after setting the gauges read from `layer`
     /// now (the store share, fills in flight, the background queue's counters).
     pub fn render(&self, layer: &OriginPullHandle) -> String {
         let p = layer.progress();
+        for (outcome, n) in [
+            (Outcome::Hit, p.hits),
+            (Outcome::InnerError, p.inner_errors),
+            (Outcome::Pulled, p.pulled),
+            (Outcome::Coalesced, p.coalesced),
+            (Outcome::Proxied, p.proxied),
+            (Outcome::PassedThrough, p.passed_through),
+            (Outcome::Async, p.async_redirects),
+            (Outcome::Redirect, p.redirects),
+            (Outcome::Failed, p.failed),
+            (Outcome::Unavailable, p.unavailable),
+            (Outcome::Missed, p.missed),
+        ] {
+            let key = Key::from_parts(
+                REQUESTS_TOTAL,
+                vec![Label::new("outcome", outcome.as_str())],
+            );
+            self.recorder.register_counter(&key, &METADATA).absolute(n);
+        }
         metrics::gauge!("origin_pull_served_from_store_ratio").set(p.store_share());
         metrics::gauge!("origin_pull_fills_in_flight").set(p.fills_in_flight as f64);
         let q = layer.background_stats();
@@ -151,4 +233,37 @@ fn describe() {
         Unit::Seconds,
         "The last warm-up run's time left at its pace so far."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::PrometheusExporter;
+    use crate::OriginPullBuilder;
+
+    /// The requests counter is the layer's, not the facade's: increments that reach the
+    /// recorder (on every request, hits included) are not counted twice, nor kept at all.
+    #[test]
+    fn requests_come_from_the_layer_not_the_facade() {
+        let exporter = PrometheusExporter::install().unwrap();
+        metrics::counter!("origin_pull_requests_total", "outcome" => "hit").increment(5);
+        metrics::counter!("origin_pull_fills_total", "result" => "completed").increment(2);
+        let layer =
+            OriginPullBuilder::from_object_store(Arc::new(object_store::memory::InMemory::new()))
+                .build();
+        let text = exporter.render(&layer.handle());
+        assert!(
+            text.contains("origin_pull_requests_total{outcome=\"hit\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("origin_pull_fills_total{result=\"completed\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            PrometheusExporter::install().is_err(),
+            "one recorder per process"
+        );
+    }
 }
