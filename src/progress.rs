@@ -188,7 +188,8 @@ fn request_metric(outcome: Outcome) {
     );
 }
 
-/// The name of the requests counter.
+/// The name of the requests counter (the Prometheus exporter renders it itself).
+#[cfg(feature = "prometheus")]
 pub(crate) const REQUESTS_TOTAL: &str = "origin_pull_requests_total";
 
 #[derive(Debug, Default)]
