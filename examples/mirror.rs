@@ -34,6 +34,10 @@
 //!   (60), `--max-connections N` (1024), `--backlog N` (1024), `--max-header-size BYTES`
 //!   (65536): the server's limits (`tower_origin_pull::server` says what each bounds);
 //!   `SECS` may be fractional (`0.5`).
+//! - `--warmup FILE`   at start, pull the keys listed in `FILE` (one a line; blank lines and
+//!   `#` comments skipped) in the background, through the rules and the fill bound; its
+//!   progress shows on the page and in the metrics below, its end in the log
+//! - `--history-resolution SECS`  how often the progress page samples the progress (60)
 //!
 //! The server is `tower_origin_pull::server::Server`: HTTP/1.1 and HTTP/2, a client must
 //! send a request head within the header-read timeout (Slowloris connections are closed),
@@ -55,8 +59,16 @@
 //! It is open unless an admin token is set. With an admin token (only then),
 //! `POST /_origin_pull/purge/<key>` purges the key (removed from the store, no tombstone: the
 //! next miss pulls it again) and `POST /_origin_pull/purge/<key>?repull=1` also pulls it
-//! again at once. Other `/_origin_pull/*` paths are `404` (never
-//! pulled from the origin). Logs go to stderr (`RUST_LOG=debug` for more). On Ctrl-C or
+//! again at once.
+//! With the feature `prometheus`, `GET /_origin_pull/metrics` answers the same and more as
+//! Prometheus text (`tower_origin_pull::prometheus`); with the feature `monitor`,
+//! `GET /_origin_pull/` is the progress page (`tower_origin_pull::monitor`). The metrics
+//! are under `/_origin_pull/`, not at `/metrics`, because every other path is an object
+//! key (a bucket may hold a key `metrics`). All three are open unless an admin token is
+//! set, then they need it like every admin endpoint: they tell the same as `status`
+//! (traffic, failing keys), and Prometheus sends a bearer token as it scrapes
+//! (`authorization: { credentials_file: ... }`). Other `/_origin_pull/*` paths are `404`
+//! (never pulled from the origin). Logs go to stderr (`RUST_LOG=debug` for more). On Ctrl-C or
 //! SIGTERM `ready` turns `503` for `--drain`, then the server stops accepting, requests in flight get `--grace` to finish, then
 //! fills still running get `--grace`, the rest are aborted: nothing partial is left.
 //!
@@ -73,12 +85,15 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore};
 use tower_layer::Layer;
 use tower_origin_pull::config::{Config, OriginConfig, RuleConfig, StoreConfig};
+#[cfg(feature = "monitor")]
+use tower_origin_pull::monitor::{Monitor, MonitorOptions};
 use tower_origin_pull::server::{AdminToken, Server};
+use tower_origin_pull::warmup::Warmup;
 use tower_origin_pull::{OriginPullLayer, ServeStore, sweep};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -89,7 +104,8 @@ const USAGE: &str = "usage: mirror [--config FILE] [--listen ADDR] [--origin URL
                      [--no-layer] [--admin-token TOKEN | --admin-token-env NAME] \
                      [--header-read-timeout SECS] [--idle-timeout SECS] \
                      [--send-timeout SECS] [--max-connections N] [--backlog N] \
-                     [--max-header-size BYTES] [--threads N] [--pool-reads]";
+                     [--max-header-size BYTES] [--threads N] [--pool-reads] \
+                     [--warmup FILE] [--history-resolution SECS]";
 
 struct Args {
     config: Option<String>,
@@ -115,6 +131,10 @@ struct Args {
     threads: usize,
     /// Look local objects up through tokio's blocking pool instead of inline.
     pool_reads: bool,
+    /// A file of keys (one a line) to warm up at start.
+    warmup: Option<String>,
+    /// How often the progress page samples the progress.
+    history_resolution: Duration,
 }
 
 /// `SECS` as a duration (fractions allowed).
@@ -153,6 +173,8 @@ fn parse_args() -> Result<Args, String> {
         // The CPUs this process may run on (its affinity mask, so `taskset -c 0` gives 1).
         threads: std::thread::available_parallelism().map_or(1, usize::from),
         pool_reads: false,
+        warmup: None,
+        history_resolution: Duration::from_secs(60),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -194,6 +216,8 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--pool-reads" => args.pool_reads = true,
+            "--warmup" => args.warmup = Some(value()?),
+            "--history-resolution" => args.history_resolution = seconds(&flag, &value()?)?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -298,37 +322,27 @@ async fn run(args: Args) -> Result<(), BoxError> {
         (None, Some(name)) => Some(AdminToken::from_env(name)?),
         (None, None) => AdminToken::from_config(&server_config)?,
     };
-    // Every `/_origin_pull/*` path is the admin router's (unknown ones are `404`, never
-    // pulled), behind the token when there is one.
-    let status_layer = layer.clone();
-    let mut admin = Router::new().route(
-        "/status",
-        get(move || {
-            let layer = status_layer.clone();
-            async move { Json(status(&layer)) }
-        }),
-    );
-    // Purging changes the store: only behind a token.
-    if token.is_some() {
-        let handle = layer.handle();
-        admin = admin.route(
-            "/purge/{*key}",
-            post(
-                move |axum::extract::Path(key): axum::extract::Path<String>,
-                      axum::extract::RawQuery(query): axum::extract::RawQuery| {
-                    let handle = handle.clone();
-                    async move { purge(&handle, &key, query.as_deref() == Some("repull=1")).await }
-                },
-            ),
-        );
+    #[cfg(feature = "monitor")]
+    let monitor = Monitor::start(
+        layer.handle(),
+        MonitorOptions::default().with_resolution(args.history_resolution),
+    )?;
+    let admin = admin_router(
+        &layer,
+        token.as_ref(),
+        #[cfg(feature = "monitor")]
+        monitor.clone(),
+    )?;
+    if let Some(path) = &args.warmup {
+        start_warmup(
+            &layer,
+            path,
+            #[cfg(feature = "monitor")]
+            monitor,
+        )?;
     }
-    let admin = admin.fallback(|| async { (StatusCode::NOT_FOUND, "no such admin endpoint\n") });
-    let admin = match &token {
-        Some(token) => admin.layer(token.layer()),
-        None => admin,
-    };
     // The probes are outside the token (balancers and orchestrators call them; they reveal
-    // nothing): exact routes win over the nested admin router's catch-all.
+    // nothing): exact routes win over the admin router's catch-all.
     let draining = Arc::new(AtomicBool::new(false));
     let marker = match config.store.key_prefix() {
         Some(prefix) => prefix.join(READY_MARKER),
@@ -348,7 +362,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 async move { probe.ready().await }
             }),
         )
-        .nest("/_origin_pull", admin);
+        .merge(admin);
     // The layer wraps the store's service only (the admin routes are not objects), so
     // axum boxes the layered service once, as it boxes the bare one. `--no-layer`: the
     // same router without the layer, to measure what the layer costs.
@@ -404,6 +418,111 @@ async fn run(args: Args) -> Result<(), BoxError> {
             "webhook"
         );
     }
+    Ok(())
+}
+
+/// Every `/_origin_pull/*` path but the probes: `status`, `metrics` (feature `prometheus`),
+/// the progress page at `/_origin_pull/` (feature `monitor`); unknown ones are `404`, never
+/// pulled. Behind the token when there is one. Full paths, not a nested router: a nested
+/// router's `/` does not take `/_origin_pull/`.
+fn admin_router(
+    layer: &OriginPullLayer,
+    token: Option<&AdminToken>,
+    #[cfg(feature = "monitor")] monitor: Monitor,
+) -> Result<Router, BoxError> {
+    let status_layer = layer.clone();
+    #[allow(unused_mut)]
+    let mut admin = Router::new().route(
+        "/_origin_pull/status",
+        get(move || {
+            let layer = status_layer.clone();
+            async move { Json(status(&layer)) }
+        }),
+    );
+    #[cfg(feature = "prometheus")]
+    {
+        let exporter = tower_origin_pull::prometheus::PrometheusExporter::install()?;
+        let handle = layer.handle();
+        admin = admin.route(
+            "/_origin_pull/metrics",
+            get(move || {
+                let text = exporter.render(&handle);
+                async move {
+                    let content_type = tower_origin_pull::prometheus::CONTENT_TYPE;
+                    ([(axum::http::header::CONTENT_TYPE, content_type)], text)
+                }
+            }),
+        );
+    }
+    #[cfg(feature = "monitor")]
+    {
+        let page = get(move || {
+            let page = monitor.render_html();
+            async move { axum::response::Html(page) }
+        });
+        admin = admin
+            .route("/_origin_pull/", page.clone())
+            .route("/_origin_pull", page);
+    }
+    // Purging changes the store: only behind a token.
+    if token.is_some() {
+        let handle = layer.handle();
+        admin = admin.route(
+            "/_origin_pull/purge/{*key}",
+            post(
+                move |axum::extract::Path(key): axum::extract::Path<String>,
+                      axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                    let handle = handle.clone();
+                    async move { purge(&handle, &key, query.as_deref() == Some("repull=1")).await }
+                },
+            ),
+        );
+    }
+    let admin = admin.route(
+        "/_origin_pull/{*rest}",
+        any(|| async { (StatusCode::NOT_FOUND, "no such admin endpoint\n") }),
+    );
+    Ok(match token {
+        Some(token) => admin.route_layer(token.layer()),
+        None => admin,
+    })
+}
+
+/// Warm up the keys listed in `path` (one a line; blank lines and `#` comments skipped) in
+/// the background, through the layer's rules and fill bound; the progress page and
+/// `/metrics` show how far it is, the log its end.
+fn start_warmup(
+    layer: &OriginPullLayer,
+    path: &str,
+    #[cfg(feature = "monitor")] monitor: Monitor,
+) -> Result<(), BoxError> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--warmup {path}: {e}"))?;
+    let keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let warmup = Warmup::new(layer.handle());
+    tokio::spawn(async move {
+        let report = warmup
+            .run(keys, |_p| {
+                #[cfg(feature = "monitor")]
+                monitor.record_warmup(_p);
+            })
+            .await;
+        let p = &report.progress;
+        tracing::info!(
+            pulled = p.pulled,
+            skipped = p.skipped,
+            failed = p.failed,
+            bytes = p.bytes,
+            "warm-up finished"
+        );
+        for (key, why) in report.failures.iter().take(20) {
+            tracing::warn!(%key, %why, "warm-up");
+        }
+    });
     Ok(())
 }
 

@@ -51,9 +51,13 @@ mod future;
 mod handle;
 pub mod key;
 mod layer;
+#[cfg(feature = "monitor")]
+pub mod monitor;
 pub mod origin;
 pub mod progress;
 mod refresh;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod respond;
 mod rule;
 mod serve;

@@ -11,6 +11,8 @@
 //! | `origin_pull_fills_total` | counter | `result` = `completed` / `failed` / `not_found` | fills by how they ended |
 //! | `origin_pull_fill_duration_seconds` | histogram | — | from a fill's start to its commit |
 //! | `origin_pull_fills_in_flight` | gauge | — | fills running now |
+//! | `origin_pull_fill_failures_total` | counter | `reason` = [`failure_reason`]: `origin_status` / `origin_timeout` / `origin_request` / `origin_body` / `origin_redirect` / `length_mismatch` / `checksum` / `too_large` / `store` / `timeout` / `aborted` / `died` / `other` | failed fills by why (a bounded set of labels, never the error's text) |
+//! | `origin_pull_refreshed_total` | counter | — | objects revalidated or replaced by refresh |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -122,14 +124,16 @@ pub struct Progress {
     pub bytes_pulled: u64,
     /// Fills that failed.
     pub fills_failed: u64,
+    /// Objects revalidated or replaced by refresh.
+    pub refreshed: u64,
     /// Fills running now.
     pub fills_in_flight: usize,
 }
 
 impl Progress {
-    /// The share of `GET`s served from the store, of those the layer saw (0 when none).
-    pub fn store_share(&self) -> f64 {
-        let total = self.hits
+    /// Every request counted, whatever its outcome (the sum of the request counters).
+    pub fn requests(&self) -> u64 {
+        self.hits
             + self.inner_errors
             + self.pulled
             + self.coalesced
@@ -139,7 +143,12 @@ impl Progress {
             + self.passed_through
             + self.failed
             + self.unavailable
-            + self.missed;
+            + self.missed
+    }
+
+    /// The share of `GET`s served from the store, of those the layer saw (0 when none).
+    pub fn store_share(&self) -> f64 {
+        let total = self.requests();
         if total == 0 {
             0.0
         } else {
@@ -147,6 +156,41 @@ impl Progress {
         }
     }
 }
+
+/// `origin_pull_requests_total{outcome}` by one, through the facade. A literal label per
+/// outcome makes each key a `static` (a label computed at run time would allocate its key
+/// on every request, the hits included).
+#[cfg(feature = "metrics")]
+#[inline]
+fn request_metric(outcome: Outcome) {
+    macro_rules! by_outcome {
+        ($($variant:ident => $label:literal),* $(,)?) => {
+            match outcome {
+                $(Outcome::$variant => {
+                    debug_assert_eq!(outcome.as_str(), $label);
+                    metrics::counter!("origin_pull_requests_total", "outcome" => $label).increment(1)
+                })*
+            }
+        };
+    }
+    by_outcome!(
+        Hit => "hit",
+        InnerError => "inner-error",
+        Pulled => "pulled",
+        Coalesced => "coalesced",
+        Proxied => "proxied",
+        PassedThrough => "passed-through",
+        Async => "async",
+        Redirect => "redirect",
+        Failed => "failed",
+        Unavailable => "unavailable",
+        Missed => "missed",
+    );
+}
+
+/// The name of the requests counter (the Prometheus exporter renders it itself).
+#[cfg(feature = "prometheus")]
+pub(crate) const REQUESTS_TOTAL: &str = "origin_pull_requests_total";
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -164,6 +208,7 @@ pub(crate) struct Counters {
     keys_pulled: AtomicU64,
     bytes_pulled: AtomicU64,
     fills_failed: AtomicU64,
+    refreshed: AtomicU64,
 }
 
 impl Counters {
@@ -184,7 +229,7 @@ impl Counters {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        metrics::counter!("origin_pull_requests_total", "outcome" => outcome.as_str()).increment(1);
+        request_metric(outcome);
     }
 
     pub(crate) fn fill_completed(&self, bytes: u64, duration: Duration) {
@@ -200,10 +245,30 @@ impl Counters {
         let _ = duration;
     }
 
-    pub(crate) fn fill_failed(&self) {
+    /// A fill ended without storing anything; `event` is its final event (a
+    /// [`FillEvent::Failed`](crate::FillEvent::Failed), whose reason labels the metric).
+    pub(crate) fn fill_failed(&self, event: &crate::FillEvent) {
         self.fills_failed.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        metrics::counter!("origin_pull_fills_total", "result" => "failed").increment(1);
+        {
+            metrics::counter!("origin_pull_fills_total", "result" => "failed").increment(1);
+            let reason = match event {
+                crate::FillEvent::Failed { reason, .. } => failure_reason(reason),
+                _ => "other",
+            };
+            metrics::counter!("origin_pull_fill_failures_total", "reason" => reason).increment(1);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = event;
+    }
+
+    /// An object was revalidated or replaced by refresh (the refresh work calls this once
+    /// per object it revalidates or replaces).
+    #[allow(dead_code)] // wired by the refresh work (issue 14)
+    pub(crate) fn refreshed(&self) {
+        self.refreshed.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("origin_pull_refreshed_total").increment(1);
     }
 
     pub(crate) fn fill_not_found(&self) {
@@ -235,7 +300,88 @@ impl Counters {
             keys_pulled: get(&self.keys_pulled),
             bytes_pulled: get(&self.bytes_pulled),
             fills_failed: get(&self.fills_failed),
+            refreshed: get(&self.refreshed),
             fills_in_flight,
         }
+    }
+}
+
+/// The bounded label of a failed fill's reason (the text of a [`crate::Error`]): what kind
+/// of failure, never the key or the origin's address, so the metric keeps a fixed set of
+/// series however many keys fail.
+pub fn failure_reason(reason: &str) -> &'static str {
+    // Ordered: the more specific shapes first (a stall of the origin's body before the
+    // fill's own stall).
+    const SHAPES: &[(&str, &str)] = &[
+        ("origin answered ", "origin_status"),
+        ("sent no response headers within", "origin_timeout"),
+        ("body stalled for", "origin_stalled"),
+        ("body failed after", "origin_body"),
+        ("origin request to", "origin_request"),
+        (" answered with ", "origin_redirect"),
+        ("Content-Length announced", "length_mismatch"),
+        ("the origin announced", "checksum"),
+        ("is not a valid digest", "checksum"),
+        ("bytes its rule allows", "too_large"),
+        ("store read for key", "store"),
+        ("store write for key", "store"),
+        ("the store cannot hold", "store"),
+        ("got no response head within", "timeout"),
+        ("stalled for", "timeout"),
+        ("stopped before it finished", "aborted"),
+        (" died: ", "died"),
+    ];
+    SHAPES
+        .iter()
+        .find(|(shape, _)| reason.contains(shape))
+        .map_or("other", |(_, label)| label)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::failure_reason;
+    use crate::Error;
+
+    /// The labels follow the errors' own messages: a reworded message fails here, not in a
+    /// dashboard.
+    #[test]
+    fn failure_reasons_follow_the_error_messages() {
+        let key = "k".to_owned();
+        let cases = [
+            (
+                Error::OriginStatus {
+                    status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                    key: key.clone(),
+                },
+                "origin_status",
+            ),
+            (
+                Error::TooLarge {
+                    key: key.clone(),
+                    limit: 1,
+                },
+                "too_large",
+            ),
+            (
+                Error::HeadTimeout {
+                    key: key.clone(),
+                    timeout: Duration::from_secs(1),
+                },
+                "timeout",
+            ),
+            (
+                Error::FillDied {
+                    key: key.clone(),
+                    message: "gone".to_owned(),
+                },
+                "died",
+            ),
+        ];
+        for (error, label) in cases {
+            assert_eq!(failure_reason(&error.to_string()), label, "{error}");
+        }
+        assert_eq!(failure_reason("something new"), "other");
     }
 }

@@ -86,6 +86,30 @@ impl WarmupProgress {
     }
 }
 
+#[cfg(feature = "metrics")]
+impl WarmupProgress {
+    /// Set the warm-up gauges of the `metrics` facade (the last run to report wins):
+    /// `origin_pull_warmup_keys{state}` (`total` when known, `done`, `pulled`, `skipped`,
+    /// `failed`), `origin_pull_warmup_bytes` and `origin_pull_warmup_eta_seconds` (when
+    /// known).
+    fn record(&self) {
+        let keys = |state: &'static str, n: u64| {
+            metrics::gauge!("origin_pull_warmup_keys", "state" => state).set(n as f64);
+        };
+        if let Some(total) = self.total {
+            keys("total", total);
+        }
+        keys("done", self.done);
+        keys("pulled", self.pulled);
+        keys("skipped", self.skipped);
+        keys("failed", self.failed);
+        metrics::gauge!("origin_pull_warmup_bytes").set(self.bytes as f64);
+        if let Some(eta) = self.eta() {
+            metrics::gauge!("origin_pull_warmup_eta_seconds").set(eta.as_secs_f64());
+        }
+    }
+}
+
 /// The end of a warm-up run.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -160,6 +184,8 @@ impl Warmup {
                 }
             }
             p.elapsed = started.elapsed();
+            #[cfg(feature = "metrics")]
+            p.record();
             on_progress(p);
         }
         report

@@ -158,7 +158,7 @@ impl Drop for FillGuard {
                     bytes, duration, ..
                 } => self.fills.counters.fill_completed(*bytes, *duration),
                 FillEvent::NotFound { .. } => self.fills.counters.fill_not_found(),
-                _ => self.fills.counters.fill_failed(),
+                _ => self.fills.counters.fill_failed(&event),
             }
         }
         self.fills

@@ -36,6 +36,8 @@ pub(crate) const MAX_REMEMBERED: usize = 16_384;
 /// A local directory served directly.
 #[derive(Debug)]
 pub(crate) struct Local {
+    /// Maps keys to files where [`Local::path`] does not (off Unix).
+    #[cfg_attr(unix, allow(dead_code))]
     fs: LocalFileSystem,
     /// Its root, as `LocalFileSystem` was given it (from its `Display`).
     root: PathBuf,

@@ -43,6 +43,8 @@ pub fn mirror_binary() -> std::path::PathBuf {
                 (cfg!(feature = "aws"), "aws"),
                 (cfg!(feature = "config"), "config"),
                 (cfg!(feature = "metrics"), "metrics"),
+                (cfg!(feature = "prometheus"), "prometheus"),
+                (cfg!(feature = "monitor"), "monitor"),
                 (cfg!(feature = "server"), "server"),
             ] {
                 if on {
