@@ -262,9 +262,8 @@ impl Counters {
         let _ = event;
     }
 
-    /// An object was revalidated or replaced by refresh (the refresh work calls this once
-    /// per object it revalidates or replaces).
-    #[allow(dead_code)] // wired by the refresh work (issue 14)
+    /// A refresh found an object current at its origin (`304`) or replaced it: called by
+    /// the fill's guard once per such refresh fill.
     pub(crate) fn refreshed(&self) {
         self.refreshed.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]

@@ -222,6 +222,8 @@ async fn warmup_refresh_and_origin_gone() {
         .await;
     assert_eq!(report.progress.pulled, 1, "{report:?}");
     assert_eq!(report.progress.bytes, 11);
+    // One revalidated (304), one replaced: both counted as refreshes.
+    assert_eq!(handle.progress().refreshed, 2);
     assert_eq!(get(&c, &format!("{url}w.txt")).await.body(), b"version two");
     let mut refreshed = false;
     while let Ok(event) = events.try_recv() {

@@ -155,9 +155,23 @@ impl Drop for FillGuard {
         if self.report {
             match &event {
                 FillEvent::Completed {
-                    bytes, duration, ..
-                } => self.fills.counters.fill_completed(*bytes, *duration),
+                    bytes,
+                    duration,
+                    committed,
+                    ..
+                } => {
+                    self.fills.counters.fill_completed(*bytes, *duration);
+                    if *committed == crate::Committed::Refreshed {
+                        self.fills.counters.refreshed();
+                    }
+                }
                 FillEvent::NotFound { .. } => self.fills.counters.fill_not_found(),
+                // A refresh that asked the origin and found the object current.
+                FillEvent::Revalidated { asked_origin, .. } => {
+                    if *asked_origin {
+                        self.fills.counters.refreshed();
+                    }
+                }
                 _ => self.fills.counters.fill_failed(&event),
             }
         }
