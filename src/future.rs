@@ -190,6 +190,10 @@ fn revalidated<B>(c: Captured, inner: Response<B>, verdict: crate::refresh::Verd
 /// Carry out the engine's decision for a response that triggers a rule.
 fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B> {
     let engine = c.engine.clone();
+    let store_checked = inner
+        .extensions()
+        .get::<crate::serve::StoreChecked>()
+        .is_some();
     let action = crate::engine::decide(
         &engine,
         Miss {
@@ -203,8 +207,9 @@ fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B
                 .and_then(|h| h.get(http::header::RANGE)),
             if_range: c
                 .conditions
-                .as_ref()
+                .as_deref()
                 .and_then(|h| h.get(http::header::IF_RANGE)),
+            store_checked,
         },
     );
     let finish = |answer| Step::Done(finish(&engine, answer));

@@ -55,9 +55,9 @@ mod layer;
 pub mod monitor;
 pub mod origin;
 pub mod progress;
-mod refresh;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+mod refresh;
 mod respond;
 mod rule;
 mod serve;

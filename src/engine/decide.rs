@@ -10,7 +10,7 @@ use super::{Engine, variant};
 use crate::fill::FillSpec;
 use crate::origin::OriginRequest;
 use crate::progress::Outcome;
-use crate::rule::{HeadMiss, Mode, RangeMiss, Rule};
+use crate::rule::{FillChecks, HeadMiss, Mode, RangeMiss, Rule};
 use crate::serve::range::{self, Ask};
 
 /// What a request that triggered a rule brings to the decision.
@@ -28,6 +28,9 @@ pub(crate) struct Miss<'a> {
     /// The request's `If-Range`, if any: sent with a range the origin is asked for, so the
     /// origin answers the whole object when the client's copy is stale.
     pub(crate) if_range: Option<&'a HeaderValue>,
+    /// The inner service is `ServeStore` and looked the key up in the store just now: the
+    /// fill need not look again.
+    pub(crate) store_checked: bool,
 }
 
 /// What to do with a miss.
@@ -112,6 +115,7 @@ pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
         key,
         head_only,
         if_range: miss.if_range,
+        store_checked: miss.store_checked,
     };
     if let Some(reason) = reason {
         tracing::debug!(key = %planned.key, reason, "miss: answered for this client only");
@@ -173,6 +177,7 @@ struct Planned<'a> {
     key: String,
     head_only: bool,
     if_range: Option<&'a HeaderValue>,
+    store_checked: bool,
 }
 
 impl Planned<'_> {
@@ -186,7 +191,10 @@ impl Planned<'_> {
             on_disconnect: self.rule.on_disconnect,
             pinned,
             report: stored,
-            checks: self.rule.checks.clone(),
+            checks: FillChecks {
+                store_checked: self.store_checked,
+                ..self.rule.checks.clone()
+            },
         }
     }
 
@@ -338,6 +346,7 @@ mod tests {
                 headers: None,
                 range: range.as_ref(),
                 if_range: None,
+                store_checked: false,
             },
         );
         describe(&action)
@@ -533,6 +542,8 @@ mod tests {
                     headers: None,
                     range: None,
                     if_range: None,
+                    store_checked: false,
+                    store_checked: false,
                 },
             ))
         };

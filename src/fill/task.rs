@@ -151,7 +151,7 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
     let key = spec.key.as_str();
     let head_request = spec.request.method == Method::HEAD;
     if let (Some(store), false) = (&fill.store, head_request) {
-        if let Some(begun) = recheck(fill, &**store, key).await {
+        if let Some(begun) = recheck(fill, &**store, key, !spec.checks.store_checked).await {
             return Ok(begun);
         }
     }
@@ -233,13 +233,17 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
 /// The object may have landed since the inner service looked (another fill just committed
 /// it, another replica wrote it): serve it from the store and fetch nothing; a tombstone
 /// means it is not pulled back (the inner response stands).
-async fn recheck(fill: &Fill, store: &dyn crate::Store, key: &str) -> Option<Begun> {
+async fn recheck(fill: &Fill, store: &dyn crate::Store, key: &str, read: bool) -> Option<Begun> {
     if store.is_deleted(key).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "tombstone check failed; pulling anyway");
         false
     }) {
         fill.not_found();
         return Some(Begun::Done(Pulled::NotFound));
+    }
+    // `ServeStore` looked just now (its `404` said so): not again.
+    if !read {
+        return None;
     }
     match store.read(key, 0).await {
         Ok(Some(object)) => Some(Begun::Replay(object)),

@@ -364,6 +364,9 @@ pub(crate) struct FillChecks {
     pub(crate) before_serve: bool,
     /// What a refresh does when the origin no longer has the object.
     pub(crate) gone: OriginGone,
+    /// The inner service (`ServeStore`) looked the key up in the store just before this
+    /// fill: it skips its own re-check (set on the spec, never on a rule).
+    pub(crate) store_checked: bool,
     /// This fill is a refresh of a stored object (set on the spec, never on a rule).
     pub(crate) refresh_fill: bool,
 }
@@ -381,6 +384,7 @@ impl Default for FillChecks {
             gone: OriginGone::Keep,
             before_serve: false,
             refresh_fill: false,
+            store_checked: false,
         }
     }
 }

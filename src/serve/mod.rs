@@ -17,3 +17,4 @@ mod service;
 pub use self::body::ServeBody;
 pub use self::future::ServeFuture;
 pub use self::service::ServeStore;
+pub(crate) use self::service::StoreChecked;

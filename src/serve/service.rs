@@ -359,7 +359,7 @@ impl Get<'_> {
         let looked = match looked {
             Ok(Ok(looked)) => looked,
             Ok(Err(Missing::NotFound)) => {
-                return message(StatusCode::NOT_FOUND, "no such object\n");
+                return missing();
             }
             Ok(Err(Missing::Failed(e))) => {
                 tracing::error!(key = self.key, error = %e, "serving from the local store failed");
@@ -466,11 +466,11 @@ impl Get<'_> {
     /// missing too: the layer pulls it, it is never a `500`.
     fn failed(&self, e: object_store::Error) -> Response<ServeBody> {
         if crate::BucketStore::is_local_miss(&e, self.key) {
-            return message(StatusCode::NOT_FOUND, "no such object\n");
+            return missing();
         }
         let reason = match e {
             object_store::Error::NotFound { .. } => {
-                return message(StatusCode::NOT_FOUND, "no such object\n");
+                return missing();
             }
             object_store::Error::PermissionDenied { .. } => "the store denied the read\n",
             object_store::Error::Unauthenticated { .. } => "the store refused our credentials\n",
@@ -484,6 +484,18 @@ impl Get<'_> {
 fn status(code: StatusCode, body: ServeBody) -> Response<ServeBody> {
     let mut res = Response::new(body);
     *res.status_mut() = code;
+    res
+}
+
+/// A response extension on `ServeStore`'s `404` for a key it looked up in the store just
+/// now: the layer's fill then skips its own re-check of the store (see ARCHITECTURE.md).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreChecked;
+
+/// `404` for a key the store does not have, marked [`StoreChecked`].
+fn missing() -> Response<ServeBody> {
+    let mut res = message(StatusCode::NOT_FOUND, "no such object\n");
+    res.extensions_mut().insert(StoreChecked);
     res
 }
 

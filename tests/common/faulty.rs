@@ -662,11 +662,12 @@ pub const KINDS: &[Kind] = &[
 
 // ----- a store that counts writes -----
 
-/// An `ObjectStore` that forwards everything and counts the calls that write.
+/// An `ObjectStore` that forwards everything and counts the calls that write, and reads.
 #[derive(Debug)]
 pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     writes: AtomicUsize,
+    reads: AtomicUsize,
 }
 
 impl CountingStore {
@@ -674,7 +675,13 @@ impl CountingStore {
         Arc::new(Self {
             inner,
             writes: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
         })
+    }
+
+    /// `get_opts` calls so far (object reads and metadata looks).
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
     }
 
     /// `put_opts` and `put_multipart_opts` calls so far.
@@ -715,6 +722,7 @@ impl ObjectStore for CountingStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get_opts(location, options).await
     }
 
