@@ -543,7 +543,6 @@ mod tests {
                     range: None,
                     if_range: None,
                     store_checked: false,
-                    store_checked: false,
                 },
             ))
         };
