@@ -1,5 +1,7 @@
-//! The client's side of a fill: an HTTP body that tails the fill's window, or — once it fell
-//! behind and the object is committed — reads the rest from the store.
+//! The client's side of a fill: an HTTP body that tails the fill's window, reads the fill's
+//! spool at its own offset when it is not in the window (it joined late, fell behind, or
+//! starts a range ahead of it), or — with no spool to read, once the object is committed —
+//! reads the rest from the store.
 //!
 //! The body ends cleanly only when the fill says the object is complete (after the commit);
 //! a failed or abandoned fill, a store read that comes up short, or a fill task that went away
@@ -15,7 +17,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use http_body::{Body, Frame, SizeHint};
 
-use super::shared::{Fill, HeadView, Read};
+use super::shared::{Ended, Fill, HeadView, Read};
 use crate::store::StoredObject;
 use crate::{BoxError, Error};
 
@@ -26,10 +28,16 @@ pub(crate) struct Reader {
     id: u64,
     remaining: Option<u64>,
     state: State,
+    /// Waiting for the fill to end (a range's last byte is held until then).
+    settling: Option<BoxFuture<'static, ()>>,
 }
 
 enum State {
     Live,
+    /// A read of the spool in flight (on the blocking pool); then `Live` again.
+    Spooling {
+        read: BoxFuture<'static, std::io::Result<Bytes>>,
+    },
     Opening {
         open: BoxFuture<'static, Result<Option<StoredObject>, Error>>,
         offset: u64,
@@ -61,6 +69,7 @@ impl Reader {
             id,
             remaining: None,
             state: State::Live,
+            settling: None,
         }
     }
 
@@ -71,7 +80,53 @@ impl Reader {
             id,
             remaining: None,
             state: State::Live,
+            settling: None,
         }
+    }
+
+    /// Start reading at byte `pos` (a range's first byte) instead of byte 0.
+    pub(crate) fn seek(&mut self, pos: u64) {
+        if matches!(self.state, State::Live) {
+            self.fill.seek(self.id, pos);
+            if let Some(n) = self.remaining.as_mut() {
+                *n = n.saturating_sub(pos);
+            }
+        }
+    }
+
+    /// Leave the fill's readers and wait until it has ended: `Ok` when it ended well (the
+    /// object stored, or delivered whole), its error otherwise.
+    pub(crate) fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.finish();
+        loop {
+            if let Some(ended) = self.fill.ended() {
+                self.settling = None;
+                return Poll::Ready(match ended {
+                    Ended::Stored(_) | Ended::NotStored => Ok(()),
+                    Ended::Failed(e) => Err(Box::new(Error::Shared(e))),
+                    Ended::NotFound => {
+                        Err(Box::new(self.broken("the object vanished at the origin")))
+                    }
+                });
+            }
+            let fill = self.fill.clone();
+            let settling = self
+                .settling
+                .get_or_insert_with(|| async move { fill.wait_ended().await }.boxed());
+            ready!(settling.poll_unpin(cx));
+            self.settling = None;
+        }
+    }
+
+    /// Whether a range read from this fill holds its last byte until the fill ends well:
+    /// when the fill stores (and verifies) the object.
+    pub(crate) fn holds_last_byte(&self) -> bool {
+        self.fill.store.is_some()
+    }
+
+    /// Whether the fill is expected to reach byte `pos` within `max_wait`.
+    pub(crate) fn reaches(&self, pos: u64, max_wait: std::time::Duration) -> bool {
+        self.fill.reaches(pos, max_wait)
     }
 
     /// When this reader stops waiting for the head.
@@ -93,7 +148,7 @@ impl Reader {
     }
 
     fn finish(&mut self) {
-        if matches!(self.state, State::Live) {
+        if matches!(self.state, State::Live | State::Spooling { .. }) {
             self.fill.leave(self.id);
         }
         self.state = State::Ended;
@@ -164,6 +219,12 @@ impl Body for Reader {
                         this.finish();
                         return Poll::Ready(Some(Err(Box::new(Error::Shared(e)))));
                     }
+                    Read::Spool { spool, offset, len } => {
+                        spool.spools().counted_read();
+                        this.state = State::Spooling {
+                            read: spool.read(offset, len).boxed(),
+                        };
+                    }
                     Read::FromStore { offset, total } => {
                         this.fill.leave(this.id);
                         let Some(store) = this.fill.store.clone() else {
@@ -180,6 +241,20 @@ impl Body for Reader {
                         };
                     }
                 },
+                State::Spooling { read } => {
+                    let read = ready!(read.poll_unpin(cx));
+                    this.state = State::Live;
+                    match read {
+                        Ok(bytes) => return this.data(bytes),
+                        Err(e) => {
+                            let e = Error::SpoolRead {
+                                key: this.fill.key.clone(),
+                                source: e,
+                            };
+                            return this.error(e);
+                        }
+                    }
+                }
                 State::Opening {
                     open,
                     offset,
