@@ -13,11 +13,12 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use crate::body::ResponseBody;
-use crate::engine::{Action, Engine, Miss, Pull};
+use crate::engine::{Action, Engine, Join, Miss, Pull};
 use crate::fill::reader::Reader;
 use crate::fill::registry::Joined;
-use crate::fill::shared::HeadView;
+use crate::fill::shared::{Head, HeadView};
 use crate::progress::Outcome;
+use crate::serve::range::{self, Decision};
 use crate::{Error, respond};
 
 /// What a request leaves behind for a possible pull.
@@ -173,6 +174,7 @@ fn attach<B>(engine: &Arc<Engine>, joined: Joined, pull: Pull, inner: Response<B
         range: pull.range,
         head_only: pull.head_only,
         outcome: pull.outcome,
+        join: pull.join,
     });
     match pulling.admitted(joined) {
         Some(answer) => Step::Done(finish(engine, answer)),
@@ -218,9 +220,32 @@ struct Pulling<B> {
     range: Option<HeaderValue>,
     head_only: bool,
     outcome: Outcome,
+    /// A range under `RangeMiss::JoinFill`, decided once the head is there.
+    join: Option<Join>,
 }
 
 impl<B> Pulling<B> {
+    /// Under `RangeMiss::JoinFill`: the spec of the private fill that serves the range when
+    /// the fill is not expected to reach the range's first byte in time (counted either way).
+    fn proxy_instead(&mut self, head: &Head) -> Option<crate::fill::FillSpec> {
+        let join = self.join.take()?;
+        let (Some(range), Some(len)) = (self.range.as_ref(), head.content_length) else {
+            return None;
+        };
+        if head.status != http::StatusCode::OK {
+            return None;
+        }
+        let Decision::Partial(bytes) = range::decide(range, len) else {
+            return None;
+        };
+        let joined = self
+            .reader
+            .as_ref()
+            .is_some_and(|r| r.reaches(bytes.start, join.max_wait));
+        self.engine.fills.spools.counted_range(joined);
+        (!joined).then_some(join.proxy)
+    }
+
     /// Take what the registry said; `Some` when that already answers the request.
     fn admitted(&mut self, joined: Joined) -> Option<Answer<B>> {
         match joined {
@@ -269,6 +294,20 @@ impl<B> Pulling<B> {
                 }
             }
             let view = ready!(self.poll_head(cx));
+            if let HeadView::Ready(head) = &view {
+                if let Some(spec) = self.proxy_instead(head) {
+                    // The fill goes on (it is pinned); this range is the origin's.
+                    self.reader = None;
+                    self.head_timer = None;
+                    self.own = None;
+                    self.outcome = Outcome::Proxied;
+                    let joined = self.engine.fills.start_private(spec);
+                    if let Some(answer) = self.admitted(joined) {
+                        return Poll::Ready(answer);
+                    }
+                    continue;
+                }
+            }
             return Poll::Ready(match view {
                 // The origin does not have it either: the inner response, untouched.
                 HeadView::NotFound => self.untouched(),

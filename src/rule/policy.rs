@@ -1,6 +1,8 @@
 //! Per-rule policies: headers and query string sent to the origin, Range and HEAD misses,
 //! integrity checks, object size limits, statuses passed through.
 
+use std::time::Duration;
+
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -252,6 +254,18 @@ pub enum RangeMiss {
     FillThenServe,
     /// Serve the range from the origin; store nothing.
     ProxyRange,
+    /// Join the key's fill in flight, reading the range from the window or the fill's spool
+    /// as soon as its bytes are there, when the fill is expected to reach the range's first
+    /// byte within `max_wait` at the rate it has had so far; otherwise serve the range from
+    /// the origin (`x-origin-pull: proxied`, counted in
+    /// [`SpoolStats::ranges_proxied`](crate::SpoolStats::ranges_proxied)). With no fill in
+    /// flight, the range starts the full fill and joins it under the same test once the
+    /// origin's head is there. `Duration::MAX`: always join (one origin request per object
+    /// whatever the ranges). The range's last byte is sent once the fill has ended well.
+    JoinFill {
+        /// How long a range may wait for the fill to reach its first byte.
+        max_wait: Duration,
+    },
 }
 
 /// What a `HEAD` does on a miss.
