@@ -721,9 +721,17 @@ async fn spool_max_bytes_reached_falls_back_and_counts() {
     let leader = start_get(&client, &app.at("m.bin"), None);
     origin.allow(len / 2);
     origin.sent_at_least(len / 2).await;
+    let handle = app.layer.handle();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.spool_stats().fallback_full == 1
+        })
+        .await,
+        "the bound was reached (once)"
+    );
     let mut joiner = start_get(&client, &app.at("m.bin"), None);
     assert!(joiner.first_byte().await, "what is spooled streams at once");
-    let stats = app.layer.handle().spool_stats();
+    let stats = handle.spool_stats();
     assert_eq!(stats.fallback_full, 1, "the bound was reached once");
     assert!(stats.bytes_now <= 256 * KIB as u64);
     origin.allow(len);
@@ -858,4 +866,55 @@ async fn peak_heap_stays_within_the_window_plus_a_buffer_per_reader() {
     eprintln!("peak heap growth: {peak} bytes (bound {bound}) for a {len}-byte object");
     assert!(peak <= bound, "peak heap growth {peak} > {bound}");
     app.spools_gone().await;
+}
+
+// ----- configuration -----
+
+/// `on_range = "join_fill"` with `on_range_max_wait`, `spool_dir` and `spool_max_bytes` from
+/// a configuration file: a cold range joins the fill it starts and the fill spools in the
+/// configured directory. `on_range_max_wait` with another `on_range` is refused at its
+/// location.
+#[tokio::test]
+async fn join_fill_and_the_spool_from_configuration() {
+    use tower_origin_pull::config::Config;
+    let _serial = SERIAL.read().await;
+    let len = MIB;
+    let object = random_bytes(len, 13);
+    let origin = Gated::start(object.clone(), None).await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "coalesce_window = \"64KiB\"\nspool_dir = {:?}\nspool_max_bytes = \"64MiB\"\n\
+         [store]\nurl = \"memory://\"\n[[rules]]\non_range = \"join_fill\"\n\
+         on_range_max_wait = \"10s\"\norigin = {{ hosts = [\"{}\"] }}\n",
+        spool_dir.path().display().to_string(),
+        origin.url
+    );
+    let config = Config::from_toml(&toml).unwrap();
+    assert_eq!(config.validate(), vec![]);
+    let layer = OriginPullLayer::from_config(&config).unwrap();
+    let inner = store_service(Arc::new(InMemory::new()));
+    let addr = serve(inner.layer(layer.clone())).await;
+    let client = client();
+    let url = format!("http://{addr}/cfg.bin");
+    let leader = start_get(&client, &url, None);
+    origin.allow(len / 2);
+    origin.sent_at_least(len / 2).await;
+    assert!(
+        open_files_under(spool_dir.path()) >= 1,
+        "spooled where configured"
+    );
+    let mut ranged = start_get(&client, &url, Some("bytes=1000-1999".to_owned()));
+    assert!(ranged.first_byte().await);
+    origin.allow(len);
+    assert!(ranged.got().await.body() == &object[1000..2000]);
+    assert!(leader.got().await.body() == &object[..]);
+    assert_eq!(layer.handle().spool_stats().ranges_joined, 1);
+
+    let wrong = Config::from_toml(
+        "[store]\nurl = \"memory://\"\n[[rules]]\non_range = \"proxy_range\"\n\
+         on_range_max_wait = \"1s\"\norigin = { hosts = [\"http://h/\"] }\n",
+    )
+    .unwrap();
+    let at: Vec<String> = wrong.validate().into_iter().map(|p| p.at).collect();
+    assert_eq!(at, vec!["rules[0].on_range_max_wait".to_owned()]);
 }
