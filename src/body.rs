@@ -27,7 +27,7 @@ pin_project! {
     enum Kind<B> {
         Inner { #[pin] body: B },
         Pulled { body: Reader },
-        Range { body: Option<Reader>, take: u64, last: Option<Bytes> },
+        Range { body: Option<Reader>, take: u64, last: Option<u8> },
         Message { body: Full<Bytes> },
         Empty,
     }
@@ -144,7 +144,7 @@ where
 fn poll_range(
     body: &mut Option<Reader>,
     take: &mut u64,
-    last: &mut Option<Bytes>,
+    last: &mut Option<u8>,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     loop {
@@ -155,7 +155,9 @@ fn poll_range(
             let settled = std::task::ready!(reader.poll_settled(cx));
             *body = None;
             return Poll::Ready(match settled {
-                Ok(()) => last.take().map(|byte| Ok(Frame::data(byte))),
+                Ok(()) => last
+                    .take()
+                    .map(|byte| Ok(Frame::data(Bytes::copy_from_slice(&[byte])))),
                 Err(e) => Some(Err(e)),
             });
         }
@@ -179,7 +181,8 @@ fn poll_range(
                 data.truncate((*take).min(data.len() as u64) as usize);
                 *take -= data.len() as u64;
                 if *take == 0 && !data.is_empty() && reader.holds_last_byte() {
-                    *last = Some(data.split_off(data.len() - 1));
+                    *last = data.last().copied();
+                    data.truncate(data.len() - 1);
                 }
                 if data.is_empty() {
                     continue;

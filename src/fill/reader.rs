@@ -28,8 +28,6 @@ pub(crate) struct Reader {
     id: u64,
     remaining: Option<u64>,
     state: State,
-    /// Waiting for the fill to end (a range's last byte is held until then).
-    settling: Option<BoxFuture<'static, ()>>,
 }
 
 enum State {
@@ -49,6 +47,11 @@ enum State {
         total: u64,
     },
     Ended,
+    /// Out of the fill's readers, waiting for it to end (a range's last byte is held until
+    /// then).
+    Settling {
+        wait: BoxFuture<'static, ()>,
+    },
 }
 
 impl std::fmt::Debug for Reader {
@@ -69,7 +72,6 @@ impl Reader {
             id,
             remaining: None,
             state: State::Live,
-            settling: None,
         }
     }
 
@@ -80,7 +82,6 @@ impl Reader {
             id,
             remaining: None,
             state: State::Live,
-            settling: None,
         }
     }
 
@@ -97,10 +98,12 @@ impl Reader {
     /// Leave the fill's readers and wait until it has ended: `Ok` when it ended well (the
     /// object stored, or delivered whole), its error otherwise.
     pub(crate) fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.finish();
+        if !matches!(self.state, State::Settling { .. }) {
+            self.finish();
+        }
         loop {
             if let Some(ended) = self.fill.ended() {
-                self.settling = None;
+                self.state = State::Ended;
                 return Poll::Ready(match ended {
                     Ended::Stored(_) | Ended::NotStored => Ok(()),
                     Ended::Failed(e) => Err(Box::new(Error::Shared(e))),
@@ -109,12 +112,16 @@ impl Reader {
                     }
                 });
             }
-            let fill = self.fill.clone();
-            let settling = self
-                .settling
-                .get_or_insert_with(|| async move { fill.wait_ended().await }.boxed());
-            ready!(settling.poll_unpin(cx));
-            self.settling = None;
+            if !matches!(self.state, State::Settling { .. }) {
+                let fill = self.fill.clone();
+                self.state = State::Settling {
+                    wait: async move { fill.wait_ended().await }.boxed(),
+                };
+            }
+            if let State::Settling { wait } = &mut self.state {
+                ready!(wait.poll_unpin(cx));
+            }
+            self.state = State::Ended;
         }
     }
 
@@ -208,7 +215,7 @@ impl Body for Reader {
         let this = &mut *self;
         loop {
             match &mut this.state {
-                State::Ended => return Poll::Ready(None),
+                State::Ended | State::Settling { .. } => return Poll::Ready(None),
                 State::Live => match ready!(this.fill.poll_read(this.id, cx)) {
                     Read::Data(bytes) => return this.data(bytes),
                     Read::End => {
