@@ -7,12 +7,15 @@
 //! (so requests that join a young fill replay it from the start). Beyond that, it drops the
 //! oldest chunk as soon as every *live* reader has read past it. A reader that holds the
 //! window full keeps the fill waiting for at most `grace`; after that the reader is
-//! *demoted*: it stops reading from memory, the fill goes on at the origin's pace, and once
-//! the object is committed the reader continues from the store at its own offset. Requests
-//! that join after byte 0 was dropped are demoted from the start. So memory per fill is at
-//! most `window` plus one chunk whatever the object size and the number of readers, one slow
-//! client never stalls the others for more than `grace`, and no reader ever sees bytes from
-//! two different versions (a demoted reader fails if the store holds another object).
+//! *demoted*: it stops reading from memory, the fill goes on at the origin's pace, and the
+//! reader continues at its own offset from the fill's spool at once when the fill has one
+//! ([`super::spool`]; it reads the window again once it catches up), else from the store
+//! once the object is committed. Requests that join after byte 0 was dropped are demoted
+//! from the start. So memory per fill is at most `window` plus one chunk (plus one spool
+//! read per reader outside the window) whatever the object size and the number of readers,
+//! one slow client never stalls the others for more than `grace`, and no reader ever sees
+//! bytes from two different versions (a demoted reader fails if the store holds another
+//! object).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
