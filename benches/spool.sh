@@ -74,7 +74,7 @@ sleep 1
 
 late() { # $1 base URL, $2 key → first-byte seconds of the late request
     python3 benches/spool/bench.py late "$1/obj/$2" 1.0 | tee -a "$WORK/late.jsonl" \
-        | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["late"]["right"] and d["leader"]["right"], d; print(f"{d[\"late\"][\"first_byte_s\"]:.4f} {d[\"late\"][\"done_s\"]:.2f}")'
+        | python3 benches/spool/bench.py fmt-late
 }
 
 median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.4f}")' "$@"; }
@@ -111,13 +111,22 @@ aria() { # $1 URL, $2 out name → seconds
     python3 -c "print(f'{$t1-$t0:.2f}')"
 }
 
+echo "== catch-up: a request 4 s into the 5 s fill reads the 48 MiB already spooled =="
+mirror 18590 m-catchup "" ""
+for run in $(seq "$RUNS"); do
+    python3 benches/spool/bench.py late "http://127.0.0.1:18594/obj/catchup-$run" 4.0 $((48 << 20)) \
+        | python3 benches/spool/bench.py fmt-catchup
+done
+stop_mirror
+
 echo "== aria2c -x8 -s8 -k1M, cold 64 MiB, origin 50 MiB/s per connection =="
-for variant in direct serve_range_and_fill join_fill join_fill_1s; do
+for variant in direct serve_range_and_fill join_fill join_fill_1s join_fill_2s; do
     ratios=(); times=()
     case $variant in
         serve_range_and_fill) mirror 18591 m-a1 "" "on_range = \"serve_range_and_fill\"" ;;
         join_fill) mirror 18591 m-a2 "" "on_range = \"join_fill\"" ;;
         join_fill_1s) mirror 18591 m-a3 "" "on_range = \"join_fill\"\non_range_max_wait = \"1s\"" ;;
+        join_fill_2s) mirror 18591 m-a4 "" "on_range = \"join_fill\"\non_range_max_wait = \"2s\"" ;;
     esac
     for run in $(seq "$RUNS"); do
         key="aria-$variant-$run"

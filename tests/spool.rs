@@ -547,6 +547,47 @@ async fn far_ranges_are_proxied_under_a_small_max_wait() {
     app.spools_gone().await;
 }
 
+/// A cold range far from the start, under a bounded `max_wait`, is proxied as soon as the
+/// full fill it started has its head (no wait for a rate that cannot be known yet), while
+/// that fill goes on and stores the object: the next plain GET is a hit.
+#[tokio::test]
+async fn a_cold_far_range_is_proxied_at_once_and_its_fill_goes_on() {
+    let _serial = SERIAL.read().await;
+    let len = 2 * MIB;
+    let object = random_bytes(len, 14);
+    let origin = Gated::start(object.clone(), None).await;
+    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
+    let client = client();
+    let got = get_with(
+        &client,
+        &app.at("cold.bin"),
+        &[("range", "bytes=1500000-1500099")],
+    )
+    .await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(got.outcome(), Some("proxied"));
+    assert!(got.body() == &object[1_500_000..1_500_100]);
+    assert_eq!(
+        *origin.allowed.borrow(),
+        0,
+        "answered while the fill was held at 0"
+    );
+    assert_eq!(app.layer.handle().spool_stats().ranges_proxied, 1);
+    origin.allow(len);
+    let handle = app.layer.handle();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.fills_in_flight() == 0
+        })
+        .await
+    );
+    let again = get(&client, &app.at("cold.bin")).await;
+    assert_eq!(again.outcome(), None, "a hit");
+    assert!(again.body() == &object[..]);
+    assert_eq!(origin.whole.load(Ordering::Relaxed), 1);
+    app.spools_gone().await;
+}
+
 // ----- the spool never outlives its fill -----
 
 /// A fill that fails mid-object (the origin breaks off): a reader of the spool gets a body

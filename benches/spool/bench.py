@@ -6,9 +6,10 @@ first-byte measurement of a request arriving into a fill.
                                             each response paced at RATE per connection;
                                             Range → 206; GET /_stats: JSON of requests,
                                             ranged requests and body bytes sent per path
-  bench.py late URL DELAY_S                 GET URL, and DELAY_S later a second GET of it;
+  bench.py late URL DELAY_S [MARK]          GET URL, and DELAY_S later a second GET of it;
                                             prints JSON: the second's time to first body
-                                            byte and to its end, both bodies' sha256 right
+                                            byte, to its first MARK bytes and to its end,
+                                            both bodies' sha256 right
 """
 import hashlib
 import http.client
@@ -108,7 +109,7 @@ def origin(port, rate):
     server.serve_forever()
 
 
-def get(url, out, key):
+def get(url, out, key, mark=0):
     u = urllib.parse.urlsplit(url)
     t0 = time.monotonic()
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
@@ -117,34 +118,59 @@ def get(url, out, key):
     first = r.read(1)
     t1 = time.monotonic()
     h = hashlib.sha256(first)
+    got = len(first)
+    marked = None
     while True:
         chunk = r.read(1 << 20)
         if not chunk:
             break
         h.update(chunk)
+        got += len(chunk)
+        if mark and marked is None and got >= mark:
+            marked = time.monotonic() - t0
     t2 = time.monotonic()
     out[key] = {
         "status": r.status,
         "first_byte_s": t1 - t0,
         "done_s": t2 - t0,
         "right": h.hexdigest() == hashlib.sha256(body_of(u.path)).hexdigest(),
+        "mark_bytes": mark,
+        "mark_s": marked,
     }
 
 
-def late(url, delay):
+def late(url, delay, mark=0):
     out = {}
     a = threading.Thread(target=get, args=(url, out, "leader"))
     a.start()
     time.sleep(delay)
-    b = threading.Thread(target=get, args=(url, out, "late"))
+    b = threading.Thread(target=get, args=(url, out, "late", mark))
     b.start()
     a.join()
     b.join()
     print(json.dumps(out))
 
 
+def fmt_late():
+    d = json.load(sys.stdin)
+    assert d["late"]["right"] and d["leader"]["right"], d
+    print(f"{d['late']['first_byte_s']:.4f} {d['late']['done_s']:.2f}")
+
+
+def fmt_catchup():
+    d = json.load(sys.stdin)["late"]
+    assert d["right"], d
+    mib = d["mark_bytes"] / (1 << 20)
+    print(f"catch-up run: first {mib:.0f} MiB in {d['mark_s']:.3f} s = {mib / d['mark_s']:.0f} MiB/s; "
+          f"first byte {d['first_byte_s'] * 1000:.1f} ms")
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "origin":
+    if sys.argv[1] == "fmt-late":
+        fmt_late()
+    elif sys.argv[1] == "fmt-catchup":
+        fmt_catchup()
+    elif sys.argv[1] == "origin":
         origin(int(sys.argv[2]), float(sys.argv[3]))
     elif sys.argv[1] == "late":
-        late(sys.argv[2], float(sys.argv[3]))
+        late(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0)

@@ -131,8 +131,9 @@ impl Reader {
         self.fill.store.is_some()
     }
 
-    /// Whether the fill is expected to reach byte `pos` within `max_wait`.
-    pub(crate) fn reaches(&self, pos: u64, max_wait: std::time::Duration) -> bool {
+    /// Whether the fill is expected to reach byte `pos` within `max_wait` (`None`: its rate
+    /// is not known yet).
+    pub(crate) fn reaches(&self, pos: u64, max_wait: std::time::Duration) -> Option<bool> {
         self.fill.reaches(pos, max_wait)
     }
 

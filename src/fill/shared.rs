@@ -470,10 +470,11 @@ impl Fill {
     /// Whether a reader starting at `pos` is expected to have its first byte within
     /// `max_wait`: the byte is in the window or the spool, or the fill reaches it in time at
     /// the rate it has had since its first byte. Before the rate is known (the first
-    /// 10 ms of the body), only a start within one window past what has arrived counts.
-    pub(crate) fn reaches(&self, pos: u64, max_wait: Duration) -> bool {
+    /// 10 ms of the body), a start within one window past what has arrived counts, and
+    /// beyond that the answer is `None`: not known yet.
+    pub(crate) fn reaches(&self, pos: u64, max_wait: Duration) -> Option<bool> {
         if max_wait == Duration::MAX {
-            return true;
+            return Some(true);
         }
         let st = self.lock();
         let frontier = st.end.max(st.spooled);
@@ -481,16 +482,16 @@ impl Fill {
         if pos < frontier {
             // In memory or spooled: at once. Behind the window with no spool: only after
             // the commit, whose time is not known.
-            return pos >= st.base() || spooled;
+            return Some(pos >= st.base() || spooled);
         }
         let elapsed = st.first_byte.map(|t| t.elapsed()).unwrap_or_default();
         if elapsed < Duration::from_millis(10) || st.end == 0 {
-            return pos.saturating_sub(frontier) <= self.window as u64;
+            return (pos.saturating_sub(frontier) <= self.window as u64).then_some(true);
         }
         // Bytes per second so far.
         let rate = st.end as f64 / elapsed.as_secs_f64();
         let ahead = pos.saturating_sub(frontier) as f64;
-        ahead / rate <= max_wait.as_secs_f64()
+        Some(ahead / rate <= max_wait.as_secs_f64())
     }
 
     /// The bytes the window holds at most.
