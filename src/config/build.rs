@@ -783,7 +783,7 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
             (
                 "join_fill",
                 RangeMiss::JoinFill {
-                    max_wait: Duration::MAX,
+                    max_wait: RangeMiss::DEFAULT_MAX_WAIT,
                 },
             ),
         ],

@@ -426,12 +426,12 @@ pub struct RuleConfig {
     /// `ignore` (default), `origin_head` or `fill`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_head: Option<String>,
-    /// `serve_range_and_fill` (default), `fill_then_serve`, `proxy_range` or `join_fill`
+    /// `join_fill` (default), `serve_range_and_fill`, `fill_then_serve` or `proxy_range`
     /// ([`RangeMiss`](crate::RangeMiss)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_range: Option<String>,
-    /// For `on_range = "join_fill"`: its `max_wait` (default: unbounded, every range joins;
-    /// any duration).
+    /// For `on_range = "join_fill"`: its `max_wait` (default `"2s"`,
+    /// [`RangeMiss::DEFAULT_MAX_WAIT`](crate::RangeMiss::DEFAULT_MAX_WAIT); any duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_range_max_wait: Option<String>,
     /// `finish` (default) or `cancel`.
