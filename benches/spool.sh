@@ -120,11 +120,11 @@ done
 stop_mirror
 
 echo "== aria2c -x8 -s8 -k1M, cold 64 MiB, origin 50 MiB/s per connection =="
-for variant in direct serve_range_and_fill join_fill join_fill_1s join_fill_2s; do
+for variant in direct serve_range_and_fill join_fill_2s join_fill_1s join_fill_long; do
     ratios=(); times=()
     case $variant in
         serve_range_and_fill) mirror 18591 m-a1 "" "on_range = \"serve_range_and_fill\"" ;;
-        join_fill) mirror 18591 m-a2 "" "on_range = \"join_fill\"" ;;
+        join_fill_long) mirror 18591 m-a2 "" "on_range = \"join_fill\"\non_range_max_wait = \"100y\"" ;;
         join_fill_1s) mirror 18591 m-a3 "" "on_range = \"join_fill\"\non_range_max_wait = \"1s\"" ;;
         join_fill_2s) mirror 18591 m-a4 "" "on_range = \"join_fill\"\non_range_max_wait = \"2s\"" ;;
     esac

@@ -785,6 +785,36 @@ async fn spool_max_bytes_reached_falls_back_and_counts() {
     app.spools_gone().await;
 }
 
+/// A spool directory that cannot be created (its parent is a file): the fill goes on
+/// without a spool (counted in `fallback_error`) and every reader gets the object.
+#[tokio::test]
+async fn a_spool_that_cannot_be_created_is_counted_and_the_fill_goes_on() {
+    let _serial = SERIAL.read().await;
+    let len = MIB;
+    let object = random_bytes(len, 15);
+    let origin = Gated::start(object.clone(), None).await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let app = app(
+        &origin.url,
+        |r| r,
+        |l| l.spool_dir(file.path().join("spools")),
+    )
+    .await;
+    let client = client();
+    let leader = start_get(&client, &app.at("e.bin"), None);
+    origin.allow(len / 2);
+    origin.sent_at_least(len / 2).await;
+    let joiner = start_get(&client, &app.at("e.bin"), None);
+    origin.allow(len);
+    assert!(leader.got().await.body() == &object[..]);
+    assert!(
+        joiner.got().await.body() == &object[..],
+        "from the store after the commit"
+    );
+    let stats = app.layer.handle().spool_stats();
+    assert_eq!((stats.spooled_fills, stats.fallback_error), (0, 1));
+}
+
 /// `spool_max_bytes(0)` turns spooling off: a late joiner waits for the commit, as before.
 #[tokio::test]
 async fn no_spool_when_the_bound_is_zero() {
