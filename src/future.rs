@@ -236,7 +236,7 @@ const RATE_PROBE: std::time::Duration = std::time::Duration::from_millis(25);
 /// What `JoinFill` decided for a range.
 enum JoinCheck {
     Join,
-    Proxy(crate::fill::FillSpec),
+    Proxy(Box<crate::fill::FillSpec>),
     Later,
 }
 
@@ -277,7 +277,7 @@ impl<B> Pulling<B> {
         if joined {
             JoinCheck::Join
         } else {
-            JoinCheck::Proxy(join.proxy)
+            JoinCheck::Proxy(Box::new(join.proxy))
         }
     }
 
@@ -345,7 +345,7 @@ impl<B> Pulling<B> {
                     self.head_timer = None;
                     self.own = None;
                     self.outcome = Outcome::Proxied;
-                    let joined = self.engine.fills.start_private(spec);
+                    let joined = self.engine.fills.start_private(*spec);
                     if let Some(answer) = self.admitted(joined) {
                         return Poll::Ready(answer);
                     }
