@@ -989,3 +989,71 @@ async fn join_fill_and_the_spool_from_configuration() {
     let at: Vec<String> = wrong.validate().into_iter().map(|p| p.at).collect();
     assert_eq!(at, vec!["rules[0].on_range_max_wait".to_owned()]);
 }
+
+/// `kill -9` of a process in the middle of a spooled fill: its spool file had no name to
+/// leave (the kernel frees it with the process), only its empty `tower-origin-pull-<pid>`
+/// directory is left, and the next process's first spool removes it.
+///
+/// The killed process is this test binary run again as a child (`SPOOL_KILL_CHILD` names
+/// the spool directory): it starts a fill held mid-object, prints `ready` once its spool
+/// is open, and waits to be killed.
+#[tokio::test]
+async fn after_kill_9_nothing_is_left_that_the_next_start_does_not_sweep() {
+    let _serial = SERIAL.read().await;
+    if let Ok(dir) = std::env::var("SPOOL_KILL_CHILD") {
+        let origin = Gated::start(random_bytes(MIB, 16), None).await;
+        let app = app(&origin.url, |r| r, |l| l.spool_dir(&dir)).await;
+        let _held = start_get(&client(), &app.at("k.bin"), None);
+        origin.allow(MIB / 2);
+        origin.sent_at_least(MIB / 2).await;
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                open_files_under(Path::new(&dir)) >= 1
+            })
+            .await
+        );
+        println!("ready");
+        std::future::pending::<()>().await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "after_kill_9_nothing_is_left_that_the_next_start_does_not_sweep",
+            "--nocapture",
+        ])
+        .env("SPOOL_KILL_CHILD", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("ready") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "the child reached its spooled fill");
+    let left = dir.path().join(format!("tower-origin-pull-{pid}"));
+    assert!(left.is_dir());
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    assert_eq!(
+        std::fs::read_dir(&left).unwrap().count(),
+        0,
+        "no spool file has a name"
+    );
+    // The next start: its first spool sweeps the dead process's directory.
+    let object = random_bytes(MIB, 17);
+    let origin = Gated::start(object.clone(), None).await;
+    let app = app(&origin.url, |r| r, |l| l.spool_dir(dir.path())).await;
+    origin.allow(MIB);
+    assert!(get(&client(), &app.at("n.bin")).await.body() == &object[..]);
+    assert!(!left.exists(), "swept");
+}

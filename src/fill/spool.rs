@@ -44,6 +44,9 @@ pub(crate) const READ_BUFFER: usize = 128 * 1024;
 /// The default bound on the bytes of every spool of a layer together: 1 GiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 
+/// Numbers the spool files of this process (each is unlinked right after its creation).
+static NEXT_SPOOL: AtomicU64 = AtomicU64::new(0);
+
 /// The prefix of a process's spool directory name (followed by its pid).
 pub const SPOOL_DIR_PREFIX: &str = "tower-origin-pull-";
 
@@ -85,7 +88,6 @@ pub(crate) struct Spools {
     base: PathBuf,
     max_bytes: u64,
     used: AtomicU64,
-    next: AtomicU64,
     /// The process directory, created (and its stale siblings swept) on first use.
     dir: Mutex<Option<PathBuf>>,
     counters: Counters,
@@ -102,7 +104,6 @@ impl Spools {
             base: base.unwrap_or_else(std::env::temp_dir),
             max_bytes,
             used: AtomicU64::new(0),
-            next: AtomicU64::new(0),
             dir: Mutex::new(None),
             counters: Counters::default(),
         }
@@ -172,7 +173,8 @@ impl Spools {
     /// Create a new, already unlinked, spool file (blocking: call on the blocking pool).
     pub(crate) fn create(self: &Arc<Self>) -> io::Result<Spool> {
         let dir = self.process_dir()?;
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // One counter for the process: layers of one process share its directory.
+        let n = NEXT_SPOOL.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{n}.spool"));
         let file = File::options()
             .read(true)
