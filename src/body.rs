@@ -27,7 +27,7 @@ pin_project! {
     enum Kind<B> {
         Inner { #[pin] body: B },
         Pulled { body: Reader },
-        Range { body: Option<Reader>, skip: u64, take: u64 },
+        Range { body: Option<Reader>, take: u64, last: Option<u8> },
         Message { body: Full<Bytes> },
         Empty,
     }
@@ -46,13 +46,16 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    /// `take` bytes of a pulled object, from byte `skip`.
-    pub(crate) fn range(body: Reader, skip: u64, take: u64) -> Self {
+    /// `take` bytes of a pulled object, from byte `skip`: the reader starts there (in the
+    /// window, the spool, or the store). The range's last byte is held until the fill has
+    /// ended well, so a range of an object that fails verification never ends cleanly.
+    pub(crate) fn range(mut body: Reader, skip: u64, take: u64) -> Self {
+        body.seek(skip);
         Self {
             kind: Kind::Range {
                 body: Some(body),
-                skip,
                 take,
+                last: None,
             },
         }
     }
@@ -75,7 +78,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
         match &self.kind {
             Kind::Inner { body } => f.debug_tuple("ResponseBody::Inner").field(body).finish(),
             Kind::Pulled { .. } => f.write_str("ResponseBody::Pulled"),
-            Kind::Range { skip, take, .. } => write!(f, "ResponseBody::Range({skip}, {take})"),
+            Kind::Range { take, .. } => write!(f, "ResponseBody::Range({take})"),
             Kind::Message { .. } => f.write_str("ResponseBody::Message"),
             Kind::Empty => f.write_str("ResponseBody::Empty"),
         }
@@ -103,40 +106,7 @@ where
                 Poll::Pending => Poll::Pending,
             },
             KindProj::Pulled { body } => Pin::new(body).poll_frame(cx),
-            KindProj::Range { body, skip, take } => loop {
-                if *take == 0 {
-                    // Done: leave the fill (it finishes on its own).
-                    *body = None;
-                    return Poll::Ready(None);
-                }
-                let Some(reader) = body.as_mut() else {
-                    return Poll::Ready(None);
-                };
-                match std::task::ready!(Pin::new(reader).poll_frame(cx)) {
-                    None => {
-                        *body = None;
-                        return Poll::Ready(Some(Err("the object ended before the range".into())));
-                    }
-                    Some(Err(e)) => {
-                        *body = None;
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                    Some(Ok(frame)) => {
-                        let Ok(mut data) = frame.into_data() else {
-                            continue;
-                        };
-                        let skipped = (*skip).min(data.len() as u64);
-                        data = data.slice(skipped as usize..);
-                        *skip -= skipped;
-                        if data.is_empty() {
-                            continue;
-                        }
-                        data.truncate((*take).min(data.len() as u64) as usize);
-                        *take -= data.len() as u64;
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-            },
+            KindProj::Range { body, take, last } => poll_range(body, take, last, cx),
             KindProj::Message { body } => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
@@ -149,7 +119,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Pulled { body } => body.is_end_stream(),
-            Kind::Range { take, .. } => *take == 0,
+            Kind::Range { body, .. } => body.is_none(),
             Kind::Message { body } => body.is_end_stream(),
             Kind::Empty => true,
         }
@@ -163,6 +133,62 @@ where
             Kind::Range { take, .. } => SizeHint::with_exact(*take),
             Kind::Message { body } => body.size_hint(),
             Kind::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// The next frame of a range of a pulled object: its bytes, all but the last, then — once
+/// the fill has ended well — the last byte; an error if the fill fails first. (A fill that
+/// stores nothing has nothing to verify and is abandoned when its reader leaves: its range
+/// ends with its last byte.)
+fn poll_range(
+    body: &mut Option<Reader>,
+    take: &mut u64,
+    last: &mut Option<u8>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    loop {
+        let Some(reader) = body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if last.is_some() {
+            let settled = std::task::ready!(reader.poll_settled(cx));
+            *body = None;
+            return Poll::Ready(match settled {
+                Ok(()) => last
+                    .take()
+                    .map(|byte| Ok(Frame::data(Bytes::copy_from_slice(&[byte])))),
+                Err(e) => Some(Err(e)),
+            });
+        }
+        if *take == 0 {
+            *body = None;
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(Pin::new(&mut *reader).poll_frame(cx)) {
+            None => {
+                *body = None;
+                return Poll::Ready(Some(Err("the object ended before the range".into())));
+            }
+            Some(Err(e)) => {
+                *body = None;
+                return Poll::Ready(Some(Err(e)));
+            }
+            Some(Ok(frame)) => {
+                let Ok(mut data) = frame.into_data() else {
+                    continue;
+                };
+                data.truncate((*take).min(data.len() as u64) as usize);
+                *take -= data.len() as u64;
+                if *take == 0 && !data.is_empty() && reader.holds_last_byte() {
+                    *last = data.last().copied();
+                    data.truncate(data.len() - 1);
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
         }
     }
 }

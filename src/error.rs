@@ -186,6 +186,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A reader could not read the fill's spool (its local temporary file).
+    #[error("reading the spool of key {key} failed: {source}")]
+    SpoolRead {
+        /// The store key being pulled.
+        key: String,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// User code or ours panicked while filling the key (an [`Origin`](crate::Origin), its
     /// body stream, a [`Store`](crate::Store)), or the fill's task was dropped before it
     /// ended (aborted, runtime shut down). The fill was settled: every reader got this

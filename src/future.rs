@@ -13,11 +13,12 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use crate::body::ResponseBody;
-use crate::engine::{Action, Engine, Miss, Pull};
+use crate::engine::{Action, Engine, Join, Miss, Pull};
 use crate::fill::reader::Reader;
 use crate::fill::registry::Joined;
-use crate::fill::shared::HeadView;
+use crate::fill::shared::{Head, HeadView};
 use crate::progress::Outcome;
+use crate::serve::range::{self, Decision};
 use crate::{Error, respond};
 
 /// What a request leaves behind for a possible pull.
@@ -288,6 +289,9 @@ fn attach<B>(
         conditions,
         head_only: pull.head_only,
         outcome: pull.outcome,
+        join: pull.join,
+        probe: None,
+        probed: false,
     });
     match pulling.admitted(joined) {
         Some(answer) => Step::Done(finish(engine, answer)),
@@ -334,9 +338,65 @@ struct Pulling<B> {
     conditions: Option<Box<HeaderMap>>,
     head_only: bool,
     outcome: Outcome,
+    /// A range under `RangeMiss::JoinFill`, decided once the head is there.
+    join: Option<Join>,
+    /// Waiting for the fill's rate to be known before deciding `join`.
+    probe: Option<Pin<Box<Sleep>>>,
+    /// The probe has run.
+    probed: bool,
+}
+
+/// How long a range that joins a young fill waits for the fill's rate to be measured.
+const RATE_PROBE: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// What `JoinFill` decided for a range.
+enum JoinCheck {
+    Join,
+    Proxy(Box<crate::fill::FillSpec>),
+    Later,
 }
 
 impl<B> Pulling<B> {
+    /// Under `RangeMiss::JoinFill`: whether the range joins the fill, is proxied (the spec
+    /// of the private fill that serves it), or waits one probe for the fill's rate. Before
+    /// the rate is known, a range that started the fill itself (a cold range) is proxied at
+    /// once when it is beyond the first window, as fast as `ServeRangeAndFill`; one that
+    /// found the fill in flight (a parallel downloader's segment) waits [`RATE_PROBE`] once
+    /// for the rate. Counted once decided.
+    fn join_check(&mut self, head: &Head) -> JoinCheck {
+        let Some(join) = self.join.take() else {
+            return JoinCheck::Join;
+        };
+        let (Some(range), Some(len)) = (self.range.as_ref(), head.content_length) else {
+            return JoinCheck::Join;
+        };
+        let Decision::Partial(bytes) = range::decide(range, len) else {
+            return JoinCheck::Join;
+        };
+        if head.status != http::StatusCode::OK {
+            return JoinCheck::Join;
+        }
+        let reach = self
+            .reader
+            .as_ref()
+            .map_or(Some(false), |r| r.reaches(bytes.start, join.max_wait));
+        let joined = match reach {
+            Some(joined) => joined,
+            None if self.outcome != Outcome::Coalesced || self.probed => false,
+            None => {
+                self.join = Some(join);
+                self.probe = Some(Box::pin(tokio::time::sleep(RATE_PROBE)));
+                return JoinCheck::Later;
+            }
+        };
+        self.engine.fills.spools.counted_range(joined);
+        if joined {
+            JoinCheck::Join
+        } else {
+            JoinCheck::Proxy(Box::new(join.proxy))
+        }
+    }
+
     /// Take what the registry said; `Some` when that already answers the request.
     fn admitted(&mut self, joined: Joined) -> Option<Answer<B>> {
         match joined {
@@ -385,6 +445,29 @@ impl<B> Pulling<B> {
                 }
             }
             let view = ready!(self.poll_head(cx));
+            if let Some(probe) = self.probe.as_mut() {
+                ready!(probe.as_mut().poll(cx));
+                self.probe = None;
+                self.probed = true;
+            }
+            if let HeadView::Ready(head) = &view {
+                let check = self.join_check(head);
+                if matches!(check, JoinCheck::Later) {
+                    continue;
+                }
+                if let JoinCheck::Proxy(spec) = check {
+                    // The fill goes on (it is pinned); this range is the origin's.
+                    self.reader = None;
+                    self.head_timer = None;
+                    self.own = None;
+                    self.outcome = Outcome::Proxied;
+                    let joined = self.engine.fills.start_private(*spec);
+                    if let Some(answer) = self.admitted(joined) {
+                        return Poll::Ready(answer);
+                    }
+                    continue;
+                }
+            }
             return Poll::Ready(match view {
                 // The origin does not have it either: the inner response, untouched.
                 HeadView::NotFound => self.untouched(),

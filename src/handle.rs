@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use crate::engine::Engine;
 use crate::events::FillEvent;
 use crate::fill::registry::{BackgroundStats, ShutdownReport};
+use crate::fill::spool::SpoolStats;
 use crate::progress::Progress;
 
 /// The live state of an [`OriginPullLayer`](crate::OriginPullLayer), from
@@ -95,6 +96,13 @@ impl OriginPullHandle {
     /// Counters of the async-mode background queue.
     pub fn background_stats(&self) -> BackgroundStats {
         self.engine.fills.background_stats()
+    }
+
+    /// Counters of the fills' spools (fills spooled, bytes on disk now, fallbacks past
+    /// `spool_max_bytes` or on an IO error, reads served from a spool) and of ranged misses
+    /// under [`RangeMiss::JoinFill`](crate::RangeMiss::JoinFill) (joined or proxied).
+    pub fn spool_stats(&self) -> SpoolStats {
+        self.engine.fills.spool_stats()
     }
 
     /// Fills in flight right now, of every kind (the slots of `max_fills` in use).

@@ -105,9 +105,11 @@ impl OriginPullBuilder {
 
     /// How many bytes of an object in flight are kept in memory for the requests that share
     /// its fill (default 4 MiB). Requests that join before the object outgrows it stream
-    /// from byte 0 at once; a request that falls further behind, or joins later, continues
-    /// from the store once the object is committed. This is the per-fill memory bound (plus
-    /// one chunk, plus what the store buffers).
+    /// from byte 0 at once; a request that falls further behind, or joins later, reads the
+    /// fill's spool at its own offset (see [`spool_max_bytes`](Self::spool_max_bytes)), or
+    /// without one continues from the store once the object is committed. This is the
+    /// per-fill memory bound (plus one chunk, plus what the store buffers, plus 128 KiB per
+    /// reader of the spool).
     pub fn coalesce_window(self, bytes: usize) -> Self {
         self.with_settings(|s| s.window = bytes.max(1))
     }
@@ -182,6 +184,27 @@ impl OriginPullBuilder {
     /// background work never starves live traffic when `n < max_fills`.
     pub fn background_concurrency(self, fills: usize) -> Self {
         self.with_settings(|s| s.background = fills.max(1))
+    }
+
+    /// Where fills spool their bytes for the readers outside the window (default: the
+    /// system temp dir). Each process uses its own directory in it,
+    /// `tower-origin-pull-<pid>`, and on its first spool removes the directories of
+    /// processes that are gone. Spool files are unlinked as soon as they are created, so
+    /// none outlives its fill's last reader, nor the process.
+    pub fn spool_dir(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        let dir = dir.into();
+        self.with_settings(|s| s.spool_dir = Some(dir))
+    }
+
+    /// The bound on the bytes every spool of this layer holds together (default
+    /// [`DEFAULT_SPOOL_MAX_BYTES`](crate::DEFAULT_SPOOL_MAX_BYTES), 1 GiB; `0`: no spools).
+    /// A fill whose next chunk would pass it stops spooling (counted in
+    /// [`SpoolStats::fallback_full`](crate::SpoolStats::fallback_full)): its readers past
+    /// what is spooled continue from the store after the commit, as without a spool. A fill
+    /// spools only when it is shared and stored and its object may outgrow the
+    /// [`coalesce_window`](Self::coalesce_window).
+    pub fn spool_max_bytes(self, bytes: u64) -> Self {
+        self.with_settings(|s| s.spool_max_bytes = bytes)
     }
 
     /// Do not add the header that says what happened.

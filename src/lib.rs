@@ -75,6 +75,7 @@ pub use crate::body::ResponseBody;
 pub use crate::error::{BoxError, Error, Problem};
 pub use crate::events::FillEvent;
 pub use crate::fill::registry::{BackgroundStats, DEFAULT_MAX_FILLS, ShutdownReport};
+pub use crate::fill::spool::{DEFAULT_SPOOL_MAX_BYTES, SPOOL_DIR_PREFIX, SpoolStats};
 pub use crate::future::ResponseFuture;
 pub use crate::handle::OriginPullHandle;
 pub use crate::layer::{DEFAULT_HEADER_NAME, OriginPullBuilder, OriginPullLayer};

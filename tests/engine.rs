@@ -187,10 +187,26 @@ fn rows() -> Vec<Row> {
             (S::OK, "pulled"),
             busy,
         ),
+        row(
+            "sync range join-fill (the default)",
+            |r| r,
+            Method::GET,
+            Some("bytes=0-9"),
+            (S::PARTIAL_CONTENT, "pulled"),
+            busy,
+        ),
         // The test origin ignores ranges: the 416 is decided here, on its 200.
         row(
-            "sync unsatisfiable range",
+            "sync unsatisfiable range, join-fill (the default): the full fill answers",
             |r| r,
+            Method::GET,
+            Some("bytes=99999-"),
+            (S::RANGE_NOT_SATISFIABLE, "pulled"),
+            busy,
+        ),
+        row(
+            "sync unsatisfiable range, serve+fill",
+            |r| r.on_range(RangeMiss::ServeRangeAndFill),
             Method::GET,
             Some("bytes=99999-"),
             (S::RANGE_NOT_SATISFIABLE, "proxied"),

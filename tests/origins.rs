@@ -637,7 +637,8 @@ use futures::StreamExt;
 async fn a_cold_range_is_served_at_once_and_the_whole_object_filled_once() {
     let object = random_bytes(64 * 1024 * 1024, 64);
     let (url, full, ranged) = range_origin(object.clone()).await;
-    let app = app(Rule::new(http(&url))).await;
+    // The policy this test is about (the default before `JoinFill`, issue 16).
+    let app = app(Rule::new(http(&url)).on_range(RangeMiss::ServeRangeAndFill)).await;
     let c = client();
     let started = Instant::now();
     let tail = get_with(&c, &app.at("movie.bin"), &[("range", "bytes=-100")]).await;

@@ -869,8 +869,15 @@ fn rule(c: &mut Check, at: &str, r: &RuleConfig) -> Option<Rule> {
             ("serve_range_and_fill", RangeMiss::ServeRangeAndFill),
             ("fill_then_serve", RangeMiss::FillThenServe),
             ("proxy_range", RangeMiss::ProxyRange),
+            (
+                "join_fill",
+                RangeMiss::JoinFill {
+                    max_wait: RangeMiss::DEFAULT_MAX_WAIT,
+                },
+            ),
         ],
     );
+    let range = join_fill_wait(c, at, r, range);
     let disconnect = c.one_of(
         &format!("{at}.on_client_disconnect"),
         &r.on_client_disconnect,
@@ -1202,6 +1209,7 @@ fn assemble(
         }
     }
     let window = c.memory_size("coalesce_window", &config.coalesce_window);
+    let spool_max = c.size("spool_max_bytes", &config.spool_max_bytes);
     let grace = c.duration("slow_reader_grace", &config.slow_reader_grace);
     let negative = c.duration("remember_not_found", &config.remember_not_found);
     if config.fill_overflow.is_some() {
@@ -1297,6 +1305,12 @@ fn assemble(
     if let Some(g) = grace {
         layer = layer.slow_reader_grace(g);
     }
+    if let Some(dir) = &config.spool_dir {
+        layer = layer.spool_dir(dir);
+    }
+    if let Some(n) = spool_max {
+        layer = layer.spool_max_bytes(n);
+    }
     if let Some(n) = negative {
         layer = layer.remember_not_found(n);
     }
@@ -1327,6 +1341,30 @@ fn assemble(
         _ => {}
     }
     Some((layer.build(), webhook))
+}
+
+/// `on_range_max_wait`: the `max_wait` of `on_range = "join_fill"`, refused with any other
+/// `on_range`.
+fn join_fill_wait(
+    c: &mut Check,
+    at: &str,
+    r: &RuleConfig,
+    range: Option<RangeMiss>,
+) -> Option<RangeMiss> {
+    let wait = c.duration(&format!("{at}.on_range_max_wait"), &r.on_range_max_wait);
+    match (range, wait) {
+        (Some(RangeMiss::JoinFill { .. }), Some(max_wait)) => {
+            Some(RangeMiss::JoinFill { max_wait })
+        }
+        (range, None) => range,
+        (_, Some(_)) => {
+            c.problem(
+                format!("{at}.on_range_max_wait"),
+                "only `on_range = \"join_fill\"` has a `max_wait`",
+            );
+            range
+        }
+    }
 }
 
 /// `[server]`'s values, read (what is not given is `None`).

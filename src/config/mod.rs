@@ -54,6 +54,8 @@
 //! | `background_concurrency` | 1 ..= `max_fills` (64 when `max_fills` is not given) |
 //! | `background_queue` | 1 ..= 1,000,000 |
 //! | `coalesce_window` | 0 ..= `usize::MAX` bytes |
+//! | `spool_max_bytes` | any size (`0`: no spools) |
+//! | `rules[].on_range_max_wait` | any duration, with `on_range = "join_fill"` only |
 //! | `slow_reader_grace`, `remember_not_found`, `fill_queue_timeout`, `retry_after` | any duration (`"0s"`: none) |
 //! | `head_timeout`, `stall_timeout` | any duration but `"0s"` |
 //! | `store.multipart_threshold`, `store.part_size` | 1 ..= `usize::MAX` bytes; on `s3://` at most 5 GiB, and a part size of at least 5 MiB |
@@ -174,6 +176,14 @@ pub struct Config {
     /// [`OriginPullBuilder::coalesce_window`](crate::OriginPullBuilder::coalesce_window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesce_window: Option<String>,
+    /// Where fills spool their bytes for readers outside the window (default: the system
+    /// temp dir). See [`OriginPullBuilder::spool_dir`](crate::OriginPullBuilder::spool_dir).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<String>,
+    /// The bound on every spool's bytes together (default `"1GiB"`; `0`: no spools). See
+    /// [`OriginPullBuilder::spool_max_bytes`](crate::OriginPullBuilder::spool_max_bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_max_bytes: Option<String>,
     /// How long a reader that keeps the window full may hold its fill up before it is
     /// demoted (default `"250ms"`; any duration). See
     /// [`OriginPullBuilder::slow_reader_grace`](crate::OriginPullBuilder::slow_reader_grace).
@@ -459,9 +469,14 @@ pub struct RuleConfig {
     /// `ignore` (default), `origin_head` or `fill`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_head: Option<String>,
-    /// `serve_range_and_fill` (default), `fill_then_serve` or `proxy_range`.
+    /// `join_fill` (default), `serve_range_and_fill`, `fill_then_serve` or `proxy_range`
+    /// ([`RangeMiss`](crate::RangeMiss)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_range: Option<String>,
+    /// For `on_range = "join_fill"`: its `max_wait` (default `"2s"`,
+    /// [`RangeMiss::DEFAULT_MAX_WAIT`](crate::RangeMiss::DEFAULT_MAX_WAIT); any duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_range_max_wait: Option<String>,
     /// `finish` (default) or `cancel`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_client_disconnect: Option<String>,

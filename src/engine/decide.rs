@@ -2,6 +2,7 @@
 //! one function with no side effects. The response future only carries the action out.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::RANGE;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -64,6 +65,16 @@ pub(crate) struct Pull {
     /// A full fill to queue in the background alongside (a cold `Range` under
     /// [`RangeMiss::ServeRangeAndFill`]).
     pub(crate) background: Option<FillSpec>,
+    /// A range under [`RangeMiss::JoinFill`]: read from the fill if it reaches the range in
+    /// time, else proxied with this.
+    pub(crate) join: Option<Join>,
+}
+
+/// A range that joins a fill only if the fill reaches its first byte within `max_wait`.
+pub(crate) struct Join {
+    pub(crate) max_wait: Duration,
+    /// The private fill that serves the range from the origin otherwise.
+    pub(crate) proxy: FillSpec,
 }
 
 /// A redirect to the origin.
@@ -205,6 +216,7 @@ impl Planned<'_> {
             head_only: self.head_only,
             outcome,
             background: None,
+            join: None,
         }
     }
 
@@ -242,6 +254,16 @@ impl Planned<'_> {
             Asked::One(value) => match self.rule.range_miss {
                 RangeMiss::FillThenServe => self.fill(&request, true, Some(value)),
                 RangeMiss::ProxyRange => self.proxy(self.forward(request, value), Some(value)),
+                RangeMiss::JoinFill { max_wait } => {
+                    let proxy = self.spec(&self.forward(request.clone(), value), false, false);
+                    match self.fill(&request, true, Some(value)) {
+                        Action::Fill(mut pull) => {
+                            pull.join = Some(Join { max_wait, proxy });
+                            Action::Fill(pull)
+                        }
+                        other => other,
+                    }
+                }
                 RangeMiss::ServeRangeAndFill => {
                     let ranged = self.spec(&self.forward(request.clone(), value), false, false);
                     let mut ranged = self.pull(ranged, Some(value), Outcome::Proxied);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-pub(crate) use self::decide::{Action, Miss, Pull, decide};
+pub(crate) use self::decide::{Action, Join, Miss, Pull, decide};
 use crate::events::Events;
 use crate::fill::registry::{FillSettings, Fills};
 use crate::origin::OriginRequest;

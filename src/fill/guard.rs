@@ -10,7 +10,11 @@
 //! 2. removes the registry entry (so the next request for the key starts a fresh fill) and
 //!    remembers an origin `404` when configured;
 //! 3. releases the fill's slot of the bound (the permits are fields of the guard);
-//! 4. counts the fill and sends its final event (`Completed`, `NotFound` or `Failed`).
+//! 4. counts the fill and sends its final event (`Completed`, `NotFound` or `Failed`);
+//! 5. settles the fill's spool through (1): a fill that did not end well drops it at once
+//!    (its readers get the error, not the spool's bytes); one that ended well keeps it
+//!    only while a reader outside the window still reads it. The file was unlinked when it
+//!    was created, so its bytes go with its last descriptor (see [`super::spool`]).
 //!
 //! The store write in flight is dropped with the task's state; [`BucketStore`]'s writer
 //! aborts its upload when dropped, so nothing partial becomes visible.

@@ -10,13 +10,16 @@
 //!
 //! Memory per fill is bounded whatever the object size and the number of readers: the
 //! shared window ([`shared`], 4 MiB by default) plus what the [`Store`] buffers (for
-//! [`BucketStore`](crate::BucketStore): at most 24 MiB with its defaults).
+//! [`BucketStore`](crate::BucketStore): at most 24 MiB with its defaults), plus for each
+//! reader outside the window one spool read ([`spool::READ_BUFFER`], 128 KiB). Disk: the
+//! [`spool`]s of all fills together hold at most `spool_max_bytes`.
 
 mod guard;
 pub(crate) mod meta;
 pub(crate) mod reader;
 pub(crate) mod registry;
 pub(crate) mod shared;
+pub(crate) mod spool;
 mod task;
 mod verify;
 
@@ -63,6 +66,8 @@ pub(crate) struct Limits {
     pub(crate) head_timeout: Duration,
     /// How long any one later step may take.
     pub(crate) stall_timeout: Duration,
+    /// Where the fill spools its bytes (shared fills only; `None`: no spool).
+    pub(crate) spools: Option<Arc<spool::Spools>>,
 }
 
 impl Limits {

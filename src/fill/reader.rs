@@ -1,5 +1,7 @@
-//! The client's side of a fill: an HTTP body that tails the fill's window, or — once it fell
-//! behind and the object is committed — reads the rest from the store.
+//! The client's side of a fill: an HTTP body that tails the fill's window, reads the fill's
+//! spool at its own offset when it is not in the window (it joined late, fell behind, or
+//! starts a range ahead of it), or — with no spool to read, once the object is committed —
+//! reads the rest from the store.
 //!
 //! The body ends cleanly only when the fill says the object is complete (after the commit);
 //! a failed or abandoned fill, a store read that comes up short, or a fill task that went away
@@ -15,7 +17,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use http_body::{Body, Frame, SizeHint};
 
-use super::shared::{Fill, HeadView, Read};
+use super::shared::{Ended, Fill, HeadView, Read};
 use crate::store::StoredObject;
 use crate::{BoxError, Error};
 
@@ -30,6 +32,10 @@ pub(crate) struct Reader {
 
 enum State {
     Live,
+    /// A read of the spool in flight (on the blocking pool); then `Live` again.
+    Spooling {
+        read: BoxFuture<'static, std::io::Result<Bytes>>,
+    },
     Opening {
         open: BoxFuture<'static, Result<Option<StoredObject>, Error>>,
         offset: u64,
@@ -41,6 +47,11 @@ enum State {
         total: u64,
     },
     Ended,
+    /// Out of the fill's readers, waiting for it to end (a range's last byte is held until
+    /// then).
+    Settling {
+        wait: BoxFuture<'static, ()>,
+    },
 }
 
 impl std::fmt::Debug for Reader {
@@ -74,6 +85,58 @@ impl Reader {
         }
     }
 
+    /// Start reading at byte `pos` (a range's first byte) instead of byte 0.
+    pub(crate) fn seek(&mut self, pos: u64) {
+        if matches!(self.state, State::Live) {
+            self.fill.seek(self.id, pos);
+            if let Some(n) = self.remaining.as_mut() {
+                *n = n.saturating_sub(pos);
+            }
+        }
+    }
+
+    /// Leave the fill's readers and wait until it has ended: `Ok` when it ended well (the
+    /// object stored, or delivered whole), its error otherwise.
+    pub(crate) fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if !matches!(self.state, State::Settling { .. }) {
+            self.finish();
+        }
+        loop {
+            if let Some(ended) = self.fill.ended() {
+                self.state = State::Ended;
+                return Poll::Ready(match ended {
+                    Ended::Stored(_) | Ended::NotStored => Ok(()),
+                    Ended::Failed(e) => Err(Box::new(Error::Shared(e))),
+                    Ended::NotFound => {
+                        Err(Box::new(self.broken("the object vanished at the origin")))
+                    }
+                });
+            }
+            if !matches!(self.state, State::Settling { .. }) {
+                let fill = self.fill.clone();
+                self.state = State::Settling {
+                    wait: async move { fill.wait_ended().await }.boxed(),
+                };
+            }
+            if let State::Settling { wait } = &mut self.state {
+                ready!(wait.poll_unpin(cx));
+            }
+            self.state = State::Ended;
+        }
+    }
+
+    /// Whether a range read from this fill holds its last byte until the fill ends well:
+    /// when the fill stores (and verifies) the object.
+    pub(crate) fn holds_last_byte(&self) -> bool {
+        self.fill.store.is_some()
+    }
+
+    /// Whether the fill is expected to reach byte `pos` within `max_wait` (`None`: its rate
+    /// is not known yet).
+    pub(crate) fn reaches(&self, pos: u64, max_wait: std::time::Duration) -> Option<bool> {
+        self.fill.reaches(pos, max_wait)
+    }
+
     /// When this reader stops waiting for the head.
     pub(crate) fn head_deadline(&self) -> tokio::time::Instant {
         self.fill.head_deadline()
@@ -93,7 +156,7 @@ impl Reader {
     }
 
     fn finish(&mut self) {
-        if matches!(self.state, State::Live) {
+        if matches!(self.state, State::Live | State::Spooling { .. }) {
             self.fill.leave(self.id);
         }
         self.state = State::Ended;
@@ -153,7 +216,7 @@ impl Body for Reader {
         let this = &mut *self;
         loop {
             match &mut this.state {
-                State::Ended => return Poll::Ready(None),
+                State::Ended | State::Settling { .. } => return Poll::Ready(None),
                 State::Live => match ready!(this.fill.poll_read(this.id, cx)) {
                     Read::Data(bytes) => return this.data(bytes),
                     Read::End => {
@@ -163,6 +226,12 @@ impl Body for Reader {
                     Read::Failed(e) => {
                         this.finish();
                         return Poll::Ready(Some(Err(Box::new(Error::Shared(e)))));
+                    }
+                    Read::Spool { spool, offset, len } => {
+                        spool.spools().counted_read();
+                        this.state = State::Spooling {
+                            read: spool.read(offset, len).boxed(),
+                        };
                     }
                     Read::FromStore { offset, total } => {
                         this.fill.leave(this.id);
@@ -180,6 +249,20 @@ impl Body for Reader {
                         };
                     }
                 },
+                State::Spooling { read } => {
+                    let read = ready!(read.poll_unpin(cx));
+                    this.state = State::Live;
+                    match read {
+                        Ok(bytes) => return this.data(bytes),
+                        Err(e) => {
+                            let e = Error::SpoolRead {
+                                key: this.fill.key.clone(),
+                                source: e,
+                            };
+                            return this.error(e);
+                        }
+                    }
+                }
                 State::Opening {
                     open,
                     offset,

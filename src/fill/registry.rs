@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::guard::{FillGuard, Slot};
 use super::reader::Reader;
 use super::shared::Fill;
+use super::spool::{DEFAULT_SPOOL_MAX_BYTES, SpoolStats, Spools};
 use super::{Cancel, FillSpec, Limits, task};
 use crate::events::{Events, FillEvent};
 use crate::progress::Counters;
@@ -47,6 +48,10 @@ pub(crate) struct FillSettings {
     pub(crate) head_timeout: Option<Duration>,
     /// How long one step of a fill after its head may take (a body chunk, a store write).
     pub(crate) stall_timeout: Duration,
+    /// Where spools go (`None`: the system temp dir).
+    pub(crate) spool_dir: Option<std::path::PathBuf>,
+    /// The bound on every spool's bytes together (0: no spools).
+    pub(crate) spool_max_bytes: u64,
 }
 
 /// Added to an origin's attempt budget for the store's part of a fill's head (the re-check
@@ -69,6 +74,8 @@ impl Default for FillSettings {
             retry_after: Duration::from_secs(1),
             head_timeout: None,
             stall_timeout: Duration::from_secs(60),
+            spool_dir: None,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
         }
     }
 }
@@ -152,6 +159,7 @@ pub(crate) struct Fills {
     queue: Mutex<Option<mpsc::Sender<FillSpec>>>,
     queued: Mutex<HashSet<String>>,
     queue_counters: QueueCounters,
+    pub(crate) spools: Arc<Spools>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,6 +177,10 @@ impl Fills {
     pub(crate) fn new(settings: FillSettings, events: Events, counters: Arc<Counters>) -> Self {
         let max = settings.max_fills.clamp(1, Semaphore::MAX_PERMITS);
         let background = settings.background.clamp(1, max);
+        let spools = Arc::new(Spools::new(
+            settings.spool_dir.clone(),
+            settings.spool_max_bytes,
+        ));
         Self {
             settings,
             events,
@@ -183,6 +195,7 @@ impl Fills {
             queue: Mutex::new(None),
             queued: Mutex::default(),
             queue_counters: QueueCounters::default(),
+            spools,
         }
     }
 
@@ -209,11 +222,15 @@ impl Fills {
             .unwrap_or_else(|| spec.origin.attempt_budget().saturating_add(STORE_MARGIN))
     }
 
-    fn limits(&self, spec: &FillSpec) -> Limits {
+    /// What bounds a fill's task; a shared, stored fill may spool.
+    fn limits(&self, spec: &FillSpec, sharing: Sharing) -> Limits {
+        let spools = (sharing == Sharing::Shared && spec.store.is_some() && self.spools.enabled())
+            .then(|| self.spools.clone());
         Limits {
             cancel: self.cancel.clone(),
             head_timeout: self.head_timeout(spec),
             stall_timeout: self.settings.stall_timeout,
+            spools,
         }
     }
 
@@ -247,7 +264,7 @@ impl Fills {
         }
         self.counters.fills_in_flight(self.in_flight());
         let guard = FillGuard::new(self.clone(), fill, &spec, slot, sharing == Sharing::Shared);
-        let limits = self.limits(&spec);
+        let limits = self.limits(&spec, sharing);
         rt.spawn(task::supervise(guard, spec, limits).instrument(span));
     }
 
@@ -511,6 +528,10 @@ impl Fills {
                 .load(Ordering::Relaxed),
             dropped_shutdown: self.queue_counters.dropped_shutdown.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn spool_stats(&self) -> SpoolStats {
+        self.spools.stats()
     }
 
     /// Fills in flight now, of every kind (the slots of the bound in use).

@@ -7,12 +7,15 @@
 //! (so requests that join a young fill replay it from the start). Beyond that, it drops the
 //! oldest chunk as soon as every *live* reader has read past it. A reader that holds the
 //! window full keeps the fill waiting for at most `grace`; after that the reader is
-//! *demoted*: it stops reading from memory, the fill goes on at the origin's pace, and once
-//! the object is committed the reader continues from the store at its own offset. Requests
-//! that join after byte 0 was dropped are demoted from the start. So memory per fill is at
-//! most `window` plus one chunk whatever the object size and the number of readers, one slow
-//! client never stalls the others for more than `grace`, and no reader ever sees bytes from
-//! two different versions (a demoted reader fails if the store holds another object).
+//! *demoted*: it stops reading from memory, the fill goes on at the origin's pace, and the
+//! reader continues at its own offset from the fill's spool at once when the fill has one
+//! ([`super::spool`]; it reads the window again once it catches up), else from the store
+//! once the object is committed. Requests that join after byte 0 was dropped are demoted
+//! from the start. So memory per fill is at most `window` plus one chunk (plus one spool
+//! read per reader outside the window) whatever the object size and the number of readers,
+//! one slow client never stalls the others for more than `grace`, and no reader ever sees
+//! bytes from two different versions (a demoted reader fails if the store holds another
+//! object).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +27,7 @@ use http::HeaderMap;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::spool::{READ_BUFFER, Spool, SpoolError};
 use crate::Error;
 use crate::store::{Committed, Store};
 use crate::time;
@@ -58,6 +62,12 @@ pub(crate) enum Read {
     FromStore {
         offset: u64,
         total: u64,
+    },
+    /// The reader is not in the window: read `len` bytes of the spool at `offset`.
+    Spool {
+        spool: Arc<Spool>,
+        offset: u64,
+        len: usize,
     },
 }
 
@@ -113,6 +123,14 @@ struct State {
     had_reader: bool,
     fill_waiting: bool,
     cancelled: bool,
+    /// The fill's spool, while anyone may still read it.
+    spool: Option<Arc<Spool>>,
+    /// Bytes written to the spool (from byte 0).
+    spooled: u64,
+    /// Whether the spool is still being written (not stopped by its bound or an error).
+    spool_open: bool,
+    /// When the first byte of the body arrived (the fill's rate is measured from it).
+    first_byte: Option<Instant>,
 }
 
 pub(crate) struct Fill {
@@ -205,6 +223,17 @@ impl State {
             self.chunks.clear();
             self.retained = 0;
         }
+        // The spool goes once no reader outside the window is left to read it (and at once
+        // when the fill failed): its descriptor closes, the kernel frees its bytes.
+        let spool_needed = match &self.outcome {
+            None => true,
+            Some(Outcome::Failed(_)) => false,
+            Some(_) => self.readers.values().any(|s| !s.live),
+        };
+        if !spool_needed {
+            self.spool = None;
+            self.spool_open = false;
+        }
     }
 
     fn wake_readers(&mut self) {
@@ -248,6 +277,10 @@ impl Fill {
                 had_reader: false,
                 fill_waiting: false,
                 cancelled: false,
+                spool: None,
+                spooled: 0,
+                spool_open: false,
+                first_byte: None,
             }),
             space: Notify::new(),
             ended: Notify::new(),
@@ -372,6 +405,7 @@ impl Fill {
                 }
                 if st.fits(len, self.window) {
                     st.fill_waiting = false;
+                    st.first_byte.get_or_insert_with(Instant::now);
                     let offset = st.end;
                     st.end += len as u64;
                     st.retained += len;
@@ -389,6 +423,80 @@ impl Fill {
                 None => notified.await,
             }
         }
+    }
+
+    /// Give the fill a spool: from now on each chunk is written to it before the window.
+    pub(crate) fn attach_spool(&self, spool: Arc<Spool>) {
+        let mut st = self.lock();
+        if st.end == 0 && st.outcome.is_none() {
+            st.spool = Some(spool);
+            st.spool_open = true;
+        }
+    }
+
+    /// Write a chunk to the spool (if the fill spools) before it goes to the window, and let
+    /// the readers outside the window have it. Past the disk bound or on an IO error the
+    /// spool stops where it is (counted): what it holds stays readable, and readers past
+    /// it go on as without a spool.
+    pub(crate) async fn spool(&self, chunk: &Bytes) {
+        let (spool, offset) = {
+            let st = self.lock();
+            match (&st.spool, st.spool_open) {
+                (Some(spool), true) => (spool.clone(), st.spooled),
+                _ => return,
+            }
+        };
+        let spools = spool.spools().clone();
+        let written = spool.write(offset, chunk.clone()).await;
+        let mut st = self.lock();
+        match written {
+            Ok(()) if st.spool_open => {
+                st.spooled = offset.saturating_add(chunk.len() as u64);
+                st.first_byte.get_or_insert_with(Instant::now);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                let full = matches!(e, SpoolError::Full);
+                if let SpoolError::Io(e) = &e {
+                    tracing::warn!(key = %self.key, error = %e, "spool write failed; not spooling");
+                }
+                spools.counted_fallback(full);
+                st.spool_open = false;
+            }
+        }
+        st.wake_readers();
+    }
+
+    /// Whether a reader starting at `pos` is expected to have its first byte within
+    /// `max_wait`: the byte is in the window or the spool, or the fill reaches it in time at
+    /// the rate it has had since its first byte. Before the rate is known (the first
+    /// 10 ms of the body), a start within one window past what has arrived counts, and
+    /// beyond that the answer is `None`: not known yet.
+    pub(crate) fn reaches(&self, pos: u64, max_wait: Duration) -> Option<bool> {
+        if max_wait == Duration::MAX {
+            return Some(true);
+        }
+        let st = self.lock();
+        let frontier = st.end.max(st.spooled);
+        let spooled = st.spool.is_some() && pos < st.spooled;
+        if pos < frontier {
+            // In memory or spooled: at once. Behind the window with no spool: only after
+            // the commit, whose time is not known.
+            return Some(pos >= st.base() || spooled);
+        }
+        let elapsed = st.first_byte.map(|t| t.elapsed()).unwrap_or_default();
+        if elapsed < Duration::from_millis(10) || st.end == 0 {
+            return (pos.saturating_sub(frontier) <= self.window as u64).then_some(true);
+        }
+        // Bytes per second so far.
+        let rate = st.end as f64 / elapsed.as_secs_f64();
+        let ahead = pos.saturating_sub(frontier) as f64;
+        Some(ahead / rate <= max_wait.as_secs_f64())
+    }
+
+    /// The bytes the window holds at most.
+    pub(crate) fn window(&self) -> usize {
+        self.window
     }
 
     /// When readers stop waiting for the head (the fill's head timeout from its start).
@@ -460,6 +568,22 @@ impl Fill {
         id
     }
 
+    /// Move a reader to `pos` (a range's first byte): it reads from the window if `pos` is
+    /// in it or ahead of it, else from the spool, else from the store after the commit.
+    pub(crate) fn seek(&self, id: u64, pos: u64) {
+        let mut st = self.lock();
+        let base = st.base();
+        if let Some(slot) = st.slot(id) {
+            slot.pos = pos;
+            slot.live = pos >= base;
+        }
+        let wake = st.fill_waiting;
+        drop(st);
+        if wake {
+            self.space.notify_one();
+        }
+    }
+
     pub(crate) fn leave(&self, id: u64) {
         let mut st = self.lock();
         st.readers.remove(&id);
@@ -497,10 +621,7 @@ impl Fill {
         let end = st.end;
         let fill_waiting = st.fill_waiting;
         let ended = st.outcome.is_some();
-        let committed = match &st.outcome {
-            Some(Outcome::Committed(c)) => Some(*c),
-            _ => None,
-        };
+        let spooling = st.spool.is_some();
         let Some(slot) = st.readers.get_mut(&id) else {
             return Poll::Ready(Read::Failed(Arc::new(Error::FillAborted {
                 key: self.key.clone(),
@@ -511,6 +632,10 @@ impl Fill {
         let pos = slot.pos;
         if slot.live && pos < base {
             slot.live = false;
+        }
+        if !slot.live && spooling && pos >= base && pos < end {
+            // A reader of the spool that caught up with the window reads it again.
+            slot.live = true;
         }
         if slot.live {
             if pos < end {
@@ -529,30 +654,49 @@ impl Fill {
             if ended {
                 return Poll::Ready(Read::End);
             }
-        } else {
-            if let Some(Outcome::Unstored(e)) = &st.outcome {
-                return Poll::Ready(Read::Failed(e.clone()));
-            }
-            match committed {
-                // This fill's own bytes are the stored version.
-                Some(Committed::Written | Committed::Refreshed) => {
-                    return Poll::Ready(Read::FromStore {
-                        offset: pos,
-                        total: end,
-                    });
-                }
-                Some(Committed::AlreadyExists) => {
-                    return Poll::Ready(Read::Failed(Arc::new(Error::FillAborted {
-                        key: self.key.clone(),
-                        reason: "the reader fell behind and the store holds another version",
-                    })));
-                }
-                None => {}
-            }
+        } else if let Some(read) = self.behind(&mut st, id, pos) {
+            return Poll::Ready(read);
         }
         if let Some(slot) = st.readers.get_mut(&id) {
             slot.waker = Some(cx.waker().clone());
         }
         Poll::Pending
+    }
+
+    /// What a reader outside the window reads: the spool, or (once the spool cannot help)
+    /// the store after the commit; `None`: wait.
+    fn behind(&self, st: &mut State, id: u64, pos: u64) -> Option<Read> {
+        if let Some(spool) = st.spool.clone().filter(|_| pos < st.spooled) {
+            let len = (st.spooled - pos).min(READ_BUFFER as u64);
+            if let Some(slot) = st.readers.get_mut(&id) {
+                slot.pos += len;
+            }
+            return Some(Read::Spool {
+                spool,
+                offset: pos,
+                len: len as usize,
+            });
+        }
+        if st.spool.is_some() && st.spool_open && (st.outcome.is_none() || pos >= st.end) {
+            // Every byte up to the end was spooled: the end is the fill's (never a failure:
+            // that was answered first).
+            return (st.outcome.is_some() && pos >= st.end).then_some(Read::End);
+        }
+        match &st.outcome {
+            Some(Outcome::Unstored(e)) => Some(Read::Failed(e.clone())),
+            // This fill's own bytes are the stored version.
+            Some(Outcome::Committed(Committed::Written | Committed::Refreshed)) => Some(Read::FromStore {
+                offset: pos,
+                total: st.end,
+            }),
+            Some(Outcome::Committed(Committed::AlreadyExists)) => {
+                Some(Read::Failed(Arc::new(Error::FillAborted {
+                    key: self.key.clone(),
+                    reason: "the reader fell behind and the store holds another version",
+                })))
+            }
+            Some(Outcome::Failed(e)) => Some(Read::Failed(e.clone())),
+            None => None,
+        }
     }
 }

@@ -119,7 +119,35 @@ async fn pull(limits: &Limits, fill: &Fill, spec: &FillSpec) -> Result<Pulled, E
     match begun {
         Begun::Done(pulled) => Ok(pulled),
         Begun::Replay(object) => replay_stored(limits, fill, object).await,
-        Begun::Stream(stream) => copy(limits, fill, spec, stream).await,
+        Begun::Stream(stream) => {
+            open_spool(limits, fill, stream.expected).await;
+            copy(limits, fill, spec, stream).await
+        }
+    }
+}
+
+/// Give a shared fill a spool when its object may outgrow the window (its length is not
+/// known, or larger): late and ranged readers then read it instead of waiting for the
+/// commit. A spool that cannot be created is counted and the fill goes on without it.
+async fn open_spool(limits: &Limits, fill: &Fill, expected: Option<u64>) {
+    let Some(spools) = limits.spools.clone() else {
+        return;
+    };
+    if expected.is_some_and(|n| n <= fill.window() as u64) {
+        return;
+    }
+    let created = tokio::task::spawn_blocking(move || {
+        let created = spools.create();
+        (spools, created)
+    })
+    .await;
+    match created {
+        Ok((_, Ok(spool))) => fill.attach_spool(Arc::new(spool)),
+        Ok((spools, Err(e))) => {
+            tracing::warn!(error = %e, "cannot create a spool; the fill goes on without one");
+            spools.counted_fallback(false);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot create a spool"),
     }
 }
 
@@ -509,7 +537,10 @@ impl Tee<'_> {
             tokio::select! {
                 biased;
                 () = limits.cancelled() => Err(cancelled(key)),
-                pushed = fill.push(chunk) => pushed.map_err(|Abandoned| cancelled(key)),
+                pushed = async {
+                    fill.spool(&chunk).await;
+                    fill.push(chunk).await
+                } => pushed.map_err(|Abandoned| cancelled(key)),
             }
         }
     }

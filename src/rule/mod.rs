@@ -168,7 +168,7 @@ impl Rule {
             headers: HeaderPolicy::none(),
             on_disconnect: ClientDisconnect::FinishFill,
             redirect_status: RedirectStatus::Found,
-            range_miss: RangeMiss::ServeRangeAndFill,
+            range_miss: RangeMiss::default(),
             head_miss: HeadMiss::Ignore,
             checks: FillChecks::default(),
             unkeyed_forwarding: false,
@@ -255,7 +255,8 @@ impl Rule {
     }
 
     /// What a `GET` with a `Range` header does on a miss (default
-    /// [`RangeMiss::ServeRangeAndFill`]).
+    /// [`RangeMiss::JoinFill`] with a `max_wait` of
+    /// [`RangeMiss::DEFAULT_MAX_WAIT`], 2 s; see [`RangeMiss`] for why).
     #[must_use]
     pub fn on_range(mut self, policy: RangeMiss) -> Self {
         self.range_miss = policy;

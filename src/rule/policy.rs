@@ -1,6 +1,8 @@
 //! Per-rule policies: headers and query string sent to the origin, Range and HEAD misses,
 //! integrity checks, object size limits, statuses passed through.
 
+use std::time::Duration;
+
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -240,18 +242,54 @@ impl QueryPolicy {
 }
 
 /// What a `GET` with a `Range` header does on a miss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// The default is [`JoinFill`](Self::JoinFill) with a `max_wait` of
+/// [`DEFAULT_MAX_WAIT`](Self::DEFAULT_MAX_WAIT) (2 s), chosen on `benches/spool.sh`
+/// (BENCHMARKS.md, M5b): `aria2c -x8` on a cold 64 MiB object made the origin send 1.00× the
+/// object under it, against 1.88× under `ServeRangeAndFill` (each segment proxied, plus the
+/// full fill) — origin egress is what a migration pays for. Its cost: ranges far ahead
+/// of a fill wait for it (up to `max_wait`), so that download took 1.58 s instead of 0.42 s
+/// (0.33 s from the origin directly, whose 8 connections each ran at the origin's
+/// per-connection rate). A cold range far from the start is still answered at once from
+/// the origin (the full fill it started goes on). Choose `ServeRangeAndFill` where the
+/// client's time matters more than the origin's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RangeMiss {
     /// Serve the range from the origin at once (`206`, `x-origin-pull: proxied`) and fill the
-    /// whole object in the background, deduplicated with other fills of the key (the
-    /// default, as COS does).
-    #[default]
+    /// whole object in the background, deduplicated with other fills of the key (as COS
+    /// does; the default before issue 16).
     ServeRangeAndFill,
     /// Fill the whole object (joining a fill in flight), then serve the range from the store.
     FillThenServe,
     /// Serve the range from the origin; store nothing.
     ProxyRange,
+    /// Join the key's fill in flight, reading the range from the window or the fill's spool
+    /// as soon as its bytes are there, when the fill is expected to reach the range's first
+    /// byte within `max_wait` at the rate it has had so far; otherwise serve the range from
+    /// the origin (`x-origin-pull: proxied`, counted in
+    /// [`SpoolStats::ranges_proxied`](crate::SpoolStats::ranges_proxied)). With no fill in
+    /// flight, the range starts the full fill and joins it under the same test once the
+    /// origin's head is there. `Duration::MAX`: always join (one origin request per object
+    /// whatever the ranges). The range's last byte is sent once the fill has ended well.
+    JoinFill {
+        /// How long a range may wait for the fill to reach its first byte.
+        max_wait: Duration,
+    },
+}
+
+impl RangeMiss {
+    /// The `max_wait` of the default [`RangeMiss::JoinFill`]: 2 s.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(2);
+}
+
+impl Default for RangeMiss {
+    /// [`RangeMiss::JoinFill`] with [`RangeMiss::DEFAULT_MAX_WAIT`].
+    fn default() -> Self {
+        Self::JoinFill {
+            max_wait: Self::DEFAULT_MAX_WAIT,
+        }
+    }
 }
 
 /// What a `HEAD` does on a miss.
