@@ -160,7 +160,20 @@ pub(crate) struct Fills {
     queued: Mutex<HashSet<String>>,
     queue_counters: QueueCounters,
     pub(crate) spools: Arc<Spools>,
+    /// Keys whose fill committed in the last [`RECENT`]: a new fill of such a key re-checks
+    /// the store even if `ServeStore` just said it looked (it may have looked during the
+    /// commit).
+    recent: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// How long a key's commit makes a new fill of it re-check the store (far longer than the
+/// time from `ServeStore`'s look to the fill's start).
+const RECENT: Duration = Duration::from_secs(1);
+
+/// At most this many recently committed keys are remembered; past it, those older than
+/// [`RECENT`] are dropped, and if that is not enough, all (a forgotten key only costs a
+/// possible extra origin request).
+const MAX_RECENT: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -196,7 +209,35 @@ impl Fills {
             queued: Mutex::default(),
             queue_counters: QueueCounters::default(),
             spools,
+            recent: Mutex::default(),
         }
+    }
+
+    /// `spec`, re-checking the store unless `ServeStore` looked just now and no fill of the
+    /// key committed lately (see `FillChecks::store_checked`).
+    fn checked(&self, mut spec: FillSpec) -> FillSpec {
+        if spec.checks.store_checked {
+            let recent = lock(&self.recent);
+            if recent
+                .get(&spec.key)
+                .is_some_and(|at| at.elapsed() < RECENT)
+            {
+                spec.checks.store_checked = false;
+            }
+        }
+        spec
+    }
+
+    /// Remember that `key`'s fill committed now.
+    fn committed(&self, key: &str) {
+        let mut recent = lock(&self.recent);
+        if recent.len() >= MAX_RECENT {
+            recent.retain(|_, at| at.elapsed() < RECENT);
+            if recent.len() >= MAX_RECENT {
+                recent.clear();
+            }
+        }
+        recent.insert(key.to_owned(), std::time::Instant::now());
     }
 
     fn max_fills(&self) -> usize {
@@ -316,6 +357,7 @@ impl Fills {
                 return Joined::Waiter(Reader::join(fill.clone()));
             }
         }
+        let spec = self.checked(spec);
         match self.live_slot() {
             Ok(Some(slot)) => self.start_with(spec, slot, sharing),
             Ok(None) => Joined::Queued(self.clone().wait_for_slot(spec, sharing).boxed()),
@@ -400,7 +442,10 @@ impl Fills {
         let fill = self.new_fill(spec);
         map.insert(spec.key.clone(), fill.clone());
         drop(map);
-        self.spawn(&rt, fill.clone(), spec.clone(), slot, Sharing::Shared);
+        // A background fill may start long after the inner service looked: it re-checks.
+        let mut spec = spec.clone();
+        spec.checks.store_checked = false;
+        self.spawn(&rt, fill.clone(), spec, slot, Sharing::Shared);
         Detached::Started(fill)
     }
 
@@ -420,6 +465,9 @@ impl Fills {
         not_found: bool,
     ) {
         if shared {
+            if fill.committed().is_some() {
+                self.committed(&fill.key);
+            }
             let mut map = lock(&self.map);
             if map.get(&fill.key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
                 map.remove(&fill.key);
@@ -678,6 +726,26 @@ mod tests {
             report: false,
             checks: FillChecks::default(),
         }
+    }
+
+    /// A fill started right after `ServeStore` looked skips its store re-check, unless a
+    /// fill of the key committed lately (the look may have come during that commit).
+    #[test]
+    fn a_recent_commit_brings_the_re_check_back() {
+        let fills = Fills::new(FillSettings::default(), Events::new(), Arc::default());
+        let mut checked = spec();
+        checked.checks.store_checked = true;
+        assert!(fills.checked(checked.clone()).checks.store_checked);
+        fills.committed("k");
+        assert!(!fills.checked(checked.clone()).checks.store_checked);
+        let mut other = checked.clone();
+        other.key = "other".to_owned();
+        assert!(fills.checked(other).checks.store_checked);
+        // Bounded: past the bound the memory starts over.
+        for i in 0..MAX_RECENT + 1 {
+            fills.committed(&format!("k{i}"));
+        }
+        assert!(lock(&fills.recent).len() <= MAX_RECENT);
     }
 
     /// The default head timeout is the origin's attempt budget plus the store's margin; a

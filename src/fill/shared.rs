@@ -685,10 +685,12 @@ impl Fill {
         match &st.outcome {
             Some(Outcome::Unstored(e)) => Some(Read::Failed(e.clone())),
             // This fill's own bytes are the stored version.
-            Some(Outcome::Committed(Committed::Written | Committed::Refreshed)) => Some(Read::FromStore {
-                offset: pos,
-                total: st.end,
-            }),
+            Some(Outcome::Committed(Committed::Written | Committed::Refreshed)) => {
+                Some(Read::FromStore {
+                    offset: pos,
+                    total: st.end,
+                })
+            }
             Some(Outcome::Committed(Committed::AlreadyExists)) => {
                 Some(Read::Failed(Arc::new(Error::FillAborted {
                     key: self.key.clone(),
