@@ -56,6 +56,8 @@ pub mod progress;
 mod refresh;
 mod respond;
 mod rule;
+#[cfg(feature = "s3-front")]
+pub mod s3;
 mod serve;
 pub mod server;
 mod service;
