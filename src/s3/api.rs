@@ -21,7 +21,9 @@ pub(super) struct Api {
 
 impl Api {
     fn bucket(&self, name: &str) -> S3Result<&S3Bucket> {
-        self.buckets.get(name).ok_or_else(|| s3_error!(NoSuchBucket))
+        self.buckets
+            .get(name)
+            .ok_or_else(|| s3_error!(NoSuchBucket))
     }
 
     fn locate(&self, name: &str, key: &str) -> S3Result<(&S3Bucket, Path)> {
@@ -116,7 +118,9 @@ impl S3 for Api {
             metadata: input.metadata.as_ref(),
         }
         .attributes();
-        let body = input.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
+        let body = input
+            .body
+            .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
         let meta = object::write(bucket, &at, body, attributes).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: etag(meta.e_tag),
@@ -130,7 +134,10 @@ impl S3 for Api {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let CopySource::Bucket { bucket: from, key, .. } = &input.copy_source else {
+        let CopySource::Bucket {
+            bucket: from, key, ..
+        } = &input.copy_source
+        else {
             return Err(s3_error!(NotImplemented, "copy from an access point"));
         };
         let (source, source_at) = self.locate(from, key)?;
@@ -209,7 +216,9 @@ impl S3 for Api {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let name = req.input.bucket.clone();
         let bucket = self.bucket(&name)?;
-        Ok(S3Response::new(list::list_v2(bucket, &name, req.input).await?))
+        Ok(S3Response::new(
+            list::list_v2(bucket, &name, req.input).await?,
+        ))
     }
 
     async fn head_bucket(
@@ -276,8 +285,14 @@ impl S3 for Api {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
         let bucket = self.bucket(&input.bucket)?;
-        let body = input.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-        let ids = (input.bucket.as_str(), input.key.as_str(), input.upload_id.as_str());
+        let body = input
+            .body
+            .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
+        let ids = (
+            input.bucket.as_str(),
+            input.key.as_str(),
+            input.upload_id.as_str(),
+        );
         let tag = multipart::upload_part(bucket, ids, input.part_number, body).await?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: etag(tag),
@@ -291,8 +306,15 @@ impl S3 for Api {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
         let (bucket, at) = self.locate(&input.bucket, &input.key)?;
-        let parts = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
-        let ids = (input.bucket.as_str(), input.key.as_str(), input.upload_id.as_str());
+        let parts = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        let ids = (
+            input.bucket.as_str(),
+            input.key.as_str(),
+            input.upload_id.as_str(),
+        );
         let meta = multipart::complete(bucket, ids, &at, parts).await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
@@ -308,7 +330,11 @@ impl S3 for Api {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
         let bucket = self.bucket(&input.bucket)?;
-        let ids = (input.bucket.as_str(), input.key.as_str(), input.upload_id.as_str());
+        let ids = (
+            input.bucket.as_str(),
+            input.key.as_str(),
+            input.upload_id.as_str(),
+        );
         multipart::abort(bucket, ids).await?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
@@ -319,7 +345,11 @@ impl S3 for Api {
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
         let bucket = self.bucket(&input.bucket)?;
-        let ids = (input.bucket.as_str(), input.key.as_str(), input.upload_id.as_str());
+        let ids = (
+            input.bucket.as_str(),
+            input.key.as_str(),
+            input.upload_id.as_str(),
+        );
         let parts = multipart::list_parts(bucket, ids).await?;
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(input.bucket.clone()),

@@ -52,7 +52,10 @@ async fn keys_under(
         let key = if base.as_ref().is_empty() {
             full
         } else {
-            match full.strip_prefix(base.as_ref()).and_then(|k| k.strip_prefix('/')) {
+            match full
+                .strip_prefix(base.as_ref())
+                .and_then(|k| k.strip_prefix('/'))
+            {
                 Some(key) => key,
                 None => continue,
             }
@@ -75,7 +78,11 @@ async fn entries(bucket: &S3Bucket, prefix: &str) -> S3Result<BTreeMap<String, O
     let tombstones = if bucket.prefix.as_ref().is_empty() {
         Path::from(crate::store::TOMBSTONE_PREFIX)
     } else {
-        Path::from(format!("{}/{}", crate::store::TOMBSTONE_PREFIX, bucket.prefix))
+        Path::from(format!(
+            "{}/{}",
+            crate::store::TOMBSTONE_PREFIX,
+            bucket.prefix
+        ))
     };
     let deleted: BTreeSet<String> = keys_under(&*bucket.store, &tombstones, prefix)
         .await?
@@ -141,9 +148,10 @@ pub(super) async fn list_v2(
                 key: Some(encode(&key)),
                 size: i64::try_from(meta.size).ok(),
                 last_modified: Some(timestamp(&meta)),
-                e_tag: meta.e_tag.as_deref().map(|t| {
-                    ETag::Strong(t.trim_matches('"').to_owned())
-                }),
+                e_tag: meta
+                    .e_tag
+                    .as_deref()
+                    .map(|t| ETag::Strong(t.trim_matches('"').to_owned())),
                 ..Object::default()
             }),
         }

@@ -64,13 +64,32 @@ use http::{Request, Response};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use s3s::auth::SimpleAuth;
-use s3s::host::MultiDomain;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tower_service::Service;
 
 pub use self::path_style::{PathStyle, PathStyleLayer};
-use crate::Error;
 use crate::handle::OriginPullHandle;
+use crate::{Error, HeadMiss, Origin, RangeMiss, Rewrite, Rule};
+
+/// The rule that pulls the misses of bucket `bucket` (path-style key `bucket/k`, see the
+/// [module docs](self)) from `origin`, as S3 clients need it:
+///
+/// - it matches the bucket as the key's first segment and asks the origin for `k`;
+/// - `HEAD` of a cold key fills it (`HeadMiss::Fill`): clients `HEAD` before they `GET`;
+/// - ranged `GET`s of a cold key join the one full fill (`RangeMiss::FillThenServe`), so
+///   parallel ranged downloads cost one origin fetch per key.
+///
+/// Further options go on the returned rule.
+pub fn pull_rule(bucket: &str, origin: impl Origin) -> Rule {
+    let segment = format!("{bucket}/");
+    Rule::new(origin)
+        .prefix(segment.clone())
+        .rewrite(Rewrite::identity().strip_prefix(segment))
+        .on_head(HeadMiss::Fill)
+        // SWITCH (issue 16): `RangeMiss::JoinFill { max_wait }` once it lands; it streams
+        // each range as its bytes arrive instead of waiting for them in the fill's order.
+        .on_range(RangeMiss::FillThenServe)
+}
 
 /// The body of every [`S3Front`] response.
 pub type S3Body = s3s::Body;
@@ -198,7 +217,7 @@ impl S3FrontBuilder {
         self
     }
 
-    /// The service. Fails without buckets, without keys, or with a domain `s3s` refuses.
+    /// The service. Fails without buckets or without keys.
     pub fn build(self) -> Result<S3Front, Error> {
         if self.buckets.is_empty() {
             return Err(Error::config("S3Front needs at least one bucket"));
@@ -217,14 +236,11 @@ impl S3FrontBuilder {
         };
         let mut builder = S3ServiceBuilder::new(api);
         builder.set_auth(auth);
-        if !domains.is_empty() {
-            let host = MultiDomain::new(domains.iter().map(String::as_str))
-                .map_err(|e| Error::config(format!("S3Front domain: {e}")))?;
-            builder.set_host(host);
-        }
+        let domains = Arc::new(domains);
+        builder.set_host(path_style::Domains(domains.clone()));
         Ok(S3Front {
             inner: builder.build(),
-            domains: Arc::new(domains),
+            domains,
         })
     }
 }

@@ -136,7 +136,9 @@ pub(super) async fn list_parts(
             part_number: Some(number),
             size: i64::try_from(meta.size).ok(),
             last_modified: Some(timestamp(&meta)),
-            e_tag: meta.e_tag.map(|t| ETag::Strong(t.trim_matches('"').to_owned())),
+            e_tag: meta
+                .e_tag
+                .map(|t| ETag::Strong(t.trim_matches('"').to_owned())),
             ..Part::default()
         })
         .collect())
@@ -219,7 +221,9 @@ impl Stream for Concat {
                 return Poll::Ready(None);
             };
             let store = this.store.clone();
-            this.opening = Some(Box::pin(async move { Ok(store.get(&at).await?.into_stream()) }));
+            this.opening = Some(Box::pin(
+                async move { Ok(store.get(&at).await?.into_stream()) },
+            ));
         }
     }
 }

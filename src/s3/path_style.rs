@@ -89,6 +89,20 @@ where
     }
 }
 
+/// The host parser `S3Front` gives `s3s`: `<bucket>.<domain>[:port]` names a bucket; any
+/// other host (the domain itself, an IP address, a name not configured) is path-style.
+/// (`s3s`'s own parsers compare with the port and take an unknown host for a bucket.)
+pub(super) struct Domains(pub(super) Arc<Vec<String>>);
+
+impl s3s::host::S3Host for Domains {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        Ok(match split(&self.0, host) {
+            Some((bucket, domain)) => s3s::host::VirtualHost::new(domain).with_bucket(bucket),
+            None => s3s::host::VirtualHost::new(host),
+        })
+    }
+}
+
 /// The bucket and domain of a virtual-hosted `host` (port dropped), if it is one.
 fn split<'a>(domains: &[String], host: &'a str) -> Option<(&'a str, &'a str)> {
     let name = host.rsplit_once(':').map_or(host, |(name, port)| {
