@@ -63,7 +63,10 @@ impl Gateway {
     }
 
     async fn start(setup: Setup) -> Self {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        Self::start_on(Arc::new(InMemory::new()), setup).await
+    }
+
+    async fn start_on(store: Arc<dyn ObjectStore>, setup: Setup) -> Self {
         let mut bucket = S3Bucket::behind_layer(store.clone(), BUCKET);
         if let Some((origin, prefix)) = setup.merge {
             bucket = bucket.list_merge(origin, prefix);
@@ -670,11 +673,11 @@ async fn signed(
     path: &str,
     host: Option<&str>,
 ) -> (StatusCode, String) {
-    send(gw, method, path, host, Bytes::new()).await
+    send(gw, method, path, host, Bytes::new(), &[]).await
 }
 
 async fn signed_body(gw: &Gateway, method: &str, path: &str, body: Bytes) -> (StatusCode, String) {
-    send(gw, method, path, None, body).await
+    send(gw, method, path, None, body, &[]).await
 }
 
 async fn send(
@@ -683,6 +686,7 @@ async fn send(
     path: &str,
     host: Option<&str>,
     body: Bytes,
+    headers: &[(&str, &str)],
 ) -> (StatusCode, String) {
     use http_body_util::{BodyExt, Full};
     use object_store::aws::{AwsAuthorizer, AwsCredential};
@@ -691,11 +695,11 @@ async fn send(
     let port = addr.rsplit(':').next().unwrap();
     let authority = host.map_or_else(|| addr.to_owned(), |h| format!("{h}:{port}"));
     let url = format!("http://{authority}{path}");
-    let mut request: object_store::client::HttpRequest = http::Request::builder()
-        .method(method)
-        .uri(&url)
-        .body(body.clone().into())
-        .unwrap();
+    let mut builder = http::Request::builder().method(method).uri(&url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request: object_store::client::HttpRequest = builder.body(body.clone().into()).unwrap();
     let credential = AwsCredential {
         key_id: ACCESS.into(),
         secret_key: SECRET.into(),
@@ -720,4 +724,104 @@ async fn send(
     let code = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn copy_object_replaces_metadata_when_asked() {
+    let gw = Gateway::plain().await;
+    let s3 = gw.client();
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, "text/plain".into());
+    attributes.insert(Attribute::Metadata("a".into()), "1".into());
+    s3.put_opts(&Path::from("src.txt"), "text".into(), attributes.into())
+        .await
+        .unwrap();
+    let copy = send(
+        &gw,
+        "PUT",
+        &format!("/{BUCKET}/dst.txt"),
+        None,
+        Bytes::new(),
+        &[
+            ("x-amz-copy-source", "/mirror/src.txt"),
+            ("x-amz-metadata-directive", "REPLACE"),
+            ("content-type", "text/markdown"),
+            ("x-amz-meta-b", "2"),
+        ],
+    )
+    .await;
+    assert_eq!(copy.0, StatusCode::OK, "{}", copy.1);
+    assert!(copy.1.contains("<ETag>"), "{}", copy.1);
+    let got = s3.get(&Path::from("dst.txt")).await.unwrap();
+    let mut expected = Attributes::new();
+    expected.insert(Attribute::ContentType, "text/markdown".into());
+    expected.insert(Attribute::Metadata("b".into()), "2".into());
+    assert_eq!(got.attributes, expected);
+    assert_eq!(got.bytes().await.unwrap(), "text");
+}
+
+#[tokio::test]
+async fn a_local_directory_bucket_keeps_metadata_beside_objects_and_pulls_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let origin = TestOrigin::start().await;
+    origin.put(
+        "pulled.css",
+        Behaviour::Object {
+            body: Bytes::from_static(b"body {}"),
+            headers: vec![("etag", "\"css-1\""), ("content-type", "text/css")],
+        },
+    );
+    let gw = Gateway::start_on(
+        store,
+        Setup {
+            rules: vec![pull_rule(BUCKET, HttpOrigin::new(&origin.url).unwrap())],
+            merge: None,
+        },
+    )
+    .await;
+    let s3 = gw.client();
+    // Put with metadata: a local directory keeps it beside the object.
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, "application/json".into());
+    attributes.insert(Attribute::Metadata("team".into()), "ops".into());
+    s3.put_opts(
+        &Path::from("conf/a.json"),
+        "{}".into(),
+        attributes.clone().into(),
+    )
+    .await
+    .unwrap();
+    let got = s3.get(&Path::from("conf/a.json")).await.unwrap();
+    assert_eq!(got.attributes, attributes);
+    assert!(
+        dir.path()
+            .join(".origin-pull-meta/mirror/conf/a.json.meta")
+            .exists()
+    );
+    // A pulled object: the origin's type and ETag, cold and then from the directory.
+    let cold = s3.get(&Path::from("pulled.css")).await.unwrap();
+    assert_eq!(cold.meta.e_tag.as_deref(), Some("\"css-1\""));
+    assert_eq!(cold.bytes().await.unwrap(), "body {}");
+    let hit = s3.get(&Path::from("pulled.css")).await.unwrap();
+    assert_eq!(hit.meta.e_tag.as_deref(), Some("\"css-1\""));
+    assert_eq!(
+        hit.attributes
+            .get(&Attribute::ContentType)
+            .unwrap()
+            .as_ref(),
+        "text/css"
+    );
+    assert_eq!(origin.hits("pulled.css"), 1);
+    assert!(dir.path().join("mirror/pulled.css").exists());
+    // The listing shows the objects, not what is kept beside them.
+    let mut keys: Vec<String> = s3
+        .list(None)
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(keys, ["conf/a.json", "pulled.css"]);
 }

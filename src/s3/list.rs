@@ -96,6 +96,59 @@ async fn entries(bucket: &S3Bucket, prefix: &str) -> S3Result<BTreeMap<String, O
     Ok(keys)
 }
 
+/// What one page lists, before encoding.
+struct Page {
+    contents: Vec<(String, ObjectMeta)>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// The last key or common prefix listed: the continuation token.
+    last: Option<String>,
+}
+
+/// The page of at most `max` entries after `after` of the sorted `entries`, keys grouped by
+/// `delimiter` after `prefix` into common prefixes (each one entry).
+fn cut(
+    entries: BTreeMap<String, ObjectMeta>,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: Option<&str>,
+    max: usize,
+) -> Page {
+    let mut page = Page {
+        contents: Vec::new(),
+        prefixes: Vec::new(),
+        truncated: false,
+        last: None,
+    };
+    for (key, meta) in entries {
+        if !key.starts_with(prefix) {
+            continue;
+        }
+        let group = delimiter.and_then(|d| {
+            let rest = key.get(prefix.len()..)?;
+            let end = prefix.len() + rest.find(d)? + d.len();
+            key.get(..end).map(str::to_owned)
+        });
+        let entry = group.clone().unwrap_or_else(|| key.clone());
+        if after.is_some_and(|a| entry.as_str() <= a) {
+            continue;
+        }
+        if group.is_some() && page.prefixes.last() == group.as_ref() {
+            continue;
+        }
+        if page.contents.len() + page.prefixes.len() == max {
+            page.truncated = true;
+            break;
+        }
+        page.last = Some(entry);
+        match group {
+            Some(group) => page.prefixes.push(group),
+            None => page.contents.push((key, meta)),
+        }
+    }
+    page
+}
+
 /// One page of `ListObjectsV2` for the bucket `name`.
 pub(super) async fn list_v2(
     bucket: &S3Bucket,
@@ -120,42 +173,29 @@ pub(super) async fn list_v2(
             s.to_owned()
         }
     };
-    let mut contents = Vec::new();
-    let mut prefixes: Vec<String> = Vec::new();
-    let mut last = None;
-    let mut truncated = false;
-    for (key, meta) in entries(bucket, &prefix).await? {
-        let group = delimiter.as_deref().and_then(|d| {
-            let rest = &key[prefix.len()..];
-            rest.find(d)
-                .map(|at| key[..prefix.len() + at + d.len()].to_owned())
-        });
-        let entry = group.clone().unwrap_or_else(|| key.clone());
-        if after.as_deref().is_some_and(|a| entry.as_str() <= a) {
-            continue;
-        }
-        if group.is_some() && prefixes.last() == group.as_ref() {
-            continue;
-        }
-        if contents.len() + prefixes.len() == max {
-            truncated = true;
-            break;
-        }
-        last = Some(entry);
-        match group {
-            Some(group) => prefixes.push(group),
-            None => contents.push(Object {
-                key: Some(encode(&key)),
-                size: i64::try_from(meta.size).ok(),
-                last_modified: Some(timestamp(&meta)),
-                e_tag: meta
-                    .e_tag
-                    .as_deref()
-                    .map(|t| ETag::Strong(t.trim_matches('"').to_owned())),
-                ..Object::default()
-            }),
-        }
-    }
+    let page = cut(
+        entries(bucket, &prefix).await?,
+        &prefix,
+        delimiter.as_deref(),
+        after.as_deref(),
+        max,
+    );
+    let (truncated, last) = (page.truncated, page.last);
+    let prefixes = page.prefixes;
+    let contents: Vec<Object> = page
+        .contents
+        .into_iter()
+        .map(|(key, meta)| Object {
+            key: Some(encode(&key)),
+            size: i64::try_from(meta.size).ok(),
+            last_modified: Some(timestamp(&meta)),
+            e_tag: meta
+                .e_tag
+                .as_deref()
+                .map(|t| ETag::Strong(t.trim_matches('"').to_owned())),
+            ..Object::default()
+        })
+        .collect();
     let count = contents.len() + prefixes.len();
     Ok(ListObjectsV2Output {
         name: Some(name.to_owned()),
@@ -179,4 +219,47 @@ pub(super) async fn list_v2(
         ),
         ..ListObjectsV2Output::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::path::Path;
+
+    use super::*;
+
+    fn entries(keys: &[&str]) -> BTreeMap<String, ObjectMeta> {
+        keys.iter()
+            .map(|k| {
+                let meta = ObjectMeta {
+                    location: Path::from(*k),
+                    last_modified: "2026-01-01T00:00:00Z".parse().unwrap(),
+                    size: 1,
+                    e_tag: None,
+                    version: None,
+                };
+                ((*k).to_owned(), meta)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pages_continue_after_a_common_prefix_and_group_by_delimiter() {
+        let all = entries(&["a/1", "a/2", "b", "c/1", "c/x/2", "d"]);
+        let page = cut(all.clone(), "", Some("/"), None, 2);
+        assert_eq!(page.prefixes, ["a/"]);
+        assert_eq!(page.contents.len(), 1);
+        assert!(page.truncated);
+        assert_eq!(page.last.as_deref(), Some("b"));
+        let next = cut(all.clone(), "", Some("/"), page.last.as_deref(), 2);
+        assert_eq!(next.prefixes, ["c/"]);
+        assert_eq!(next.contents[0].0, "d");
+        assert!(!next.truncated);
+        // Resuming after a common prefix skips every key in it.
+        let after_group = cut(all.clone(), "", Some("/"), Some("a/"), 10);
+        assert_eq!(after_group.contents[0].0, "b");
+        // Inside a prefix, without a delimiter, keys as they are.
+        let inside = cut(all, "c/", None, None, 10);
+        let keys: Vec<_> = inside.contents.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["c/1", "c/x/2"]);
+    }
 }
