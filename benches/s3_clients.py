@@ -16,7 +16,7 @@ import time
 import boto3
 from botocore.config import Config
 
-GATEWAY, S3S, ORIGIN_LOG, ORIGIN_DIR = sys.argv[1:5]
+GATEWAY, S3S, ORIGIN_LOG, ORIGIN_DIR, MERGING = sys.argv[1:6]
 KEY, SECRET, BUCKET = "bench", "bench-secret-key", "media"
 
 
@@ -87,6 +87,22 @@ def main():
             subprocess.run([aws, "--endpoint-url", endpoint, "s3", "cp", f"s3://{BUCKET}/small/40.bin", d + "/x"],
                            env=env, check=True, capture_output=True)
             print(f"aws s3 cp 1 MiB, {name}: {(time.perf_counter() - t) * 1000:.0f} ms (process start included)")
+    # aws s3 sync down: over stored keys (the HTTP-origin gateway lists what it holds), and
+    # over cold keys with list_merge on a bucket origin (file:// here).
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        subprocess.run([aws, "--endpoint-url", GATEWAY, "s3", "sync", f"s3://{BUCKET}/small/", d],
+                       env=env, check=True, capture_output=True)
+        print(f"aws s3 sync down, stored keys: {len(os.listdir(d))} files, {(time.perf_counter() - t) * 1000:.0f} ms")
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        subprocess.run([aws, "--endpoint-url", MERGING, "s3", "sync", f"s3://{BUCKET}/small/", d],
+                       env=env, check=True, capture_output=True)
+        same = all(open(os.path.join(d, n), "rb").read() == open(os.path.join(ORIGIN_DIR, "small", n), "rb").read()
+                   for n in os.listdir(d))
+        print(f"aws s3 sync down, cold keys listed by list_merge (bucket origin): {len(os.listdir(d))} files "
+              f"(origin has {len(os.listdir(os.path.join(ORIGIN_DIR, 'small')))}), bytes equal {same}, "
+              f"{(time.perf_counter() - t) * 1000:.0f} ms")
     # rclone (an `s3` remote, provider Other): copy down a cold key, copy up a directory.
     rclone = dict(os.environ, RCLONE_CONFIG_GW_TYPE="s3", RCLONE_CONFIG_GW_PROVIDER="Other",
                   RCLONE_CONFIG_GW_ENDPOINT=GATEWAY, RCLONE_CONFIG_GW_ACCESS_KEY_ID=KEY,

@@ -16,7 +16,11 @@ cp -r "$WORK/origin/." "$WORK/fs/media/"
 BENCH_SECRET=bench-secret-key "$BIN/s3_gateway" --listen 127.0.0.1:18091 \
   --store "file://$WORK/store" --bucket media --origin http://127.0.0.1:18090/ \
   --access-key bench --secret-key-env BENCH_SECRET > /dev/null &
+mkdir -p "$WORK/store2"
+BENCH_SECRET=bench-secret-key "$BIN/s3_gateway" --listen 127.0.0.1:18093 \
+  --store "file://$WORK/store2" --bucket media --origin "file://$WORK/origin" --list-merge \
+  --access-key bench --secret-key-env BENCH_SECRET > /dev/null &
 "$BIN/s3s_fs_server" 127.0.0.1:18092 "$WORK/fs" bench bench-secret-key > /dev/null &
 sleep 1
 "$VENV/bin/python" "$(dirname "$0")/s3_clients.py" http://127.0.0.1:18091 http://127.0.0.1:18092 \
-  "$WORK/origin.log" "$WORK/origin"
+  "$WORK/origin.log" "$WORK/origin" http://127.0.0.1:18093
