@@ -34,11 +34,13 @@
 //! # ETags
 //!
 //! The `ETag` is the object's validator as [`ServeStore`](crate::ServeStore) serves it: for
-//! a pulled object the origin's own (kept as reserved metadata), else the store's. Clients
-//! that check a single-part ETag against the MD5 of the bytes (`aws s3 sync`, rclone with
-//! `--checksum`, boto3's `download_file` does not) see a mismatch whenever the origin's
-//! ETag is not an MD5 or the store's is not (a local directory's is not): compare sizes and
-//! times instead, or turn that check off.
+//! a pulled object the origin's own (kept as reserved metadata), else the store's. It is the
+//! MD5 of the bytes only when that validator is one: a client that compares a single-part
+//! ETag with the MD5 of what it downloaded (rclone does when the ETag looks like an MD5) can
+//! see a mismatch for a pulled object whose origin's ETag is 32 hex digits but not an MD5.
+//! `ListObjectsV2` lists the store's ETag, which for a pulled object differs from the one
+//! `HeadObject` answers; tools that compare size and time (`aws s3 sync` by default) are not
+//! affected.
 //!
 //! # Security
 //!
@@ -289,5 +291,45 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         path_style::restore(&mut req);
         Service::call(&mut self.inner, req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    #[test]
+    fn a_front_needs_a_bucket_and_a_key() {
+        let bucket = S3Bucket::new(Arc::new(InMemory::new()));
+        let no_bucket = S3Front::builder().key("a", "b").build();
+        assert!(no_bucket.unwrap_err().to_string().contains("bucket"));
+        let no_key = S3Front::builder().bucket("b", bucket.clone()).build();
+        assert!(no_key.unwrap_err().to_string().contains("access key"));
+        assert!(
+            S3Front::builder()
+                .bucket("b", bucket)
+                .key("a", "b")
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn reserved_and_empty_keys_have_no_location() {
+        let bucket = S3Bucket::behind_layer(Arc::new(InMemory::new()), "photos");
+        assert_eq!(
+            bucket.location("a/b.jpg").unwrap().as_ref(),
+            "photos/a/b.jpg"
+        );
+        for key in [
+            "",
+            ".origin-pull-meta/x",
+            ".origin-pull-uploads/1",
+            ".origin-pull-anything",
+        ] {
+            assert!(bucket.location(key).is_err(), "{key:?}");
+        }
     }
 }
