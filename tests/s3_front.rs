@@ -825,3 +825,116 @@ async fn a_local_directory_bucket_keeps_metadata_beside_objects_and_pulls_into_i
     keys.sort();
     assert_eq!(keys, ["conf/a.json", "pulled.css"]);
 }
+
+/// The Python of a venv holding boto3 and awscli: `S3_CLIENTS_VENV`, else
+/// `<target dir>/s3-clients-venv` (what `.ci/run` installs).
+fn clients_python() -> Option<std::path::PathBuf> {
+    let venv = std::env::var_os("S3_CLIENTS_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("s3-clients-venv")
+        });
+    let python = venv.join("bin/python");
+    let has = std::process::Command::new(&python)
+        .args(["-c", "import boto3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    has.then_some(python)
+}
+
+/// Clients no one here wrote (boto3, awscli; rclone when installed) against the gateway:
+/// cold GET, cold HEAD, a cold 64 MiB `download_file` (parallel ranged GETs), `aws s3 cp`
+/// and `aws s3 sync`, rclone down and up, put + list + delete + get, a wrong secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_s3_clients() {
+    let ci = std::env::var_os("CI").is_some();
+    let Some(python) = clients_python() else {
+        assert!(!ci, "CI: no venv with boto3 and awscli (see .ci/run)");
+        eprintln!("skipped: no venv with boto3 + awscli (set S3_CLIENTS_VENV or run .ci/run)");
+        return;
+    };
+    let rclone = std::process::Command::new("rclone")
+        .arg("version")
+        .output()
+        .is_ok();
+    assert!(rclone || !ci, "CI: rclone is not installed (see .ci/run)");
+    if !rclone {
+        eprintln!("rclone not installed: its part is skipped");
+    }
+    let origin = TestOrigin::start().await;
+    // As web servers and buckets do: `aws s3 cp` needs the `Last-Modified` of its `HEAD`,
+    // which a cold answer has only when the origin sent one.
+    let object = |path: &str, body: Bytes| {
+        let headers = vec![("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT")];
+        origin.put(path, Behaviour::Object { body, headers });
+    };
+    let big = random_bytes(64 * 1024 * 1024, 9);
+    object("cold/big.bin", big.clone());
+    for (key, len) in [
+        ("get", 1000),
+        ("head", 2000),
+        ("deleted", 10),
+        ("secret", 10),
+    ] {
+        object(&format!("cold/{key}.bin"), random_bytes(len, 10));
+    }
+    object("cold/cp.bin", random_bytes(3000, 11));
+    object("cold/rclone.bin", random_bytes(4000, 12));
+    let gw = Gateway::pulling(HttpOrigin::new(&origin.url).unwrap()).await;
+    let work = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_clients/check.py");
+    let endpoint = gw.endpoint.clone();
+    let dir = work.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args([endpoint.as_str(), ACCESS, SECRET, BUCKET])
+            .arg(dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let hex: String = random_bytes(1000, 10)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(seen["get_cold"], hex.as_str());
+    assert_eq!(seen["head_cold"], 2000);
+    assert_eq!(seen["download_file"], 64 * 1024 * 1024);
+    assert_eq!(std::fs::read(work.path().join("big.bin")).unwrap(), big);
+    assert_eq!(seen["listed"], serde_json::json!(["up/new.txt"]));
+    assert_eq!(seen["deleted"], "NoSuchKey");
+    assert_eq!(seen["wrong_secret"], "SignatureDoesNotMatch");
+    assert_eq!(seen["aws_cp"], 3000);
+    assert_eq!(seen["aws_sync"], serde_json::json!(["new.txt"]));
+    for key in ["get", "head", "big", "deleted", "cp"] {
+        assert_eq!(
+            origin.hits(&format!("cold/{key}.bin")),
+            1,
+            "{key}: one origin GET"
+        );
+    }
+    assert_eq!(
+        origin.hits("cold/secret.bin"),
+        0,
+        "a wrong secret pulls nothing"
+    );
+    if rclone {
+        assert_eq!(seen["rclone_down"], 4000);
+        assert_eq!(origin.hits("cold/rclone.bin"), 1);
+        assert_eq!(
+            seen["rclone_up"],
+            serde_json::json!(["file 0", "file 1", "file 2"])
+        );
+    }
+}
