@@ -363,6 +363,13 @@ async fn a_wrong_secret_is_refused_and_pulls_nothing() {
         let e = wrong.head(&Path::from("secret.bin")).await.unwrap_err();
         assert!(status(&e).contains("403"), "{e:?}");
     }
+    // Unsigned (anonymous) requests too.
+    let http = common::client();
+    let url = format!("{}/{BUCKET}/secret.bin", gw.endpoint);
+    for method in [http::Method::GET, http::Method::HEAD] {
+        let got = common::request(&http, method, &url).await;
+        assert_eq!(got.status, StatusCode::FORBIDDEN);
+    }
     assert_eq!(origin.total_hits(), 0, "the origin was never asked");
     assert!(gw.stored("secret.bin").await.is_none());
     assert_eq!(gw.handle.unwrap().fills_in_flight(), 0);
