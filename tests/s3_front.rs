@@ -222,6 +222,33 @@ async fn put_get_head_range_copy_and_delete() {
     assert_eq!(copy.attributes, attributes);
     assert_eq!(copy.bytes().await.unwrap(), bytes);
 
+    // A create-only put (If-None-Match: *) of an existing key fails and changes nothing;
+    // of a new key it writes.
+    let exists = s3
+        .put_opts(
+            &Path::from("dir/a.png"),
+            "other".into(),
+            object_store::PutMode::Create.into(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            exists,
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+        ),
+        "{exists:?}"
+    );
+    assert_eq!(gw.stored("dir/a.png").await.unwrap(), bytes);
+    s3.put_opts(
+        &Path::from("fresh"),
+        "new".into(),
+        object_store::PutMode::Create.into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(gw.stored("fresh").await.unwrap(), "new");
+
     // DeleteObject; then GetObject is NoSuchKey (404) and the store no longer has it.
     s3.delete(&Path::from("dir/a.png")).await.unwrap();
     let gone = s3.get(&Path::from("dir/a.png")).await.unwrap_err();

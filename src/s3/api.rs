@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, GetOptions};
+use object_store::{Attribute, Attributes, GetOptions, PutMode};
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
@@ -109,6 +109,16 @@ impl S3 for Api {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         let (bucket, at) = self.locate(&input.bucket, &input.key)?;
+        let mode = match (&input.if_match, &input.if_none_match) {
+            (None, None) => PutMode::Overwrite,
+            (None, Some(ETagCondition::Any)) => PutMode::Create,
+            _ => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "conditional writes other than If-None-Match: *"
+                ));
+            }
+        };
         let attributes = Upload {
             content_type: input.content_type.as_deref(),
             cache_control: input.cache_control.as_deref(),
@@ -121,7 +131,7 @@ impl S3 for Api {
         let body = input
             .body
             .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-        let meta = object::write(bucket, &at, body, attributes).await?;
+        let meta = object::write(bucket, &at, body, (attributes, mode)).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: etag(meta.e_tag),
             size: i64::try_from(meta.size).ok(),
@@ -161,7 +171,7 @@ impl S3 for Api {
             copied(attributes)
         };
         let body = result.into_stream();
-        let meta = object::write(bucket, &at, body, attributes).await?;
+        let meta = object::write(bucket, &at, body, (attributes, PutMode::Overwrite)).await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: etag(meta.e_tag.clone()),

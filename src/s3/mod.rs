@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `GetObject` (`Range`, `If-*`; `partNumber` → `NotImplemented`) | yes |
 //! | `HeadObject` | yes |
-//! | `PutObject` (user metadata, `Content-Type` and the representation headers) | yes |
+//! | `PutObject` (user metadata, `Content-Type` and the representation headers; `If-None-Match: *`, other conditions → `NotImplemented`) | yes |
 //! | `CopyObject` (`COPY` or `REPLACE` metadata) | yes |
 //! | `DeleteObject`, `DeleteObjects` (a tombstone behind the layer) | yes |
 //! | `ListObjectsV2` (`prefix`, `delimiter`, `start-after`, continuation; `list_merge`) | yes |

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{Attributes, ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{Attributes, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode};
 use s3s::dto::{CompletedPart, ETag, Part};
 use s3s::{S3Result, s3_error};
 
@@ -103,7 +103,13 @@ where
 {
     upload(bucket, name, key, id).await?;
     let at = part_at(id, number)?;
-    let meta = object::write(&staging(bucket), &at, body, Attributes::new()).await?;
+    let meta = object::write(
+        &staging(bucket),
+        &at,
+        body,
+        (Attributes::new(), PutMode::Overwrite),
+    )
+    .await?;
     Ok(meta.e_tag)
 }
 
@@ -181,7 +187,7 @@ pub(super) async fn complete(
         opening: None,
         current: None,
     };
-    let meta = object::write(bucket, at, body, attributes).await?;
+    let meta = object::write(bucket, at, body, (attributes, PutMode::Overwrite)).await?;
     abort(bucket, (name, key, id)).await?;
     Ok(meta)
 }

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue};
 use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, GetOptions, GetRange, GetResult, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
 };
 use s3s::dto::{ETag, Metadata, StreamingBlob, Timestamp};
 use s3s::{S3Error, S3Result, s3_error};
@@ -206,13 +206,15 @@ impl Upload<'_> {
     }
 }
 
-/// Write `body` at `at` with `attributes` (beside it on a local directory), overwriting:
-/// one `put` up to [`PART`] bytes, else a multipart write, aborted on any failure.
+/// Write `body` at `at` with `attributes` (beside it on a local directory): one `put` up to
+/// [`PART`] bytes, else a multipart write, aborted on any failure. `PutMode::Create` is
+/// atomic for one `put` and best effort (a look before the write) for a multipart one,
+/// which object_store cannot make conditional.
 pub(super) async fn write<S, E>(
     bucket: &S3Bucket,
     at: &Path,
     mut body: S,
-    attributes: Attributes,
+    (attributes, mode): (Attributes, PutMode),
 ) -> S3Result<ObjectMeta>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -236,6 +238,7 @@ where
                 let payload: PutPayload = first.into_iter().collect();
                 let opts = PutOptions {
                     attributes: on_store,
+                    mode,
                     ..PutOptions::default()
                 };
                 bucket
@@ -246,6 +249,9 @@ where
                 return finish(bucket, at, &attributes).await;
             }
         }
+    }
+    if matches!(mode, PutMode::Create) && bucket.store.head(at).await.is_ok() {
+        return Err(s3_error!(PreconditionFailed));
     }
     let opts = PutMultipartOptions {
         attributes: on_store,
