@@ -18,7 +18,8 @@
 //! | `CreateMultipartUpload`, `UploadPart`, `CompleteMultipartUpload`, `AbortMultipartUpload`, `ListParts` | yes |
 //! | everything else (ACLs, versions, tagging, policies, `ListObjects` v1, ...) | `NotImplemented` |
 //!
-//! Every row is tested in `tests/s3_front.rs` through object_store's `AmazonS3` client.
+//! Every row is tested in `tests/s3_front.rs`, through object_store's `AmazonS3` client or
+//! requests signed with its SigV4 signer, and with boto3, awscli and rclone (`real_s3_clients`).
 //!
 //! # Keys, and the layer around it
 //!
