@@ -60,6 +60,8 @@ pub mod prometheus;
 mod refresh;
 mod respond;
 mod rule;
+#[cfg(feature = "s3-front")]
+pub mod s3;
 mod serve;
 pub mod server;
 mod service;

@@ -197,6 +197,7 @@ async fn kept_headers_are_on_every_hit_and_cookies_never() {
 }
 
 /// The preconditions of the table, each with the status it gets on the object above.
+#[allow(clippy::type_complexity)]
 fn preconditions() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, StatusCode)> {
     let past = "Mon, 01 Jan 2001 00:00:00 GMT";
     let future = "Sat, 01 Jan 2050 00:00:00 GMT";

@@ -87,7 +87,7 @@ impl Local {
     ) -> Result<Looked, Missing> {
         if location
             .parts()
-            .last()
+            .next_back()
             .is_some_and(|p| crate::store::bucket::is_staging_name(p.as_ref()))
         {
             return Err(Missing::NotFound);

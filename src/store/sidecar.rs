@@ -39,11 +39,15 @@ pub(crate) fn validated_location(prefix: &Path, key: &str) -> Option<Path> {
     Path::parse(full).ok()
 }
 
-/// Whether `key` is one of the crate's own bookkeeping objects (metadata or tombstones).
+/// Where `S3Front` keeps the parts of multipart uploads in progress (feature `s3-front`).
+pub(crate) const UPLOADS_PREFIX: &str = ".origin-pull-uploads";
+
+/// Whether `key` is one of the crate's own bookkeeping objects (metadata, tombstones, the
+/// parts of S3 multipart uploads).
 pub(crate) fn reserved(key: &str) -> bool {
     matches!(
         key.split('/').next(),
-        Some(META_PREFIX | super::TOMBSTONE_PREFIX)
+        Some(META_PREFIX | super::TOMBSTONE_PREFIX | UPLOADS_PREFIX)
     )
 }
 
