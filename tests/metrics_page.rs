@@ -308,18 +308,11 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-/// Headless Chromium with `args` on `url`: its standard output. Panics (never skips) when
-/// Chromium is missing.
+/// Headless Chromium with `args` on `url`: its standard output. Installs Debian's
+/// `chromium` when it is missing; panics (never skips) when it cannot.
 fn chromium(args: &[&str], url: &str, profile: &Path) -> String {
-    let binary = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("chromium is not installed: `apt-get install chromium` (.ci/run does it)");
+    let binary = common::tools::debian_tool(&["chromium", "chromium-browser"], "chromium")
+        .expect("chromium is not installed and could not be: `apt-get install chromium`");
     let out = Command::new(binary)
         .args([
             "--headless",

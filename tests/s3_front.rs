@@ -860,44 +860,19 @@ async fn a_local_directory_bucket_keeps_metadata_beside_objects_and_pulls_into_i
     assert_eq!(keys, ["conf/a.json", "pulled.css"]);
 }
 
-/// The Python of a venv holding boto3 and awscli: `S3_CLIENTS_VENV`, else
-/// `<target dir>/s3-clients-venv` (what `.ci/run` installs).
-fn clients_python() -> Option<std::path::PathBuf> {
-    let venv = std::env::var_os("S3_CLIENTS_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-                .join("s3-clients-venv")
-        });
-    let python = venv.join("bin/python");
-    let has = std::process::Command::new(&python)
-        .args(["-c", "import boto3"])
-        .status()
-        .is_ok_and(|s| s.success());
-    has.then_some(python)
-}
-
 /// Clients no one here wrote (boto3, awscli; rclone when installed) against the gateway:
 /// cold GET, cold HEAD, a cold 64 MiB `download_file` (parallel ranged GETs), `aws s3 cp`
 /// and `aws s3 sync`, rclone down and up, put + list + delete + get, a wrong secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_s3_clients() {
-    let ci = std::env::var_os("CI").is_some();
-    let Some(python) = clients_python() else {
-        assert!(!ci, "CI: no venv with boto3 and awscli (see .ci/run)");
-        eprintln!("skipped: no venv with boto3 + awscli (set S3_CLIENTS_VENV or run .ci/run)");
-        return;
-    };
-    let rclone = std::process::Command::new("rclone")
-        .arg("version")
-        .output()
-        .is_ok();
-    assert!(rclone || !ci, "CI: rclone is not installed (see .ci/run)");
-    if !rclone {
-        eprintln!("rclone not installed: its part is skipped");
-    }
+    // Installed when missing (as `.ci/run` does); never skipped.
+    let python = common::tools::s3_clients_python()
+        .expect("boto3 and awscli are not installed and could not be (python3 -m venv, pip)");
+    let rclone = common::tools::debian_tool(&["rclone"], "rclone").is_some();
+    assert!(
+        rclone,
+        "rclone is not installed and could not be: `apt-get install rclone`"
+    );
     let origin = TestOrigin::start().await;
     // As web servers and buckets do: `aws s3 cp` needs the `Last-Modified` of its `HEAD`,
     // which a cold answer has only when the origin sent one.

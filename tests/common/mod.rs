@@ -26,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 pub mod faulty;
+pub mod tools;
 
 /// The mirror example's binary, built with the running test's features if it is not there
 /// yet (`cargo test --test <name>` alone does not build examples).
