@@ -79,8 +79,9 @@ use crate::{Error, HeadMiss, Origin, RangeMiss, Rewrite, Rule};
 ///
 /// - it matches the bucket as the key's first segment and asks the origin for `k`;
 /// - `HEAD` of a cold key fills it (`HeadMiss::Fill`): clients `HEAD` before they `GET`;
-/// - ranged `GET`s of a cold key join the one full fill (`RangeMiss::FillThenServe`), so
-///   parallel ranged downloads cost one origin fetch per key.
+/// - ranged `GET`s of a cold key join the one full fill whatever their offset
+///   (`RangeMiss::JoinFill` with no limit on the wait), each streaming as soon as its bytes
+///   are in the fill's spool, so parallel ranged downloads cost one origin fetch per key.
 ///
 /// Further options go on the returned rule.
 pub fn pull_rule(bucket: &str, origin: impl Origin) -> Rule {
@@ -89,9 +90,11 @@ pub fn pull_rule(bucket: &str, origin: impl Origin) -> Rule {
         .prefix(segment.clone())
         .rewrite(Rewrite::identity().strip_prefix(segment))
         .on_head(HeadMiss::Fill)
-        // SWITCH (issue 16): `RangeMiss::JoinFill { max_wait }` once it lands; it streams
-        // each range as its bytes arrive instead of waiting for them in the fill's order.
-        .on_range(RangeMiss::FillThenServe)
+        // Every range joins the one fill, however far ahead it starts: each streams from the
+        // fill's spool as soon as its bytes are there.
+        .on_range(RangeMiss::JoinFill {
+            max_wait: std::time::Duration::MAX,
+        })
 }
 
 /// The body of every [`S3Front`] response.
