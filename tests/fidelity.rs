@@ -310,3 +310,31 @@ async fn preconditions_answer_the_same_cold_and_stored() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_origin_without_last_modified_gets_the_pull_time_on_the_pull_and_every_hit() {
+    let c = client();
+    for m in every_mirror(false).await {
+        m.origin.put(
+            "n.txt",
+            Behaviour::Object {
+                body: "no date".into(),
+                headers: vec![("etag", "\"n1\"")],
+            },
+        );
+        let url = format!("{}n.txt", m.url);
+        let pulled = get(&c, &url).await;
+        assert_eq!(pulled.outcome(), Some("pulled"), "{}", m.name);
+        let date = pulled
+            .headers
+            .get("last-modified")
+            .expect("a Last-Modified")
+            .clone();
+        let hit = get(&c, &url).await;
+        assert_eq!(hit.outcome(), None, "{}", m.name);
+        assert_eq!(hit.headers.get("last-modified"), Some(&date), "{}", m.name);
+        let since = date.to_str().unwrap();
+        let revalidated = get_with(&c, &url, &[("if-modified-since", since)]).await;
+        assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED, "{}", m.name);
+    }
+}

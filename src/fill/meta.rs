@@ -172,6 +172,18 @@ pub(crate) fn client_headers(origin: &HeaderMap, keep: &KeepHeaders) -> HeaderMa
     out
 }
 
+/// Give a whole object whose origin sent no `Last-Modified` the time it is pulled, now: the
+/// pulled response, the stored object and every hit then carry the same one (S3 clients
+/// such as `aws s3 cp` refuse an object without it; conditional requests need one).
+pub(crate) fn last_modified_if_missing(origin: &mut HeaderMap) {
+    if !origin.contains_key(LAST_MODIFIED) {
+        let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+        if let Ok(value) = HeaderValue::from_str(&now) {
+            origin.insert(LAST_MODIFIED, value);
+        }
+    }
+}
+
 /// Why a response must stay with the client that asked for it (RFC 9111 §3 and §5.2.2):
 /// `Cache-Control: private`, `no-store` or `no-cache`, a `Set-Cookie`, or `Vary: *`.
 /// `None`: a shared cache may keep and share it.

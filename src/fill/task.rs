@@ -183,8 +183,11 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
             return Ok(begun);
         }
     }
-    let response = spec.origin.fetch(spec.request.clone()).await?;
+    let mut response = spec.origin.fetch(spec.request.clone()).await?;
     let status = response.status;
+    if status == StatusCode::OK {
+        meta::last_modified_if_missing(&mut response.headers);
+    }
     if status == StatusCode::NOT_FOUND {
         fill.not_found();
         return Ok(Begun::Done(Pulled::NotFound));

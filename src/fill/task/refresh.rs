@@ -47,7 +47,10 @@ pub(super) async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> 
     if let Some(date) = validator(&validation.last_modified) {
         request.headers.insert(IF_MODIFIED_SINCE, date);
     }
-    let response = spec.origin.fetch(request).await?;
+    let mut response = spec.origin.fetch(request).await?;
+    if response.status == StatusCode::OK {
+        meta::last_modified_if_missing(&mut response.headers);
+    }
     match response.status {
         StatusCode::NOT_MODIFIED => {
             store.set_validated(key, now).await?;
