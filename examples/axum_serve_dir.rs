@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use object_store::local::LocalFileSystem;
-use tower_layer::Layer;
 use tower_http::services::ServeDir;
+use tower_layer::Layer;
 use tower_origin_pull::server::Server;
 use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule};
 
