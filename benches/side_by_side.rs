@@ -1,7 +1,8 @@
 //! Side by side with nginx: the mirror example against nginx `proxy_store` and
-//! `proxy_cache` + `proxy_cache_lock`, on one origin, in one run (M1–M7 of
+//! `proxy_cache` + `proxy_cache_lock`, and in M1 and M2 against tower-http's `ServeDir`
+//! behind the layer (`examples/axum_serve_dir.rs`), on one origin, in one run (M1–M7 of
 //! `BENCHMARKS.md`). Run it through `benches/side_by_side.sh` (installs nginx, wrk and curl
-//! if missing, builds the mirror, then runs this); `benches/README.md` says what each row
+//! if missing, builds both examples, then runs this); `benches/README.md` says what each row
 //! measures and how.
 //!
 //! ```text
@@ -11,7 +12,7 @@
 //!
 //! Everything listens on 127.0.0.1 (ports picked free at start), lives under
 //! `/tmp/bench-side-by-side-<pid>/` (removed at the end), and every process started is
-//! stopped by its PID. The system under test (nginx's one worker, or the mirror) runs on
+//! stopped by its PID. The system under test (nginx's one worker, the mirror, or axum_serve_dir) runs on
 //! CPU 0; this harness, the load generators (wrk, curl) and the origin on CPU 1.
 
 use std::collections::BTreeMap;
@@ -2116,7 +2117,7 @@ fn machine_facts(cpus: usize) -> String {
         })
         .unwrap_or_default();
     format!(
-        "- Machine: {cpu}, {cpus} CPUs, {mem} GiB RAM; {os}, Linux {}; /tmp on the same disk as everything else.\n- Tools: {}; {}; {}; {}.\n- Pinning: the system under test (nginx's one worker, or the mirror) on CPU 0; the origin (nginx, one worker), wrk, curl and this harness on CPU 1. Both CPUs are shared with other work on this machine: **absolute numbers drift between runs; the interleaved side-by-side ratios are what hold.**\n",
+        "- Machine: {cpu}, {cpus} CPUs, {mem} GiB RAM; {os}, Linux {}; /tmp on the same disk as everything else.\n- Tools: {}; {}; {}; {}.\n- Pinning: the system under test (nginx's one worker, the mirror, or axum_serve_dir; the last two then run a single-threaded runtime) on CPU 0; the origin (nginx, one worker), wrk, curl and this harness on CPU 1. Both CPUs are shared with other work on this machine: **absolute numbers drift between runs; the interleaved side-by-side ratios are what hold.**\n",
         kernel.trim(),
         version("nginx", &["-v"]),
         version("wrk", &["--version"])
