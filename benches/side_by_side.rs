@@ -1,7 +1,8 @@
 //! Side by side with nginx: the mirror example against nginx `proxy_store` and
-//! `proxy_cache` + `proxy_cache_lock`, on one origin, in one run (M1–M7 of
+//! `proxy_cache` + `proxy_cache_lock`, and in M1 and M2 against tower-http's `ServeDir`
+//! behind the layer (`examples/axum_serve_dir.rs`), on one origin, in one run (M1–M7 of
 //! `BENCHMARKS.md`). Run it through `benches/side_by_side.sh` (installs nginx, wrk and curl
-//! if missing, builds the mirror, then runs this); `benches/README.md` says what each row
+//! if missing, builds both examples, then runs this); `benches/README.md` says what each row
 //! measures and how.
 //!
 //! ```text
@@ -11,7 +12,7 @@
 //!
 //! Everything listens on 127.0.0.1 (ports picked free at start), lives under
 //! `/tmp/bench-side-by-side-<pid>/` (removed at the end), and every process started is
-//! stopped by its PID. The system under test (nginx's one worker, or the mirror) runs on
+//! stopped by its PID. The system under test (nginx's one worker, the mirror, or axum_serve_dir) runs on
 //! CPU 0; this harness, the load generators (wrk, curl) and the origin on CPU 1.
 
 use std::collections::BTreeMap;
@@ -598,6 +599,7 @@ enum Sut {
     Origin,
     Mirror,
     MirrorBare,
+    ServeDir,
     NginxStore,
     NginxCache,
     NginxRedirect,
@@ -610,6 +612,7 @@ impl Sut {
             Sut::Origin => "origin (direct)",
             Sut::Mirror => "mirror (layer)",
             Sut::MirrorBare => "mirror --no-layer (bare ServeStore)",
+            Sut::ServeDir => "axum ServeDir (layer)",
             Sut::NginxStore => "nginx proxy_store",
             Sut::NginxCache => "nginx proxy_cache + lock",
             Sut::NginxRedirect => "nginx try_files + return 302",
@@ -621,6 +624,7 @@ impl Sut {
             Sut::Origin => "origin",
             Sut::Mirror => "mirror",
             Sut::MirrorBare => "bare",
+            Sut::ServeDir => "sdir",
             Sut::NginxStore => "nstore",
             Sut::NginxCache => "ncache",
             Sut::NginxRedirect => "n302",
@@ -637,6 +641,7 @@ struct Ports {
     nginx_302_plain: u16,
     mirror: u16,
     mirror_bare: u16,
+    serve_dir: u16,
 }
 
 struct Bench {
@@ -647,10 +652,13 @@ struct Bench {
     load_cpu: Option<usize>,
     ports: Ports,
     mirror_bin: PathBuf,
+    serve_dir_bin: PathBuf,
     origin: Option<Proc>,
     nginx: Option<Proc>,
     mirror: Option<Proc>,
     mirror_bare: Option<Proc>,
+    /// `examples/axum_serve_dir`: tower-http's `ServeDir` behind the layer.
+    serve_dir: Option<Proc>,
     /// sha256 of each origin object, by file name.
     hashes: BTreeMap<String, String>,
     report: String,
@@ -709,11 +717,14 @@ impl Bench {
             .and_then(Path::parent)
             .map(|p| p.join("examples/mirror"))
             .ok_or("where is the target directory?")?;
-        if !mirror_bin.exists() {
-            return Err(format!(
-                "{} is missing: build it with `cargo build --release --example mirror` (or run benches/side_by_side.sh)",
-                mirror_bin.display()
-            ));
+        let serve_dir_bin = mirror_bin.with_file_name("axum_serve_dir");
+        for bin in [&mirror_bin, &serve_dir_bin] {
+            if !bin.exists() {
+                return Err(format!(
+                    "{} is missing: build it with `cargo build --release --example mirror --example axum_serve_dir` (or run benches/side_by_side.sh)",
+                    bin.display()
+                ));
+            }
         }
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let (sut_cpu, load_cpu) = if cpus >= 2 {
@@ -749,6 +760,7 @@ impl Bench {
             "origin-nginx/tmp",
             "mirror-store",
             "mirror-bare-store",
+            "servedir-store",
             "wrk",
         ] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
@@ -761,6 +773,7 @@ impl Bench {
             nginx_302_plain: free_port()?,
             mirror: free_port()?,
             mirror_bare: free_port()?,
+            serve_dir: free_port()?,
         };
         let mut bench = Bench {
             opts,
@@ -769,10 +782,12 @@ impl Bench {
             load_cpu,
             ports,
             mirror_bin,
+            serve_dir_bin,
             origin: None,
             nginx: None,
             mirror: None,
             mirror_bare: None,
+            serve_dir: None,
             hashes: BTreeMap::new(),
             report: String::new(),
             cpus,
@@ -1018,11 +1033,35 @@ http {{
         Ok(())
     }
 
+    /// Start `examples/axum_serve_dir` on an empty directory, pinned like the mirror (so its
+    /// default `--threads` is 1: a single-threaded runtime, as the mirror's).
+    fn start_serve_dir(&mut self) -> Res<()> {
+        if let Some(mut old) = self.serve_dir.take() {
+            old.stop();
+        }
+        let dir = self.dir.join("servedir-store");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut cmd = pinned(self.sut_cpu, self.serve_dir_bin.to_str().ok_or("path")?);
+        cmd.arg("--dir")
+            .arg(&dir)
+            .arg("--origin")
+            .arg(format!("http://127.0.0.1:{}/", self.ports.origin))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.ports.serve_dir))
+            .env("RUST_LOG", "warn");
+        let mut proc = Proc::spawn("axum_serve_dir", cmd, &self.log("servedir.log"), "INT")?;
+        wait_listening(self.ports.serve_dir, &mut proc)?;
+        self.serve_dir = Some(proc);
+        Ok(())
+    }
+
     fn port(&self, sut: Sut) -> u16 {
         match sut {
             Sut::Origin => self.ports.origin,
             Sut::Mirror => self.ports.mirror,
             Sut::MirrorBare => self.ports.mirror_bare,
+            Sut::ServeDir => self.ports.serve_dir,
             Sut::NginxStore => self.ports.nginx_store,
             Sut::NginxCache => self.ports.nginx_cache,
             Sut::NginxRedirect => self.ports.nginx_302,
@@ -1039,6 +1078,7 @@ http {{
         match sut {
             Sut::Mirror => self.mirror.as_ref().map(Proc::pid),
             Sut::MirrorBare => self.mirror_bare.as_ref().map(Proc::pid),
+            Sut::ServeDir => self.serve_dir.as_ref().map(Proc::pid),
             Sut::Origin => None,
             _ => {
                 let master = self.nginx.as_ref()?.pid();
@@ -1085,6 +1125,7 @@ http {{
         for p in [
             self.mirror.take(),
             self.mirror_bare.take(),
+            self.serve_dir.take(),
             self.nginx.take(),
             self.origin.take(),
         ]
@@ -1126,6 +1167,7 @@ http {{
     fn run_all(&mut self) -> Res<()> {
         self.start_mirror(false, None, 10)?;
         self.start_mirror(true, None, 10)?;
+        self.start_serve_dir()?;
         self.sanity()?;
         if self.opts.runs("M1") {
             self.m1()?;
@@ -1151,7 +1193,13 @@ http {{
     /// Every system answers a cold GET with the right bytes before anything is timed.
     fn sanity(&mut self) -> Res<()> {
         let want = fs::read(self.dir.join("origin/obj/4k.bin")).map_err(|e| e.to_string())?;
-        for sut in [Sut::Origin, Sut::Mirror, Sut::NginxStore, Sut::NginxCache] {
+        for sut in [
+            Sut::Origin,
+            Sut::Mirror,
+            Sut::ServeDir,
+            Sut::NginxStore,
+            Sut::NginxCache,
+        ] {
             let (code, body) = http_get(self.port(sut), "/fresh/4k.bin/sanity")?;
             if code != 200 || body != want {
                 return Err(format!(
@@ -1167,12 +1215,17 @@ http {{
 
     /// M1: hit throughput through the layer, bare, and nginx proxy_store hits.
     fn m1(&mut self) -> Res<()> {
-        let suts = [Sut::Mirror, Sut::MirrorBare, Sut::NginxStore];
+        let suts = [Sut::Mirror, Sut::MirrorBare, Sut::ServeDir, Sut::NginxStore];
         let conns = 8;
         // Put the objects where each system serves hits from.
         for name in ["4k.bin", "1m.bin"] {
             let src = self.dir.join("origin/obj").join(name);
-            for store in ["mirror-store", "mirror-bare-store", "nginx/store"] {
+            for store in [
+                "mirror-store",
+                "mirror-bare-store",
+                "servedir-store",
+                "nginx/store",
+            ] {
                 let dst = self.dir.join(store).join("hit");
                 fs::create_dir_all(&dst).map_err(|e| e.to_string())?;
                 fs::copy(&src, dst.join(name)).map_err(|e| e.to_string())?;
@@ -1268,6 +1321,30 @@ http {{
                 median(&t_bare)
             ));
         }
+        s.push_str("\nThe Rust peer, per round: the mirror over axum `ServeDir` (both behind the layer, both on a single-threaded runtime pinned to CPU 0), and `ServeDir` over nginx proxy_store. Throughput and efficiency as above.\n\n| object | throughput mirror / ServeDir | median | efficiency mirror / ServeDir | median | throughput ServeDir / nginx | median | efficiency ServeDir / nginx | median |\n|---|---|---|---|---|---|---|---|---|\n");
+        for name in ["4k.bin", "1m.bin"] {
+            let per_round = |a: &[f64], b: &[f64], f: fn(f64, f64) -> f64| -> Vec<f64> {
+                a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect()
+            };
+            let thr = |sut| &rps[&(name, sut)];
+            let cpu = |sut| &cpus[&(name, sut)];
+            let t_sd = per_round(thr(Sut::Mirror), thr(Sut::ServeDir), |a, b| a / b);
+            let e_sd = per_round(cpu(Sut::Mirror), cpu(Sut::ServeDir), |a, b| b / a);
+            let t_sn = per_round(thr(Sut::ServeDir), thr(Sut::NginxStore), |a, b| a / b);
+            let e_sn = per_round(cpu(Sut::ServeDir), cpu(Sut::NginxStore), |a, b| b / a);
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {:.2} | {} | **{:.2}** | {} | {:.2} | {} | {:.2} |",
+                list(&t_sd, 2),
+                median(&t_sd),
+                list(&e_sd, 2),
+                median(&e_sd),
+                list(&t_sn, 2),
+                median(&t_sn),
+                list(&e_sn, 2),
+                median(&e_sn)
+            );
+        }
         let hits = status["requests"]["from_store"].as_u64().unwrap_or(0);
         let pulled = status["requests"]["pulled"].as_u64().unwrap_or(0);
         let _ = writeln!(
@@ -1286,7 +1363,13 @@ http {{
 
     /// M2: cold-pull TTFB minus the origin's own.
     fn m2(&mut self) -> Res<()> {
-        let suts = [Sut::Origin, Sut::Mirror, Sut::NginxStore, Sut::NginxCache];
+        let suts = [
+            Sut::Origin,
+            Sut::Mirror,
+            Sut::ServeDir,
+            Sut::NginxStore,
+            Sut::NginxCache,
+        ];
         let rounds = self.opts.m2_rounds();
         let samples = self.opts.m2_samples();
         let mut ttfb: BTreeMap<Sut, Vec<Vec<f64>>> = BTreeMap::new();
@@ -1324,11 +1407,14 @@ http {{
             "\n### M2 — cold-pull time to first byte\n\ncurl `%{{time_starttransfer}}` (connection setup included, the same for all), a fresh 4 KiB key per request, {samples} requests per system per round, {rounds} rounds, systems interleaved request by request. Overhead = the round's median minus the origin's median in the same round. Run-queue wait = how long the server's threads were runnable but waiting for CPU 0 during a request (`/proc/PID/task/*/schedstat`): time other work on the machine took from it.\n\n| system | median TTFB, ms (min–max of round medians) | overhead over the origin, ms: per round | median | run-queue wait per request, µs: median / p90 / max |\n|---|---|---|---|---|\n"
         );
         let mut mirror_over = f64::NAN;
+        let mut others = Vec::new();
         for sut in suts {
             let meds: Vec<f64> = ttfb[&sut].iter().map(|v| median(v)).collect();
             let over: Vec<f64> = meds.iter().zip(&origin_med).map(|(a, b)| a - b).collect();
             if sut == Sut::Mirror {
                 mirror_over = median(&over);
+            } else if sut != Sut::Origin {
+                others.push(format!("{} {:.3}", sut.label(), median(&over)));
             }
             let wait = waits.get(&sut).map_or("—".to_owned(), |w| {
                 format!("{:.0} / {:.0} / {:.0}", median(w), pct(w, 0.9), pct(w, 1.0))
@@ -1354,7 +1440,7 @@ http {{
         self.target(
             "M2 cold TTFB − origin TTFB",
             "≤ 0.3 ms",
-            format!("{mirror_over:.3} ms"),
+            format!("{mirror_over:.3} ms ({} ms)", others.join(", ")),
             Some(mirror_over <= 0.3),
         );
         Ok(())
@@ -2031,7 +2117,7 @@ fn machine_facts(cpus: usize) -> String {
         })
         .unwrap_or_default();
     format!(
-        "- Machine: {cpu}, {cpus} CPUs, {mem} GiB RAM; {os}, Linux {}; /tmp on the same disk as everything else.\n- Tools: {}; {}; {}; {}.\n- Pinning: the system under test (nginx's one worker, or the mirror) on CPU 0; the origin (nginx, one worker), wrk, curl and this harness on CPU 1. Both CPUs are shared with other work on this machine: **absolute numbers drift between runs; the interleaved side-by-side ratios are what hold.**\n",
+        "- Machine: {cpu}, {cpus} CPUs, {mem} GiB RAM; {os}, Linux {}; /tmp on the same disk as everything else.\n- Tools: {}; {}; {}; {}.\n- Pinning: the system under test (nginx's one worker, the mirror, or axum_serve_dir; the last two then run a single-threaded runtime) on CPU 0; the origin (nginx, one worker), wrk, curl and this harness on CPU 1. Both CPUs are shared with other work on this machine: **absolute numbers drift between runs; the interleaved side-by-side ratios are what hold.**\n",
         kernel.trim(),
         version("nginx", &["-v"]),
         version("wrk", &["--version"])

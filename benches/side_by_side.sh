@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side by side with nginx: installs what is missing (nginx, wrk, curl), builds the mirror
-# example and the harness in release mode, and runs benches/side_by_side.rs.
+# and axum_serve_dir examples and the harness in release mode, and runs benches/side_by_side.rs.
 #
 #   benches/side_by_side.sh --quick          # about 2 minutes
 #   benches/side_by_side.sh --full --write   # about 8 minutes; rewrites BENCHMARKS.md's tables
@@ -24,6 +24,6 @@ if ((${#missing[@]})); then
         $sudo apt-get install -y -qq "${missing[@]/nginx-light/nginx}"
 fi
 
-cargo build --release --example mirror
+cargo build --release --example mirror --example axum_serve_dir
 cargo bench --bench side_by_side --no-run
 exec cargo bench --bench side_by_side -- "$@"
