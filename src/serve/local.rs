@@ -25,7 +25,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use object_store::Attributes;
 use object_store::local::LocalFileSystem;
-use object_store::path::Path;
 
 /// Objects up to this size are read whole in the same blocking task as the lookup.
 pub(crate) const SMALL: u64 = 64 * 1024;
@@ -79,16 +78,11 @@ impl Local {
 
     /// Look `location` up (blocking): the file, its metadata, the attributes kept at
     /// `meta` beside it, and its bytes if `whole` and it is small.
-    pub(crate) fn look(
-        &self,
-        location: &Path,
-        meta: Option<&Path>,
-        whole: bool,
-    ) -> Result<Looked, Missing> {
+    pub(crate) fn look(&self, location: &str, meta: &str, whole: bool) -> Result<Looked, Missing> {
         if location
-            .parts()
-            .next_back()
-            .is_some_and(|p| crate::store::bucket::is_staging_name(p.as_ref()))
+            .rsplit('/')
+            .next()
+            .is_some_and(crate::store::bucket::is_staging_name)
         {
             return Err(Missing::NotFound);
         }
@@ -112,10 +106,7 @@ impl Local {
             None
         };
         let e_tag = e_tag(&stat);
-        let attributes = match meta {
-            Some(meta) => self.attributes(meta, &e_tag, size),
-            None => Arc::default(),
-        };
+        let attributes = self.attributes(meta, &e_tag, size);
         Ok(Looked {
             size,
             last_modified,
@@ -132,19 +123,22 @@ impl Local {
     /// The file of `location`: its root joined with the location's segments, which is what
     /// `LocalFileSystem::path_to_filesystem` computes through a URL (each segment
     /// percent-encoded into it, then decoded out of it) at several times the cost.
+    /// `location` is a clean key (below the store's prefix): what `Path::parse` takes as it
+    /// is, so the file is the same whichever way it is computed.
     #[cfg(unix)]
-    fn path(&self, location: &Path) -> Option<PathBuf> {
-        Some(self.root.join(location.as_ref()))
+    fn path(&self, location: &str) -> Option<PathBuf> {
+        Some(self.root.join(location))
     }
 
     #[cfg(not(unix))]
-    fn path(&self, location: &Path) -> Option<PathBuf> {
-        self.fs.path_to_filesystem(location).ok()
+    fn path(&self, location: &str) -> Option<PathBuf> {
+        let location = object_store::path::Path::parse(location).ok()?;
+        self.fs.path_to_filesystem(&location).ok()
     }
 
     /// The attributes kept at `meta` for the object version `e_tag` of `size` bytes:
     /// remembered, or read (blocking) and remembered.
-    fn attributes(&self, meta: &Path, e_tag: &str, size: u64) -> Arc<Attributes> {
+    fn attributes(&self, meta: &str, e_tag: &str, size: u64) -> Arc<Attributes> {
         let lock = || self.remembered.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(known) = lock().get(e_tag) {
             return known.clone();
@@ -184,12 +178,87 @@ fn e_tag(stat: &std::fs::Metadata) -> String {
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .unwrap_or_default()
         .as_micros();
-    format!("\"{inode:x}-{mtime:x}-{:x}\"", stat.len())
+    // As `format!("\"{inode:x}-{mtime:x}-{size:x}\"")`, without the formatting machinery
+    // (a fifth of the instructions of a 4 KiB hit, measured).
+    let mut tag = String::with_capacity(2 + 16 + 1 + 32 + 1 + 16);
+    tag.push('"');
+    push_hex(&mut tag, u128::from(inode));
+    tag.push('-');
+    push_hex(&mut tag, mtime);
+    tag.push('-');
+    push_hex(&mut tag, u128::from(stat.len()));
+    tag.push('"');
+    tag
+}
+
+/// `n` in lowercase hex without leading zeros (`0` for zero), as `{:x}` writes it.
+fn push_hex(out: &mut String, n: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&b| b as char));
 }
 
 #[cfg(all(test, unix))]
 mod tests {
+    use object_store::path::Path;
+
     use super::*;
+
+    #[tokio::test]
+    async fn the_etag_and_time_are_local_file_systems() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.bin"), b"four").unwrap();
+        let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let local = Local::of(&store).unwrap();
+        let looked = local
+            .look("f.bin", ".origin-pull-meta/f.bin.meta", true)
+            .ok()
+            .unwrap();
+        let meta = store.head(&Path::from("f.bin")).await.unwrap();
+        assert_eq!(Some(looked.e_tag), meta.e_tag);
+        assert_eq!(
+            chrono_free(looked.last_modified),
+            chrono_free(std::time::SystemTime::from(meta.last_modified))
+        );
+        assert_eq!(looked.bytes.as_deref(), Some(&b"four"[..]));
+        assert!(matches!(
+            local.look("f.bin#1", "m", true),
+            Err(Missing::NotFound)
+        ));
+    }
+
+    fn chrono_free(t: std::time::SystemTime) -> u128 {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros()
+    }
+
+    #[test]
+    fn hex_as_format_writes_it() {
+        for n in [
+            0u128,
+            1,
+            15,
+            16,
+            255,
+            0xdead_beef,
+            u128::from(u64::MAX),
+            u128::MAX,
+        ] {
+            let mut s = String::new();
+            push_hex(&mut s, n);
+            assert_eq!(s, format!("{n:x}"));
+        }
+    }
 
     #[test]
     fn files_are_where_local_file_system_puts_them() {
@@ -207,7 +276,7 @@ mod tests {
         ] {
             let location = Path::parse(key).unwrap_or_else(|_| Path::from(key));
             assert_eq!(
-                local.path(&location).unwrap(),
+                local.path(location.as_ref()).unwrap(),
                 store.path_to_filesystem(&location).unwrap(),
                 "{key}"
             );

@@ -196,7 +196,15 @@ impl<B> Service<Request<B>> for ServeStore {
                 return ServeFuture::ready(res);
             }
         };
-        let found = key::parse(parts.uri.path()).and_then(|key| Some((self.location(&key)?, key)));
+        // A local directory needs no object_store `Path` (parsing one costs a hit more than
+        // the lookup's own work): its keys are the files' names below the root.
+        let found = key::parse(parts.uri.path()).and_then(|key| {
+            let location = match self.local {
+                Some(_) => Path::default(),
+                None => self.location(&key)?,
+            };
+            Some((location, key))
+        });
         let Some((location, key)) = found else {
             return ServeFuture::ready(message(StatusCode::BAD_REQUEST, "not a valid key\n"));
         };
@@ -205,11 +213,19 @@ impl<B> Service<Request<B>> for ServeStore {
             return ServeFuture::ready(message(StatusCode::NOT_FOUND, "not found\n"));
         }
         let store = self.store.clone();
-        let sidecar = self
-            .sidecar
+        let sidecar = (self.sidecar && self.local.is_none())
             .then(|| crate::store::sidecar::location(&self.prefix, &key))
             .flatten();
-        let local = self.local.clone();
+        let local = self.local.clone().map(|local| {
+            // The object and its metadata below the prefix, as keys (no `Path` parsing).
+            let file = if self.prefix.as_ref().is_empty() {
+                key.clone()
+            } else {
+                format!("{}/{key}", self.prefix)
+            };
+            let meta = crate::store::sidecar::key_of(&self.prefix, &key);
+            (local, file, meta)
+        });
         let inline = self.inline;
         ServeFuture::new(
             async move {
@@ -236,8 +252,9 @@ struct Get<'a> {
     location: &'a Path,
     /// Where the object's metadata is kept beside it, on a backend without attributes.
     sidecar: Option<&'a Path>,
-    /// A local directory served directly.
-    local: Option<&'a Arc<Local>>,
+    /// A local directory served directly, with the object's and its metadata's keys below
+    /// the store's root.
+    local: Option<&'a (Arc<Local>, String, String)>,
     /// Its lookups on the runtime thread.
     inline: bool,
     key: &'a str,
@@ -247,8 +264,8 @@ struct Get<'a> {
 
 impl Get<'_> {
     async fn respond(&self) -> Response<ServeBody> {
-        if let Some(local) = self.local {
-            return self.respond_local(local.clone()).await;
+        if let Some((local, file, meta)) = self.local {
+            return self.respond_local(local.clone(), file, meta).await;
         }
         let ranged = !self.head && self.headers.contains_key(RANGE);
         if !ranged && !conditional::any(self.headers) {
@@ -347,14 +364,18 @@ impl Get<'_> {
 
     /// A local directory: one blocking lookup (see [`super::local`]), then the same
     /// decisions, and the bytes from memory (small objects) or the file already open.
-    async fn respond_local(&self, local: Arc<Local>) -> Response<ServeBody> {
-        let location = self.location.clone();
-        let meta = self.sidecar.cloned();
+    async fn respond_local(
+        &self,
+        local: Arc<Local>,
+        file: &str,
+        meta: &str,
+    ) -> Response<ServeBody> {
         let whole = !self.head;
         let looked = if self.inline {
-            Ok(local.look(&location, meta.as_ref(), whole))
+            Ok(local.look(file, meta, whole))
         } else {
-            tokio::task::spawn_blocking(move || local.look(&location, meta.as_ref(), whole)).await
+            let (file, meta) = (file.to_owned(), meta.to_owned());
+            tokio::task::spawn_blocking(move || local.look(&file, &meta, whole)).await
         };
         let looked = match looked {
             Ok(Ok(looked)) => looked,

@@ -20,12 +20,16 @@ pub const META_PREFIX: &str = ".origin-pull-meta";
 
 /// The metadata location of `key` below `prefix`.
 pub(crate) fn location(prefix: &Path, key: &str) -> Option<Path> {
-    let full = if prefix.as_ref().is_empty() {
+    Path::parse(key_of(prefix, key)).ok()
+}
+
+/// The same as a key below the store's root, unparsed.
+pub(crate) fn key_of(prefix: &Path, key: &str) -> String {
+    if prefix.as_ref().is_empty() {
         format!("{META_PREFIX}/{key}.meta")
     } else {
         format!("{prefix}/{META_PREFIX}/{key}.meta")
-    };
-    Path::parse(full).ok()
+    }
 }
 
 /// The location of `key`'s validation marker below `prefix`: when a refresh last found the
