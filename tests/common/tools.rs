@@ -1,7 +1,8 @@
 //! Tools a few tests drive that are not Rust crates: headless Chromium, rclone (Debian
-//! packages) and boto3 + awscli (PyPI, in a venv). A test that needs one provisions it
-//! here when it is missing — `.ci/run` does the same up front — so `cargo test` on a fresh
-//! machine runs every test; a tool that cannot be provisioned fails the test with why.
+//! packages) and boto3 + awscli (PyPI, in a venv). `.ci/run` installs them up front; a test
+//! that needs one also installs it when it is missing, so `cargo test` on a fresh machine
+//! runs every test. A tool that cannot be installed fails the test in CI (`CI` set, as
+//! `.ci/run` sets it) and, outside CI, skips it with a line saying why ([`required`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,6 +69,19 @@ pub fn s3_clients_python() -> Option<PathBuf> {
         );
     }
     (ready(&python) && venv.join("bin/aws").exists()).then_some(python)
+}
+
+/// `found`, or — when a tool could not be had — a failure in CI and, outside CI, `None`
+/// after printing why the test skips.
+pub fn required<T>(found: Option<T>, what: &str) -> Option<T> {
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI: {what} is not installed and could not be (.ci/run installs it)"
+        );
+        eprintln!("skipped: {what} is not installed and could not be");
+    }
+    found
 }
 
 /// The cargo target directory of the running test.
