@@ -26,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 pub mod faulty;
+pub mod heap;
 pub mod tools;
 
 /// The mirror example's binary, built with the running test's features if it is not there
