@@ -76,7 +76,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             Ok(n) if n >= 1 => n,
             _ => return Err(format!("--threads {n:?}: a whole number, at least 1")),
         },
-        None => std::thread::available_parallelism().map_or(1, usize::from),
+        None => tower_origin_pull::server::default_threads(),
     };
     Ok(Some(Args {
         dir: PathBuf::from(dir),
@@ -99,18 +99,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One CPU: a single-threaded runtime (no work stealing, no cross-thread wake-ups);
-    // more: one worker per CPU. The same choice as `examples/mirror.rs`.
-    let runtime = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()
-    };
+    let runtime = tower_origin_pull::server::runtime(args.threads);
     let result = match runtime {
         Ok(runtime) => runtime.block_on(run(args)),
         Err(e) => Err(e.into()),

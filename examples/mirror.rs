@@ -171,7 +171,7 @@ fn parse_args() -> Result<Args, String> {
         backlog: None,
         max_header_size: None,
         // The CPUs this process may run on (its affinity mask, so `taskset -c 0` gives 1).
-        threads: std::thread::available_parallelism().map_or(1, usize::from),
+        threads: tower_origin_pull::server::default_threads(),
         pool_reads: false,
         warmup: None,
         history_resolution: Duration::from_secs(60),
@@ -276,18 +276,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // One CPU: a single-threaded runtime (no work stealing, no cross-thread wake-ups);
-    // more: one worker per CPU.
-    let runtime = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()
-    };
+    let runtime = tower_origin_pull::server::runtime(args.threads);
     let result = match runtime {
         Ok(runtime) => runtime.block_on(run(args)),
         Err(e) => Err(e.into()),

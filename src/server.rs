@@ -82,6 +82,28 @@ use crate::Error;
 #[cfg(feature = "server")]
 pub use self::serve::{Listening, Serve, Server, WithGracefulShutdown};
 
+/// The CPUs this process may run on: its affinity mask (`taskset -c 0` gives 1), else 1.
+/// The default number of runtime threads of the shipped servers.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The tokio runtime the shipped servers run on: single-threaded for one thread (no work
+/// stealing, no cross-thread wake-ups: measured faster for small hits on one CPU, see
+/// BENCHMARKS.md), else `threads` workers; timers and I/O on.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
 // The defaults and limits of the server's settings (also what `[server]` accepts, so they
 // do not depend on the `server` feature).
 
@@ -1204,5 +1226,19 @@ mod serve {
         fn size_hint(&self) -> SizeHint {
             self.inner.size_hint()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
+    #[test]
+    fn one_thread_is_a_single_threaded_runtime() {
+        let flavor = |threads| super::runtime(threads).unwrap().handle().runtime_flavor();
+        assert_eq!(flavor(1), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(0), RuntimeFlavor::CurrentThread);
+        assert_eq!(flavor(2), RuntimeFlavor::MultiThread);
+        assert!(super::default_threads() >= 1);
     }
 }
