@@ -322,12 +322,16 @@ fn origin_of(o: &TestOrigin) -> HttpOrigin {
 }
 
 /// Every regular file below `root`, relative, sorted.
+/// The objects' files below `root` (not the metadata kept beside them).
 fn files(root: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
+            if path.ends_with(tower_origin_pull::store::META_PREFIX) {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
             } else {

@@ -686,7 +686,15 @@ async fn keys_cannot_escape_the_store_prefix() {
         }
     }
     files.sort();
-    assert_eq!(files, ["mirror/ok/file.txt", "secret.txt"]);
+    // The object and the metadata kept beside it, both below the prefix.
+    assert_eq!(
+        files,
+        [
+            "mirror/.origin-pull-meta/ok/file.txt.meta",
+            "mirror/ok/file.txt",
+            "secret.txt"
+        ]
+    );
     assert_eq!(std::fs::read(root.join("secret.txt")).unwrap(), b"SECRET");
 }
 
