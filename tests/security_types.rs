@@ -245,7 +245,20 @@ async fn origin_metadata_cannot_pose_as_a_safety_header() {
             assert!(got.headers.get(name).is_none(), "{what}: {name}");
         }
     }
-    assert_eq!(stored_attributes(&*store, "page.txt").await.len(), 1);
+    // The type, and the time of the pull (the origin sent no `Last-Modified`): nothing the
+    // origin named.
+    let stored = stored_attributes(&*store, "page.txt").await;
+    let names: Vec<String> = stored.iter().map(|(a, _)| format!("{a:?}")).collect();
+    assert_eq!(stored.len(), 2, "{names:?}");
+    assert!(stored.get(&object_store::Attribute::ContentType).is_some());
+    assert!(
+        stored
+            .get(&object_store::Attribute::Metadata(
+                "origin_pull_last_modified".into()
+            ))
+            .is_some(),
+        "{names:?}"
+    );
 }
 
 /// What a store without attributes says about itself, up front or once it has learned it.
