@@ -380,6 +380,8 @@ async fn copy(
                 // so this is not a failure.
                 let _ = tee.push(last).await;
             }
+            // The spool's last batch, so a reader outside the window reads to the end.
+            fill.flush_spool().await;
             match committed {
                 Ok(Some(committed)) => {
                     fill.complete(committed);
