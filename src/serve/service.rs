@@ -75,7 +75,10 @@ const ATTEMPTS: usize = 3;
 /// A plain `GET` or `HEAD` is one store request. A request with a precondition or a range
 /// first reads the object's metadata, decides, and then reads the bytes pinned to the ETag
 /// it decided on (`GetOptions::if_match`), so the answer never mixes two versions of an
-/// object that is replaced meanwhile; a replaced object is looked at again.
+/// object that is replaced meanwhile; a replaced object is looked at again. On a local
+/// directory every request is one lookup (open, stat, the metadata beside the object, and
+/// an object up to 64 KiB read whole; see [`ServeStore::inline_local_reads`]), and the bytes
+/// come from the file it opened, which a replacement (a rename) does not change.
 ///
 /// ## Where it differs from tower-http's `ServeDir`, and why
 ///

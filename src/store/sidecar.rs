@@ -7,9 +7,9 @@
 //! metadata whose size is not the object's (the object was replaced by other means) is
 //! ignored. The `.meta` suffix keeps `a` and `a/b`'s files apart, as the objects are.
 //!
-//! What it costs: one small write per stored object, one more read per hit through
-//! [`ServeStore`](crate::ServeStore) on a local disk (made at the same time as the
-//! object's own, not after it).
+//! What it costs: one small write per stored object, and one small read per object version
+//! served through [`ServeStore`](crate::ServeStore) on a local disk (in the same lookup as
+//! the object's, then remembered by the object's ETag: 3 % of 4 KiB hits, `benches/local_meta.rs`).
 
 use bytes::Bytes;
 use object_store::path::Path;
