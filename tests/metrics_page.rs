@@ -9,11 +9,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use prometheus_parse::{Scrape, Value};
@@ -22,8 +20,7 @@ const TOKEN: &str = "metrics-page-test-token-0123456789";
 
 /// The mirror example as a process on 127.0.0.1:0, stopped with SIGINT when dropped.
 struct Mirror {
-    child: Child,
-    addr: SocketAddr,
+    process: MirrorProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -32,66 +29,21 @@ impl Mirror {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
         std::fs::create_dir(&store).unwrap();
-        let mut child = Command::new(mirror_binary())
-            .args(["--origin", origin, "--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(mirror_binary());
+        cmd.args(["--origin", origin, "--listen", "127.0.0.1:0"])
             .arg("--store")
             .arg(format!("file://{}", store.display()))
             .args(extra)
             .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("MIRROR_LOG").is_some() {
-                    eprintln!("mirror: {line}");
-                }
-                if let Some(at) = line.find("listen=") {
-                    let addr: String = line[at + 7..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the mirror did not start");
+            .env("RUST_LOG", "info");
         Self {
-            child,
-            addr: addr.parse().unwrap(),
+            process: MirrorProcess::spawn(cmd),
             _dir: dir,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}/{path}", self.addr)
-    }
-}
-
-impl Drop for Mirror {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's id.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("http://{}/{path}", self.process.addr)
     }
 }
 

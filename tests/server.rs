@@ -13,9 +13,8 @@
 mod common;
 
 use std::future::IntoFuture;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -640,8 +639,8 @@ fn server_section_is_validated_with_locations_and_applied() {
 /// A mirror process on 127.0.0.1 (port chosen by the system) over a local store holding
 /// `hello.txt` (4 KiB); its origin is a port where nothing listens (hits only).
 struct Mirror {
-    child: Child,
     addr: SocketAddr,
+    _process: common::MirrorProcess,
     _store: tempfile::TempDir,
 }
 
@@ -654,10 +653,7 @@ impl Mirror {
             .arg("--store")
             .arg(format!("file://{}", store.path().display()))
             .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env("RUST_LOG", "info");
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -677,52 +673,13 @@ impl Mirror {
                 });
             }
         }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("MIRROR_LOG").is_some() {
-                    eprintln!("mirror: {line}");
-                }
-                if let Some(at) = line.find("listen=") {
-                    let addr: String = line[at + 7..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send((addr, line.clone()));
-                    }
-                }
-            }
-        });
-        let (addr, line) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the mirror did not start");
-        println!("{}", line.trim());
+        let process = common::MirrorProcess::spawn(cmd);
+        println!("{}", process.listen_line.trim());
         Self {
-            child,
-            addr: addr.parse().unwrap(),
+            addr: process.addr,
+            _process: process,
             _store: store,
         }
-    }
-}
-
-impl Drop for Mirror {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's id.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

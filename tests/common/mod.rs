@@ -502,3 +502,69 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A mirror example process: started from a prepared command (its standard error is piped
+/// here and read for the `listen=` line), stopped with SIGINT when dropped (killed after
+/// 15 s). `MIRROR_LOG=1` echoes its log.
+pub struct MirrorProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// The log line that gave the address.
+    pub listen_line: String,
+}
+
+impl MirrorProcess {
+    pub fn spawn(mut cmd: std::process::Command) -> Self {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("MIRROR_LOG").is_some() {
+                    eprintln!("mirror: {line}");
+                }
+                if let Some(at) = line.find("listen=") {
+                    let addr: String = line[at + 7..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send((addr, line.clone()));
+                    }
+                }
+            }
+        });
+        let (addr, listen_line) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the mirror did not start");
+        Self {
+            child,
+            addr: addr.parse().unwrap(),
+            listen_line,
+        }
+    }
+}
+
+impl Drop for MirrorProcess {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's id.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
