@@ -35,7 +35,7 @@ type Res<T> = Result<T, String>;
 
 const USAGE: &str = "\
 usage: side_by_side (--quick | --full) [--write] [--keep] [--only M1,M3,..] [--max-load L]
-                    [--idle-wait SECS]
+                    [--idle-wait SECS] [--mirror-arg ARG]...
 
   --quick          one or two short rounds of everything (about 2 minutes)
   --full           the rounds quoted in BENCHMARKS.md (about 8 minutes)
@@ -44,6 +44,8 @@ usage: side_by_side (--quick | --full) [--write] [--keep] [--only M1,M3,..] [--m
   --only LIST      run only these rows (M3 and M4 run together), for profiling and fixes
   --max-load L     the 1-minute load average under which the machine counts as idle (0.8)
   --idle-wait S    how long to wait for that before running anyway, noting it (120; quick 30)
+  --mirror-arg ARG pass ARG to the mirror too (repeatable), e.g. `--mirror-arg --spool-max-bytes
+                   --mirror-arg 0` to measure a setting; refused with --write
 
 Run it through benches/side_by_side.sh, which installs the tools and builds the mirror.";
 
@@ -65,6 +67,8 @@ struct Opts {
     max_load: f64,
     idle_wait: Duration,
     only: Option<Vec<String>>,
+    /// Extra arguments for every mirror process.
+    mirror_args: Vec<String>,
 }
 
 impl Opts {
@@ -113,6 +117,7 @@ fn parse_opts() -> Res<Option<Opts>> {
         max_load: 0.8,
         idle_wait: Duration::ZERO,
         only: None,
+        mirror_args: Vec::new(),
     };
     let mut mode = None;
     let mut idle_wait = None;
@@ -136,6 +141,10 @@ fn parse_opts() -> Res<Option<Opts>> {
                 idle_wait = Some(v.parse::<u64>().map_err(|e| format!("--idle-wait: {e}"))?);
             }
             // What `cargo bench` adds.
+            "--mirror-arg" => {
+                let v = it.next().ok_or("--mirror-arg needs a value")?;
+                opts.mirror_args.push(v);
+            }
             "--bench" => {}
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
@@ -145,6 +154,9 @@ fn parse_opts() -> Res<Option<Opts>> {
         return Ok(None);
     };
     opts.quick = quick;
+    if opts.write && !opts.mirror_args.is_empty() {
+        return Err("--write measures the mirror as shipped: drop --mirror-arg".into());
+    }
     if opts.write && opts.only.is_some() {
         return Err("--write needs every row: drop --only".into());
     }
@@ -1017,6 +1029,7 @@ http {{
         if let Some(mode) = mode {
             cmd.arg("--mode").arg(mode);
         }
+        cmd.args(&self.opts.mirror_args);
         let name = if bare { "mirror --no-layer" } else { "mirror" };
         let log = self.log(&format!(
             "{}-{}.log",

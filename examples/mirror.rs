@@ -105,7 +105,8 @@ const USAGE: &str = "usage: mirror [--config FILE] [--listen ADDR] [--origin URL
                      [--header-read-timeout SECS] [--idle-timeout SECS] \
                      [--send-timeout SECS] [--max-connections N] [--backlog N] \
                      [--max-header-size BYTES] [--threads N] [--pool-reads] \
-                     [--warmup FILE] [--history-resolution SECS]";
+                     [--warmup FILE] [--history-resolution SECS] \
+                     [--spool-max-bytes SIZE]";
 
 struct Args {
     config: Option<String>,
@@ -135,6 +136,8 @@ struct Args {
     warmup: Option<String>,
     /// How often the progress page samples the progress.
     history_resolution: Duration,
+    /// `spool_max_bytes` of the config (a size: `0` turns spools off).
+    spool_max_bytes: Option<String>,
 }
 
 /// `SECS` as a duration (fractions allowed).
@@ -175,6 +178,7 @@ fn parse_args() -> Result<Args, String> {
         pool_reads: false,
         warmup: None,
         history_resolution: Duration::from_secs(60),
+        spool_max_bytes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -218,6 +222,7 @@ fn parse_args() -> Result<Args, String> {
             "--pool-reads" => args.pool_reads = true,
             "--warmup" => args.warmup = Some(value()?),
             "--history-resolution" => args.history_resolution = seconds(&flag, &value()?)?,
+            "--spool-max-bytes" => args.spool_max_bytes = Some(value()?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -254,6 +259,9 @@ fn config(args: &Args) -> Result<Config, BoxError> {
         for rule in &mut config.rules {
             rule.mode = Some(mode.clone());
         }
+    }
+    if let Some(size) = &args.spool_max_bytes {
+        config.spool_max_bytes = Some(size.clone());
     }
     Ok(config)
 }
