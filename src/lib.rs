@@ -92,7 +92,7 @@ pub use crate::rule::{
 };
 pub use crate::serve::{ServeBody, ServeFuture, ServeStore};
 pub use crate::service::OriginPull;
-pub use crate::store::{BucketStore, Committed, Store, StoreWrite, StoredObject};
+pub use crate::store::{BucketStore, Committed, StagingFile, Store, StoreWrite, StoredObject};
 pub use crate::webhook::{Webhook, WebhookHandle, WebhookStats};
 
 #[cfg(doctest)]

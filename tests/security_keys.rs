@@ -450,12 +450,22 @@ async fn the_store_refuses_what_a_local_disk_cannot_hold() {
         ),
     ] {
         for key in keys {
-            match store.begin(key, object_store::Attributes::new()).await {
+            // A wrapper that hides the disk is checked at `begin`; a bare LocalFileSystem,
+            // written directly, with its first write to disk (here: the commit), so the
+            // fill's head never waits for the check.
+            let refused = match store.begin(key, object_store::Attributes::new()).await {
+                Ok(mut w) => {
+                    w.write(bytes::Bytes::from_static(b"x")).await.unwrap();
+                    w.commit().await.map(|_| "committed")
+                }
+                Err(e) => Err(e),
+            };
+            match refused {
                 Err(Error::Unstorable { key: k, reason }) => {
                     assert_eq!(k, key);
                     assert!(!reason.is_empty());
                 }
-                other => panic!("{key}: {:?}", other.map(|_| "a writer")),
+                other => panic!("{key}: {other:?}"),
             }
             // A read of it is a miss, not an error.
             assert!(store.read(key, 0).await.unwrap().is_none(), "{key}");
@@ -466,6 +476,13 @@ async fn the_store_refuses_what_a_local_disk_cannot_hold() {
             assert!(w.is_ok(), "{key}");
         }
     }
+    // What was refused left nothing behind: no staging file, no object.
+    let mut left = Vec::new();
+    for entry in walk(&root) {
+        left.push(entry.strip_prefix(&root).unwrap().display().to_string());
+    }
+    left.sort();
+    assert_eq!(left, ["assets", "dir/sub"], "files left");
     // Object stores are not file systems: the same keys are fine in memory.
     let memory = BucketStore::new(Arc::new(InMemory::new()));
     for key in ["assets/logo.png", "dir", "x#1"] {
@@ -476,4 +493,22 @@ async fn the_store_refuses_what_a_local_disk_cannot_hold() {
         w.write(bytes::Bytes::from_static(b"m")).await.unwrap();
         w.commit().await.unwrap();
     }
+}
+
+/// Every file and empty directory below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let inner = walk(&path);
+            if inner.is_empty() {
+                out.push(path);
+            }
+            out.extend(inner);
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }

@@ -381,6 +381,145 @@ async fn late_joiners_at_10_50_90_percent_stream_before_the_gate_opens() {
     app.spools_gone().await;
 }
 
+// ----- a local directory: the store's staging file is the spool -----
+
+/// A store in a temporary directory (kept with the app) and an app over it.
+async fn local_app(origin: &Gated) -> (App, PathBuf) {
+    let store_dir = tempfile::tempdir().unwrap();
+    let root = store_dir.path().canonicalize().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&root).unwrap());
+    let origin: Arc<dyn Origin> = Arc::new(HttpOrigin::new(&origin.url).unwrap());
+    (
+        app_with(origin, store, Some(store_dir), |r| r, |l| l).await,
+        root,
+    )
+}
+
+/// Every file below `dir`, relative to it, sorted.
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        for entry in std::fs::read_dir(&at).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// On a local directory the same late joiners stream before the gate opens, from the store
+/// write's own staging file (`big.bin#1`, beside where the object will be): the fill opens
+/// no spool file of its own and holds nothing against `spool_max_bytes`, so every byte is
+/// written to disk once. Afterwards the object and its metadata are in place and no
+/// staging file is left.
+#[tokio::test]
+async fn on_a_local_disk_late_joiners_read_the_stores_staging_file() {
+    let _serial = SERIAL.read().await;
+    let object = random_bytes(4 * MIB, 17);
+    let origin = Gated::start(object.clone(), None).await;
+    let (app, root) = local_app(&origin).await;
+    let client = client();
+    let leader = start_get(&client, &app.at("big.bin"), None);
+    let mut joiners = Vec::new();
+    for percent in [10, 50, 90] {
+        let at = object.len() * percent / 100;
+        origin.allow(at);
+        origin.sent_at_least(at).await;
+        let mut joiner = start_get(&client, &app.at("big.bin"), None);
+        assert!(
+            joiner.first_byte().await,
+            "the reader joining at {percent} % got no byte while the origin was held"
+        );
+        assert_eq!(*origin.allowed.borrow(), at as u64, "the gate was held");
+        assert_eq!(app.open_spools(), 0, "no spool file of the fill's own");
+        assert_eq!(app.layer.handle().spool_stats().bytes_now, 0);
+        assert_eq!(files_below(&root), ["big.bin#1"], "only the staging file");
+        joiners.push(joiner);
+    }
+    let stats = app.layer.handle().spool_stats();
+    assert!(stats.reads >= 3, "the joiners read the staging file");
+    assert_eq!((stats.spooled_fills, stats.from_staging), (1, 1));
+    origin.allow(object.len());
+    assert_eq!(leader.got().await.body(), &object[..]);
+    for joiner in joiners {
+        let got = joiner.got().await;
+        assert_eq!(got.outcome(), Some("coalesced"));
+        assert!(got.body() == &object[..], "a joiner's bytes are the object");
+    }
+    assert_eq!(
+        origin.whole.load(Ordering::Relaxed),
+        1,
+        "one origin request"
+    );
+    assert_eq!(
+        files_below(&root),
+        [".origin-pull-meta/big.bin.meta", "big.bin"]
+    );
+    assert!(std::fs::read(root.join("big.bin")).unwrap() == object[..]);
+    app.spools_gone().await;
+}
+
+/// A local fill that fails midway: the reader reading the staging file gets an error (never
+/// a short body that looks whole), and neither the object, its metadata nor the staging
+/// file is left.
+#[tokio::test]
+async fn on_a_local_disk_a_failed_fill_leaves_nothing_and_its_readers_error() {
+    let _serial = SERIAL.read().await;
+    let object = random_bytes(4 * MIB, 18);
+    let origin = Gated::start(object.clone(), Some(3 * MIB as u64)).await;
+    let (app, root) = local_app(&origin).await;
+    let client = client();
+    let leader = start_get(&client, &app.at("big.bin"), None);
+    origin.allow(2 * MIB);
+    origin.sent_at_least(2 * MIB).await;
+    let mut joiner = start_get(&client, &app.at("big.bin"), None);
+    assert!(
+        joiner.first_byte().await,
+        "the joiner read the staging file"
+    );
+    origin.allow(object.len());
+    assert!(leader.got().await.body.is_err(), "the leader's body breaks");
+    assert!(joiner.got().await.body.is_err(), "the joiner's body breaks");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            files_below(&root).is_empty()
+        })
+        .await,
+        "left behind: {:?}",
+        files_below(&root)
+    );
+    app.spools_gone().await;
+}
+
+/// A large object at a key the disk cannot hold (below a key that is a file) is found out
+/// at the first write to disk, not before the head: every reader still gets the whole
+/// object, and nothing is stored or left behind.
+#[tokio::test]
+async fn on_a_local_disk_a_key_the_disk_cannot_hold_is_streamed_unstored() {
+    let _serial = SERIAL.read().await;
+    let object = random_bytes(4 * MIB, 19);
+    let origin = Gated::start(object.clone(), None).await;
+    let (app, root) = local_app(&origin).await;
+    std::fs::write(root.join("file"), "a file").unwrap();
+    let client = client();
+    let leader = start_get(&client, &app.at("file/big.bin"), None);
+    origin.allow(MIB);
+    origin.sent_at_least(MIB).await;
+    let joiner = start_get(&client, &app.at("file/big.bin"), None);
+    origin.allow(object.len());
+    assert!(leader.got().await.body() == &object[..]);
+    // (The joiner, behind the window of a fill that stores nothing, fetches its own.)
+    assert!(joiner.got().await.body() == &object[..]);
+    assert_eq!(files_below(&root), ["file"], "nothing stored, nothing left");
+    app.spools_gone().await;
+}
+
 // ----- ranged readers -----
 
 fn join_fill(max_wait: Duration) -> impl FnOnce(Rule) -> Rule {

@@ -456,7 +456,9 @@ impl Fill {
     pub(crate) async fn spool(&self, chunk: &Bytes) {
         {
             let mut st = self.lock();
-            if st.spool.is_none() || !st.spool_open {
+            let staging = st.spool.as_ref().is_some_and(|s| s.staged().is_some());
+            if st.spool.is_none() || !st.spool_open || staging {
+                // A staging file is written by the store ([`Fill::catch_up_staging`]).
                 return;
             }
             st.first_byte.get_or_insert_with(Instant::now);
@@ -474,6 +476,9 @@ impl Fill {
     /// Write the chunks not yet in the spool (the fill calls this once its last chunk is
     /// in, so a reader outside the window can read to the end).
     pub(crate) async fn flush_spool(&self) {
+        if self.catch_up_staging() {
+            return;
+        }
         let (spool, offset, batch) = {
             let mut st = self.lock();
             let (Some(spool), true, false) =
@@ -510,6 +515,33 @@ impl Fill {
     }
 
     /// Whether a reader starting at `pos` is expected to have its first byte within
+    /// For a fill whose spool is the store write's staging file: the bytes the store has
+    /// written are readable now, up to what the readers have been handed (so the held last
+    /// chunk is never read from the file before the commit releases it). `false`: the
+    /// fill's spool is not a staging file (or it has none).
+    pub(crate) fn catch_up_staging(&self) -> bool {
+        let mut st = self.lock();
+        let Some(written) = st.spool.as_ref().and_then(|s| s.staged()) else {
+            return false;
+        };
+        let readable = written.min(st.end);
+        if st.spool_open && readable > st.spooled {
+            st.spooled = readable;
+            st.wake_readers();
+        }
+        true
+    }
+
+    /// A spool that is the store write's staging file stops where it is (the write is gone):
+    /// what it holds stays readable, readers past it go on as without a spool. A spool of
+    /// the fill's own goes on.
+    pub(crate) fn stop_staging(&self) {
+        let mut st = self.lock();
+        if st.spool.as_ref().is_some_and(|s| s.staged().is_some()) {
+            st.spool_open = false;
+        }
+    }
+
     /// `max_wait`: the byte is in the window or the spool, or the fill reaches it in time at
     /// the rate it has had since its first byte. Before the rate is known (the first
     /// 10 ms of the body), a start within one window past what has arrived counts, and

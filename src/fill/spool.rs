@@ -63,6 +63,9 @@ pub struct SpoolStats {
     pub fallback_full: u64,
     /// Fills that could not spool (no directory, a write failed).
     pub fallback_error: u64,
+    /// Of `spooled_fills`, those whose spool was the store's own staging file (a local
+    /// directory written by [`BucketStore`](crate::BucketStore)): every byte written once.
+    pub from_staging: u64,
     /// Reads served from a spool.
     pub reads: u64,
     /// Ranged misses that joined a fill under [`RangeMiss::JoinFill`](crate::RangeMiss::JoinFill).
@@ -75,6 +78,7 @@ pub struct SpoolStats {
 #[derive(Debug, Default)]
 struct Counters {
     spooled_fills: AtomicU64,
+    from_staging: AtomicU64,
     fallback_full: AtomicU64,
     fallback_error: AtomicU64,
     reads: AtomicU64,
@@ -119,6 +123,7 @@ impl Spools {
         let c = &self.counters;
         SpoolStats {
             spooled_fills: c.spooled_fills.load(Ordering::Relaxed),
+            from_staging: c.from_staging.load(Ordering::Relaxed),
             bytes_now: self.used.load(Ordering::Relaxed),
             fallback_full: c.fallback_full.load(Ordering::Relaxed),
             fallback_error: c.fallback_error.load(Ordering::Relaxed),
@@ -184,10 +189,22 @@ impl Spools {
         std::fs::remove_file(&path)?;
         count(&self.counters.spooled_fills);
         Ok(Spool {
-            file,
+            file: Backing::Own(file),
             spools: self.clone(),
             reserved: AtomicU64::new(0),
         })
+    }
+
+    /// A spool that is the store write's own staging file (nothing is written to it here,
+    /// nothing counts against `spool_max_bytes`: the bytes are the store's).
+    pub(crate) fn of_staging(self: &Arc<Self>, staging: crate::store::StagingFile) -> Spool {
+        count(&self.counters.spooled_fills);
+        count(&self.counters.from_staging);
+        Spool {
+            file: Backing::Staging(staging.0),
+            spools: self.clone(),
+            reserved: AtomicU64::new(0),
+        }
     }
 
     fn reserve(&self, len: u64) -> bool {
@@ -242,9 +259,18 @@ pub(crate) enum SpoolError {
 /// last holder drops it.
 #[derive(Debug)]
 pub(crate) struct Spool {
-    file: File,
+    file: Backing,
     spools: Arc<Spools>,
     reserved: AtomicU64,
+}
+
+/// Where a spool's bytes are.
+#[derive(Debug)]
+enum Backing {
+    /// The spool's own unlinked file, written by the fill.
+    Own(File),
+    /// The store write's staging file, written by the store.
+    Staging(Arc<crate::store::local::Staged>),
 }
 
 impl Drop for Spool {
@@ -257,6 +283,14 @@ impl Drop for Spool {
 impl Spool {
     pub(crate) fn spools(&self) -> &Arc<Spools> {
         &self.spools
+    }
+
+    /// The bytes the store has staged, for a spool that is the store's staging file.
+    pub(crate) fn staged(&self) -> Option<u64> {
+        match &self.file {
+            Backing::Own(_) => None,
+            Backing::Staging(staged) => Some(staged.written()),
+        }
     }
 
     /// Write `bytes` at `offset`, on the blocking pool, within the layer's disk bound.
@@ -290,12 +324,18 @@ impl Spool {
 
     #[cfg(unix)]
     fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, offset)
+        match &self.file {
+            Backing::Own(file) => std::os::unix::fs::FileExt::write_all_at(file, bytes, offset),
+            Backing::Staging(_) => Err(io::Error::other("the store writes its staging file")),
+        }
     }
 
     #[cfg(unix)]
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+        match &self.file {
+            Backing::Own(file) => std::os::unix::fs::FileExt::read_exact_at(file, buf, offset),
+            Backing::Staging(staged) => staged.read_at(buf, offset),
+        }
     }
 
     #[cfg(not(unix))]

@@ -119,8 +119,8 @@ async fn pull(limits: &Limits, fill: &Fill, spec: &FillSpec) -> Result<Pulled, E
     match begun {
         Begun::Done(pulled) => Ok(pulled),
         Begun::Replay(object) => replay_stored(limits, fill, object).await,
-        Begun::Stream(stream) => {
-            open_spool(limits, fill, stream.expected).await;
+        Begun::Stream(mut stream) => {
+            open_spool(limits, fill, stream.expected, stream.writer.as_mut()).await;
             copy(limits, fill, spec, stream).await
         }
     }
@@ -128,12 +128,26 @@ async fn pull(limits: &Limits, fill: &Fill, spec: &FillSpec) -> Result<Pulled, E
 
 /// Give a shared fill a spool when its object may outgrow the window (its length is not
 /// known, or larger): late and ranged readers then read it instead of waiting for the
-/// commit. A spool that cannot be created is counted and the fill goes on without it.
-async fn open_spool(limits: &Limits, fill: &Fill, expected: Option<u64>) {
+/// commit. Where the store write keeps its bytes in a local file it can be read from
+/// (`StoreWrite::staging`), that file is the spool; else the fill writes one of its own.
+/// A spool that cannot be created is counted and the fill goes on without it.
+async fn open_spool(
+    limits: &Limits,
+    fill: &Fill,
+    expected: Option<u64>,
+    writer: Option<&mut Box<dyn StoreWrite>>,
+) {
     let Some(spools) = limits.spools.clone() else {
         return;
     };
     if expected.is_some_and(|n| n <= fill.window() as u64) {
+        return;
+    }
+    // Batches of at most a quarter of the window (the writer may take less), so the bytes
+    // not yet in the file are always still in the window, as with a spool of the fill's own.
+    let batch = (fill.window() / 4).max(1);
+    if let Some(staging) = writer.and_then(|w| w.staging(batch)) {
+        fill.attach_spool(Arc::new(spools.of_staging(staging)));
         return;
     }
     let created = tokio::task::spawn_blocking(move || {
@@ -372,7 +386,14 @@ async fn copy(
         }
         Ok((bytes, held)) => {
             let committed = match tee.unstored {
-                None => tee.commit().await.map(Some),
+                None => match tee.commit().await {
+                    // A key the disk cannot hold, found at the first write to disk.
+                    Err(Error::Unstorable { reason, .. }) => {
+                        tee.cannot_store(&reason);
+                        Ok(None)
+                    }
+                    committed => committed.map(Some),
+                },
                 Some(_) => Ok(None),
             };
             if let Some(last) = held {
@@ -601,7 +622,18 @@ impl Tee<'_> {
             if let Some(mut writer) = self.writer.take() {
                 let written = self.bounds.step("a store write", writer.write(chunk)).await;
                 self.writer = Some(writer);
-                written??;
+                match written {
+                    Ok(Ok(())) => {
+                        self.fill.catch_up_staging();
+                    }
+                    // A key the disk cannot hold, found at the first write to disk: the
+                    // readers still get the object.
+                    Ok(Err(Error::Unstorable { reason, .. })) => {
+                        self.abort().await;
+                        self.cannot_store(&reason);
+                    }
+                    Ok(Err(e)) | Err(e) => return Err(e),
+                }
             }
         }
         if let Some(expected) = expected.filter(|&n| n != received) {
@@ -629,7 +661,16 @@ impl Tee<'_> {
         }
     }
 
+    /// The store cannot hold the key: the object is streamed to its readers, not stored.
+    fn cannot_store(&mut self, reason: &str) {
+        tracing::info!(%reason, "not stored: the store cannot hold the key");
+        self.writer = None;
+        self.verifier = None;
+        self.unstored = Some("the store cannot hold the key");
+    }
+
     async fn abort(&mut self) {
+        self.fill.stop_staging();
         if let Some(writer) = self.writer.take() {
             match self.bounds.step("the store's abort", writer.abort()).await {
                 Ok(Ok(())) => {}

@@ -56,6 +56,9 @@ pub struct BucketStore {
     support: Arc<Support>,
     /// The directory of a local-disk backend, whose keys obey a file system's rules.
     local_root: Option<Arc<PathBuf>>,
+    /// The directory of a bare `LocalFileSystem` (recognised, not declared), written with
+    /// plain file IO ([`super::local`]).
+    direct: Option<Arc<PathBuf>>,
 }
 
 /// Where tombstones live, below the store's prefix: `<prefix>/.origin-pull-tombstones/<key>`.
@@ -78,6 +81,7 @@ impl fmt::Debug for BucketStore {
             .field("max_concurrent_parts", &self.max_concurrent_parts)
             .field("support", &self.support)
             .field("local_root", &self.local_root)
+            .field("direct", &self.direct)
             .finish()
     }
 }
@@ -90,6 +94,7 @@ impl BucketStore {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         let local_root = local_root(&*store).map(Arc::new);
         Self {
+            direct: local_root.clone().filter(|_| cfg!(unix)),
             local_root,
             store,
             prefix: Path::default(),
@@ -143,7 +148,12 @@ impl BucketStore {
     /// it, and reads of it are misses; nothing becomes a `500`.
     #[must_use]
     pub fn with_local_root(mut self, root: impl Into<PathBuf>) -> Self {
-        self.local_root = Some(Arc::new(root.into()));
+        let root = Arc::new(root.into());
+        if self.direct.as_ref().is_some_and(|direct| *direct != root) {
+            // Declared elsewhere than recognised: write through object_store.
+            self.direct = None;
+        }
+        self.local_root = Some(root);
         self
     }
 
@@ -173,7 +183,7 @@ impl BucketStore {
 
     /// Why a local-disk backend cannot hold `location`, if it cannot (blocking: looks at
     /// the file system).
-    fn local_conflict(root: &std::path::Path, location: &Path) -> Option<String> {
+    pub(crate) fn local_conflict(root: &std::path::Path, location: &Path) -> Option<String> {
         let parts: Vec<_> = location.parts().collect();
         if parts.last().is_some_and(|p| is_staging_name(p.as_ref())) {
             return Some("a name ending in #<digits> is a staging file on a local disk".into());
@@ -463,6 +473,31 @@ impl BucketStore {
     ) -> Result<Box<dyn StoreWrite>, Error> {
         {
             let location = self.location(key)?;
+            if let Some(root) = self.direct.clone() {
+                // The key check runs with the first write to disk (no hand-off before the
+                // head; see `super::local`).
+                let meta = sidecar::location(&self.prefix, key);
+                let target = super::local::Target {
+                    root,
+                    location,
+                    meta,
+                };
+                return Ok(Box::new(BucketWrite {
+                    bucket: self.clone(),
+                    key: key.to_owned(),
+                    location: target.location.clone(),
+                    attributes: Attributes::new(),
+                    size: 0,
+                    replace,
+                    state: State::Local(super::local::LocalWrite::new(
+                        key,
+                        target,
+                        attributes,
+                        replace,
+                        self.multipart_threshold,
+                    )),
+                }) as Box<dyn StoreWrite>);
+            }
             if let Some(root) = self.local_root.clone() {
                 let at = location.clone();
                 let conflict =
@@ -549,6 +584,8 @@ enum State {
         part: PutPayloadMut,
         in_flight: JoinSet<object_store::Result<()>>,
     },
+    /// Straight into a local directory ([`super::local`]).
+    Local(super::local::LocalWrite),
     Done,
 }
 
@@ -623,6 +660,9 @@ impl BucketWrite {
 
     async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), Error> {
         self.size = self.size.saturating_add(chunk.len() as u64);
+        if let State::Local(local) = &mut self.state {
+            return local.write(chunk).await;
+        }
         if let State::Buffering(buffer) = &mut self.state {
             buffer.push(chunk);
             if buffer.content_length() < self.bucket.multipart_threshold {
@@ -722,6 +762,7 @@ impl BucketWrite {
 
     async fn finish_object(&mut self) -> Result<Committed, Error> {
         match std::mem::replace(&mut self.state, State::Done) {
+            State::Local(mut local) => local.commit().await,
             State::Buffering(buffer) => self
                 .bucket
                 .put(
@@ -788,6 +829,11 @@ impl BucketWrite {
     }
 
     async fn discard(&mut self) -> Result<(), Error> {
+        if let State::Local(local) = &mut self.state {
+            let aborted = local.abort().await;
+            self.state = State::Done;
+            return aborted;
+        }
         if let State::Multipart {
             mut upload,
             mut in_flight,
@@ -812,6 +858,13 @@ impl StoreWrite for BucketWrite {
 
     fn abort(mut self: Box<Self>) -> BoxFuture<'static, Result<(), Error>> {
         async move { self.discard().await }.boxed()
+    }
+
+    fn staging(&mut self, batch: usize) -> Option<super::StagingFile> {
+        match &mut self.state {
+            State::Local(local) => Some(local.staging(batch)),
+            _ => None,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! leaves nothing behind. [`BucketStore`] implements this over any `object_store` backend.
 
 pub(crate) mod bucket;
+pub(crate) mod local;
 pub(crate) mod sidecar;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use futures::stream::BoxStream;
 use object_store::Attributes;
 
 pub use self::bucket::{BucketStore, TOMBSTONE_PREFIX};
+pub use self::local::StagingFile;
 pub use self::sidecar::META_PREFIX;
 
 use crate::Error;
@@ -206,6 +208,17 @@ pub trait StoreWrite: Send {
 
     /// Discard everything written so far.
     fn abort(self: Box<Self>) -> BoxFuture<'static, Result<(), Error>>;
+
+    /// The local file this write keeps its bytes in before the commit, if it has one that
+    /// can be read while it is written: from this call on, the writer writes its bytes
+    /// there as they come, in batches of at most `batch` bytes, rather than gathering a
+    /// small object whole, and a fill's readers outside its in-memory window read that file
+    /// instead of a spool of the fill's own. The default is `None` (the fill spools if it
+    /// needs to).
+    fn staging(&mut self, batch: usize) -> Option<StagingFile> {
+        let _ = batch;
+        None
+    }
 }
 
 impl<S: Store + ?Sized> Store for Arc<S> {
