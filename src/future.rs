@@ -18,7 +18,7 @@ use crate::fill::reader::Reader;
 use crate::fill::registry::Joined;
 use crate::fill::shared::{Head, HeadView};
 use crate::progress::Outcome;
-use crate::serve::range::{self, Decision};
+use crate::serve::range::{self, Decision, Start};
 use crate::{Error, respond};
 
 /// What a request leaves behind for a possible pull.
@@ -292,10 +292,19 @@ fn attach<B>(
         join: pull.join,
         probe: None,
         probed: false,
+        speculative: None,
     });
+    // Only a range that starts the fill right away speculates: one that queued for a slot
+    // would find none free for its speculative fill either.
+    let leader = matches!(joined, Joined::Leader(_));
     match pulling.admitted(joined) {
         Some(answer) => Step::Done(finish(engine, answer)),
-        None => Step::Pull(pulling),
+        None => {
+            if leader {
+                pulling.speculate();
+            }
+            Step::Pull(pulling)
+        }
     }
 }
 
@@ -322,7 +331,8 @@ fn finish<B>(engine: &Engine, answer: Answer<B>) -> Response<ResponseBody<B>> {
     }
 }
 
-/// A request waiting on a fill: for a slot of the bound, then for the fill's head.
+/// A request waiting on a fill: for a slot of the bound, then for the fill's head (a cold
+/// range under `RangeMiss::JoinFill` may be decided on its speculative fill's head first).
 struct Pulling<B> {
     engine: Arc<Engine>,
     /// The spec of a private fill of its own, for when the shared one's response is private.
@@ -344,6 +354,29 @@ struct Pulling<B> {
     probe: Option<Pin<Box<Sleep>>>,
     /// The probe has run.
     probed: bool,
+    /// Under `RangeMiss::JoinFill`, a cold range's private fill started alongside the fill
+    /// it leads ([`speculate`](Self::speculate)), so that a range the head shows to be out
+    /// of reach needs no second origin round trip. Taken when the range is proxied;
+    /// dropped when it is not, which cancels it (its only reader gone, a fill that stores
+    /// nothing stops, before or after its head).
+    speculative: Option<Reader>,
+}
+
+/// The object's length as a ranged origin response gives it: the `Content-Range` of a
+/// `206`, or the length of a `200` (the origin sent the whole object).
+fn object_length(head: &Head) -> Option<u64> {
+    match head.status {
+        http::StatusCode::OK => head.content_length,
+        http::StatusCode::PARTIAL_CONTENT => {
+            let value = head
+                .headers
+                .get(http::header::CONTENT_RANGE)?
+                .to_str()
+                .ok()?;
+            value.rsplit_once('/')?.1.trim().parse().ok()
+        }
+        _ => None,
+    }
 }
 
 /// How long a range that joins a young fill waits for the fill's rate to be measured.
@@ -357,12 +390,15 @@ enum JoinCheck {
 }
 
 impl<B> Pulling<B> {
-    /// Under `RangeMiss::JoinFill`: whether the range joins the fill, is proxied (the spec
-    /// of the private fill that serves it), or waits one probe for the fill's rate. Before
-    /// the rate is known, a range that started the fill itself (a cold range) is proxied at
-    /// once when it is beyond the first window, as fast as `ServeRangeAndFill`; one that
-    /// found the fill in flight (a parallel downloader's segment) waits [`RATE_PROBE`] once
-    /// for the rate. Counted once decided.
+    /// Under `RangeMiss::JoinFill`, on the fill's head: whether the range joins the fill,
+    /// is proxied (the spec of the private fill that serves it), or waits one probe for the
+    /// fill's rate. Before the rate is known, a range that started the fill itself (a cold
+    /// range) is proxied at once when it is beyond the first window, by the speculative
+    /// fill started with the fill when there is one ([`speculate`](Self::speculate)); one
+    /// that found the fill in flight (a parallel downloader's segment) waits
+    /// [`RATE_PROBE`] once for the rate. Counted once decided (here, or in
+    /// [`proxied_early`](Self::proxied_early) when the speculative fill's head came
+    /// first).
     fn join_check(&mut self, head: &Head) -> JoinCheck {
         let Some(join) = self.join.take() else {
             return JoinCheck::Join;
@@ -395,6 +431,81 @@ impl<B> Pulling<B> {
         } else {
             JoinCheck::Proxy(Box::new(join.proxy))
         }
+    }
+
+    /// Under `RangeMiss::JoinFill`, for a range that started the fill (`Joined::Leader`):
+    /// start now the private fill that would serve it if it is proxied, unless it is known
+    /// to join.
+    ///
+    /// Why: [`join_check`](Self::join_check) needs the fill's head (the object's length
+    /// places a suffix range, and says whether the range is satisfiable), and it proxies a
+    /// leader's range that starts beyond the first window. Asking the origin for that range
+    /// only then cost a cold far range two origin round trips in series (BENCHMARKS.md,
+    /// M7); started here, the two requests run at once.
+    ///
+    /// Known to join, so never an extra origin request: a range that starts within the
+    /// first window (the fill reaches it at once: [`Reader::reaches`] with no byte in yet),
+    /// every range under a `max_wait` of `Duration::MAX` (always join), and a header that is
+    /// not one range. A suffix range (`bytes=-n`) starts where the length puts it: it
+    /// speculates. The speculative fill takes a slot of the bound: with none free at once,
+    /// there is no speculation (nothing is queued) and a proxied range starts its private
+    /// fill once decided, as without speculation.
+    fn speculate(&mut self) {
+        let (Some(join), Some(range), Some(reader)) = (&self.join, &self.range, &self.reader)
+        else {
+            return;
+        };
+        let joins = match range::start(range) {
+            Some(Start::At(first)) => reader.reaches(first, join.max_wait) == Some(true),
+            Some(Start::FromEnd) => join.max_wait == std::time::Duration::MAX,
+            None => true,
+        };
+        if joins {
+            return;
+        }
+        // A `Queued` wait is dropped unpolled: it holds nothing and starts nothing.
+        if let Joined::Leader(reader) = self.engine.fills.start_private(join.proxy.clone()) {
+            self.speculative = Some(reader);
+        }
+    }
+
+    /// With the fill's head still pending: whether the speculative fill's head, come first,
+    /// proxies the range now (then it is counted, and its fill answers). It does when the
+    /// object's length it gives puts the range's first byte out of the fill's reach, which
+    /// is what [`join_check`](Self::join_check) would decide on a fill head arriving now: a
+    /// fill with no head has no bytes, so it reaches the first window only, and a leader
+    /// does not wait for a rate. So a range beyond the first window does not wait for the
+    /// fill's head at all. Anything else waits for the fill's head, which alone decides a
+    /// join: a range within reach, and a head that gives no length (a failure, a `416`).
+    fn proxied_early(&mut self, cx: &mut Context<'_>) -> bool {
+        let (Some(speculative), Some(join), Some(range), Some(reader)) = (
+            self.speculative.as_mut(),
+            self.join.as_ref(),
+            self.range.as_ref(),
+            self.reader.as_ref(),
+        ) else {
+            return false;
+        };
+        let Poll::Ready(HeadView::Ready(head)) = speculative.poll_head(cx) else {
+            return false;
+        };
+        let Some(len) = object_length(&head) else {
+            return false;
+        };
+        let Decision::Partial(bytes) = range::decide(range, len) else {
+            return false;
+        };
+        if reader.reaches(bytes.start, join.max_wait) == Some(true) {
+            return false;
+        }
+        // The fill goes on (it is pinned); this range is the speculative fill's.
+        self.engine.fills.spools.counted_range(false);
+        self.join = None;
+        self.reader = self.speculative.take();
+        self.head_timer = None;
+        self.own = None;
+        self.outcome = Outcome::Proxied;
+        true
     }
 
     /// Take what the registry said; `Some` when that already answers the request.
@@ -444,7 +555,11 @@ impl<B> Pulling<B> {
                     return Poll::Ready(answer);
                 }
             }
-            let view = ready!(self.poll_head(cx));
+            let view = match self.poll_head(cx) {
+                Poll::Ready(view) => view,
+                Poll::Pending if self.proxied_early(cx) => continue,
+                Poll::Pending => return Poll::Pending,
+            };
             if let Some(probe) = self.probe.as_mut() {
                 ready!(probe.as_mut().poll(cx));
                 self.probe = None;
@@ -461,13 +576,22 @@ impl<B> Pulling<B> {
                     self.head_timer = None;
                     self.own = None;
                     self.outcome = Outcome::Proxied;
-                    let joined = self.engine.fills.start_private(*spec);
+                    // The speculative fill was started with this very spec: no second wait
+                    // for the origin. One that has failed already is not used; a fresh one
+                    // gets the chance it would have had without speculation.
+                    let joined = match self.speculative.take().filter(|r| !r.has_failed()) {
+                        Some(reader) => Joined::Leader(reader),
+                        None => self.engine.fills.start_private(*spec),
+                    };
                     if let Some(answer) = self.admitted(joined) {
                         return Poll::Ready(answer);
                     }
                     continue;
                 }
             }
+            // The range joins, or the fill's head answers by itself (a failure, a `404`):
+            // the speculative fill is not needed, and dropping its only reader cancels it.
+            self.speculative = None;
             return Poll::Ready(match view {
                 // The origin does not have it either: the inner response, untouched.
                 HeadView::NotFound => self.untouched(),

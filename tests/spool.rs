@@ -50,11 +50,13 @@ const PIECE: usize = 16 * KIB;
 
 /// A real origin serving one object whose body goes out only up to the offset the test
 /// allows (`allow`); a `Range` request is answered at once (`206`). Counts whole and ranged
-/// requests.
+/// requests (as they arrive). `hold` keeps the response heads of either kind back (nothing
+/// is sent, not even the status line) until released.
 #[derive(Clone)]
 struct Gated {
     url: String,
     allowed: Arc<watch::Sender<u64>>,
+    held: Arc<watch::Sender<Held>>,
     sent: Arc<AtomicU64>,
     whole: Arc<AtomicUsize>,
     ranged: Arc<AtomicUsize>,
@@ -64,6 +66,7 @@ struct Gated {
 struct GateState {
     object: Bytes,
     allowed: watch::Receiver<u64>,
+    held: watch::Receiver<Held>,
     sent: Arc<AtomicU64>,
     whole: Arc<AtomicUsize>,
     ranged: Arc<AtomicUsize>,
@@ -71,12 +74,21 @@ struct GateState {
     fail_at: Option<u64>,
 }
 
+/// Which responses' heads the gated origin holds back.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Held {
+    whole: bool,
+    ranged: bool,
+}
+
 impl Gated {
     async fn start(object: Bytes, fail_at: Option<u64>) -> Self {
         let (tx, rx) = watch::channel(0);
+        let (held_tx, held) = watch::channel(Held::default());
         let state = GateState {
             object,
             allowed: rx,
+            held,
             sent: Arc::default(),
             whole: Arc::default(),
             ranged: Arc::default(),
@@ -85,6 +97,7 @@ impl Gated {
         let gated = Self {
             url: String::new(),
             allowed: Arc::new(tx),
+            held: Arc::new(held_tx),
             sent: state.sent.clone(),
             whole: state.whole.clone(),
             ranged: state.ranged.clone(),
@@ -98,6 +111,24 @@ impl Gated {
 
     fn allow(&self, upto: usize) {
         self.allowed.send_replace(upto as u64);
+    }
+
+    /// Hold back the heads of whole (`GET` without `Range`) and ranged responses, or
+    /// release them (`false`).
+    fn hold(&self, whole: bool, ranged: bool) {
+        self.held.send_replace(Held { whole, ranged });
+    }
+
+    /// Wait until the origin has received `whole` whole and `ranged` ranged requests.
+    async fn received(&self, whole: usize, ranged: usize) {
+        assert!(
+            eventually(Duration::from_secs(20), || async {
+                self.whole.load(Ordering::Relaxed) >= whole
+                    && self.ranged.load(Ordering::Relaxed) >= ranged
+            })
+            .await,
+            "the origin never received {whole} whole and {ranged} ranged requests"
+        );
     }
 
     /// Wait until the origin has sent every whole piece of the first `n` bytes.
@@ -116,6 +147,7 @@ impl Gated {
 async fn gated_handler(State(s): State<GateState>, req: Request) -> Response {
     if let Some(range) = req.headers().get(http::header::RANGE) {
         s.ranged.fetch_add(1, Ordering::Relaxed);
+        let _ = s.held.clone().wait_for(|h| !h.ranged).await;
         let (first, last) = parse_range(range.to_str().unwrap(), s.object.len());
         return Response::builder()
             .status(206)
@@ -127,6 +159,7 @@ async fn gated_handler(State(s): State<GateState>, req: Request) -> Response {
             .unwrap();
     }
     s.whole.fetch_add(1, Ordering::Relaxed);
+    let _ = s.held.clone().wait_for(|h| !h.whole).await;
     let len = s.object.len();
     let pieces = (0..len)
         .step_by(PIECE)
@@ -151,6 +184,11 @@ async fn gated_handler(State(s): State<GateState>, req: Request) -> Response {
 fn parse_range(value: &str, len: usize) -> (usize, usize) {
     let spec = value.strip_prefix("bytes=").unwrap();
     let (a, b) = spec.split_once('-').unwrap();
+    if a.is_empty() {
+        // A suffix: the last `b` bytes.
+        let n: usize = b.parse().unwrap();
+        return (len - n.min(len), len - 1);
+    }
     let first: usize = a.parse().unwrap();
     let last = if b.is_empty() {
         len - 1
@@ -680,6 +718,192 @@ async fn a_cold_far_range_is_proxied_at_once_and_its_fill_goes_on() {
     app.spools_gone().await;
 }
 
+/// A cold suffix range of an object larger than the window (where it starts is not known
+/// before the length, and it turns out far beyond the first window): its ranged origin
+/// request starts alongside the full fill it leads, so the range is answered while the
+/// origin still holds the full fill's response head — one origin round trip, not the
+/// fill's head and then the range's. The origin sees one whole and one ranged request;
+/// the fill goes on and stores the object.
+#[tokio::test]
+async fn a_cold_suffix_range_does_not_wait_for_the_fills_head() {
+    let _serial = SERIAL.read().await;
+    let len = 2 * MIB;
+    let object = random_bytes(len, 18);
+    let origin = Gated::start(object.clone(), None).await;
+    origin.hold(true, false);
+    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
+    let client = client();
+    let url = app.at("tail.bin");
+    let ranged = get_with(&client, &url, &[("range", "bytes=-100")]);
+    let got = tokio::time::timeout(Duration::from_secs(10), ranged)
+        .await
+        .expect("the range was answered while the fill's head was held");
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(got.outcome(), Some("proxied"));
+    assert!(got.body() == &object[len - 100..]);
+    assert_eq!(
+        got.headers["content-range"],
+        format!("bytes {}-{}/{len}", len - 100, len - 1)
+    );
+    origin.received(1, 1).await;
+    let stats = app.layer.handle().spool_stats();
+    assert_eq!((stats.ranges_joined, stats.ranges_proxied), (0, 1));
+    // The full fill was held at its head all along; it goes on and stores the object.
+    origin.hold(false, false);
+    origin.allow(len);
+    let handle = app.layer.handle();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.fills_in_flight() == 0
+        })
+        .await
+    );
+    let again = get(&client, &app.at("tail.bin")).await;
+    assert_eq!(again.outcome(), None, "a hit");
+    assert!(again.body() == &object[..]);
+    assert_eq!(origin.whole.load(Ordering::Relaxed), 1);
+    assert_eq!(origin.ranged.load(Ordering::Relaxed), 1);
+    let stats = app.layer.handle().spool_stats();
+    assert_eq!((stats.ranges_joined, stats.ranges_proxied), (0, 1));
+    app.spools_gone().await;
+}
+
+/// A cold far range whose full fill's head comes first (the origin holds the ranged
+/// response's head): the head proxies the range, and the speculative ranged request, sent
+/// alongside the fill before that head came, answers it — no second ranged request.
+#[tokio::test]
+async fn a_cold_far_range_proxied_on_the_fills_head_uses_its_speculative_request() {
+    let _serial = SERIAL.read().await;
+    let len = 2 * MIB;
+    let object = random_bytes(len, 21);
+    let origin = Gated::start(object.clone(), None).await;
+    origin.hold(true, true);
+    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
+    let handle = app.layer.handle();
+    let client = client();
+    let ranged = start_get(
+        &client,
+        &app.at("far.bin"),
+        Some("bytes=1500000-1500099".to_owned()),
+    );
+    // The ranged request went out before the fill's head came.
+    origin.received(1, 1).await;
+    origin.hold(false, true);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.spool_stats().ranges_proxied == 1
+        })
+        .await,
+        "the fill's head proxied the range"
+    );
+    origin.hold(false, false);
+    let got = ranged.got().await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(got.outcome(), Some("proxied"));
+    assert!(got.body() == &object[1_500_000..1_500_100]);
+    origin.allow(len);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.fills_in_flight() == 0
+        })
+        .await
+    );
+    assert_eq!(origin.whole.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        origin.ranged.load(Ordering::Relaxed),
+        1,
+        "one ranged request"
+    );
+    let stats = handle.spool_stats();
+    assert_eq!((stats.ranges_joined, stats.ranges_proxied), (0, 1));
+    app.spools_gone().await;
+}
+
+/// A cold suffix range of an object within the window: its speculative ranged request
+/// goes out (the length is not known yet), but the full fill's head puts the range within
+/// reach, so the range joins the fill (counted once, as joined) and the speculative fill is
+/// cancelled at once — while the origin still holds its response head: it holds no slot
+/// and no connection waiting for it. Two origin requests at most; the object is stored.
+#[tokio::test]
+async fn a_cold_suffix_range_within_the_window_joins_and_cancels_its_speculative_request() {
+    let _serial = SERIAL.read().await;
+    let len = 48 * KIB;
+    let object = random_bytes(len, 19);
+    let origin = Gated::start(object.clone(), None).await;
+    origin.hold(true, true);
+    origin.allow(len);
+    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
+    let handle = app.layer.handle();
+    let client = client();
+    let ranged = start_get(&client, &app.at("small.bin"), Some("bytes=-100".to_owned()));
+    // Both requests are at the origin, both heads held: the fill and the speculative fill.
+    origin.received(1, 1).await;
+    assert_eq!(handle.fills_in_flight(), 2);
+    // The full fill's head (the ranged one is still held) decides: the range joins.
+    origin.hold(false, true);
+    let got = ranged.got().await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert!(got.body() == &object[len - 100..]);
+    let stats = handle.spool_stats();
+    assert_eq!((stats.ranges_joined, stats.ranges_proxied), (1, 0));
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.fills_in_flight() == 0
+        })
+        .await,
+        "the speculative fill stopped waiting for its held head"
+    );
+    origin.hold(false, false);
+    let again = get(&client, &app.at("small.bin")).await;
+    assert_eq!(again.outcome(), None, "the object is stored: a hit");
+    assert!(again.body() == &object[..]);
+    let requests = origin.whole.load(Ordering::Relaxed) + origin.ranged.load(Ordering::Relaxed);
+    assert!(requests <= 2, "{requests} origin requests");
+    let stats = handle.spool_stats();
+    assert_eq!((stats.ranges_joined, stats.ranges_proxied), (1, 0));
+}
+
+/// A cold range known to start within the first window (`bytes=0-99`) joins the fill it
+/// starts and never costs a speculative request: one origin request, one fill in flight.
+#[tokio::test]
+async fn a_cold_range_within_the_first_window_sends_one_origin_request() {
+    let _serial = SERIAL.read().await;
+    let len = 2 * MIB;
+    let object = random_bytes(len, 20);
+    let origin = Gated::start(object.clone(), None).await;
+    origin.hold(true, false);
+    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
+    let handle = app.layer.handle();
+    let client = client();
+    let ranged = start_get(&client, &app.at("head.bin"), Some("bytes=0-99".to_owned()));
+    origin.received(1, 0).await;
+    // A speculative fill would have started with the fill, before its request went out;
+    // give a wrong build ample time to show it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handle.fills_in_flight(), 1, "no speculative fill");
+    assert_eq!(origin.ranged.load(Ordering::Relaxed), 0);
+    origin.hold(false, false);
+    origin.allow(len);
+    let got = ranged.got().await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert!(got.body() == &object[..100]);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.fills_in_flight() == 0
+        })
+        .await
+    );
+    assert_eq!(origin.whole.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        origin.ranged.load(Ordering::Relaxed),
+        0,
+        "one origin request"
+    );
+    let stats = handle.spool_stats();
+    assert_eq!((stats.ranges_joined, stats.ranges_proxied), (1, 0));
+    app.spools_gone().await;
+}
+
 // ----- the spool never outlives its fill -----
 
 /// A fill that fails mid-object (the origin breaks off): a reader of the spool gets a body
@@ -1062,8 +1286,12 @@ async fn join_fill_and_the_spool_from_configuration() {
     let leader = start_get(&client, &url, None);
     origin.allow(len / 2);
     origin.sent_at_least(len / 2).await;
+    // The origin's bytes may sit in the socket while the fill still creates its spool.
     assert!(
-        open_files_under(spool_dir.path()) >= 1,
+        eventually(Duration::from_secs(20), || async {
+            open_files_under(spool_dir.path()) >= 1
+        })
+        .await,
         "spooled where configured"
     );
     let mut ranged = start_get(&client, &url, Some("bytes=1000-1999".to_owned()));

@@ -137,6 +137,11 @@ impl Reader {
         self.fill.reaches(pos, max_wait)
     }
 
+    /// Whether the fill has ended in failure.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.fill.has_failed()
+    }
+
     /// When this reader stops waiting for the head.
     pub(crate) fn head_deadline(&self) -> tokio::time::Instant {
         self.fill.head_deadline()

@@ -366,6 +366,19 @@ impl Fill {
         st.cancelled || (self.cancel_when_alone && st.had_reader && st.readers.is_empty())
     }
 
+    /// Resolves once nobody wants the fill any more (see [`abandoned`](Self::abandoned)):
+    /// its last reader left ([`leave`](Self::leave) wakes the fill then) or it was
+    /// cancelled.
+    pub(crate) async fn wait_abandoned(&self) {
+        loop {
+            let notified = self.space.notified();
+            if self.abandoned() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Whether [`cancel`](Self::cancel) was called (shutdown, a delete of the key).
     pub(crate) fn is_cancelled(&self) -> bool {
         self.lock().cancelled

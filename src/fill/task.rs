@@ -109,6 +109,11 @@ async fn pull(limits: &Limits, fill: &Fill, spec: &FillSpec) -> Result<Pulled, E
     let begun = tokio::select! {
         biased;
         () = limits.cancelled() => return Err(cancelled(key)),
+        // A fill that stores nothing is there for its readers alone: once they have all
+        // left (a proxied client that went away, a cold range's speculative fill that its
+        // range did not need), stop waiting for the origin's head; dropping the fetch
+        // drops its connection. A stored fill keeps its `ClientDisconnect` behaviour.
+        () = fill.wait_abandoned(), if fill.store.is_none() => return Err(cancelled(key)),
         begun = tokio::time::timeout_at(fill.head_deadline(), begin(fill, spec)) => {
             begun.map_err(|_| Error::HeadTimeout {
                 key: key.to_owned(),

@@ -250,9 +250,10 @@ impl QueryPolicy {
 /// full fill) — origin egress is what a migration pays for. Its cost: ranges far ahead
 /// of a fill wait for it (up to `max_wait`), so that download took 1.58 s instead of 0.42 s
 /// (0.33 s from the origin directly, whose 8 connections each ran at the origin's
-/// per-connection rate). A cold range far from the start is still answered at once from
-/// the origin (the full fill it started goes on). Choose `ServeRangeAndFill` where the
-/// client's time matters more than the origin's bytes.
+/// per-connection rate). A cold range far from the start is still answered from the origin
+/// in one round trip: it asks the origin for itself alongside the full fill it starts
+/// (which goes on). Choose `ServeRangeAndFill` where the client's time matters more than
+/// the origin's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RangeMiss {
@@ -269,9 +270,17 @@ pub enum RangeMiss {
     /// byte within `max_wait` at the rate it has had so far; otherwise serve the range from
     /// the origin (`x-origin-pull: proxied`, counted in
     /// [`SpoolStats::ranges_proxied`](crate::SpoolStats::ranges_proxied)). With no fill in
-    /// flight, the range starts the full fill and joins it under the same test once the
-    /// origin's head is there. `Duration::MAX`: always join (one origin request per object
-    /// whatever the ranges). The range's last byte is sent once the fill has ended well.
+    /// flight, the range starts the full fill, which has no rate yet: the range joins it if
+    /// it starts within the fill's first window (`coalesce_window`), else it is proxied.
+    /// Unless the range is known to start within that window, its ranged origin request is
+    /// sent at once, alongside the full fill, when a slot of `max_fills` is free (always
+    /// for a suffix range, `bytes=-n`, which starts where the object's length puts it):
+    /// whichever of the two response heads comes first may proxy the range, so it waits
+    /// for no other origin round trip; a join is decided on the full fill's head, and then
+    /// the ranged request is cancelled (a suffix range of a small object: one extra origin
+    /// request at most, cut short). `Duration::MAX`: always join (one origin request per
+    /// object whatever the ranges). The range's last byte is sent once the fill has ended
+    /// well.
     JoinFill {
         /// How long a range may wait for the fill to reach its first byte.
         max_wait: Duration,

@@ -68,6 +68,31 @@ pub(crate) fn ask(header: &HeaderValue) -> Ask {
     }
 }
 
+/// Where a single range starts, before the object's length is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// `bytes=first-last` or `bytes=first-`.
+    At(u64),
+    /// `bytes=-n`: `n` bytes before an end that is not known yet.
+    FromEnd,
+}
+
+/// Where the range of a header that asks for exactly one range starts (`None` otherwise:
+/// several ranges, or a header [`decide`] ignores or finds unsatisfiable whatever the
+/// length, as `bytes=-0`).
+pub(crate) fn start(header: &HeaderValue) -> Option<Start> {
+    let text = header.to_str().ok()?;
+    let parsed = http_range_header::parse_range_header(text).ok()?;
+    match parsed.ranges.as_slice() {
+        [one] => match (one.start, one.end) {
+            (StartPosition::Index(first), EndPosition::Index(last)) if last < first => None,
+            (StartPosition::Index(first), _) => Some(Start::At(first)),
+            (StartPosition::FromLast(_), _) => Some(Start::FromEnd),
+        },
+        _ => None,
+    }
+}
+
 /// Decide what a `Range` header asks of an object of `len` bytes.
 pub(crate) fn decide(header: &HeaderValue, len: u64) -> Decision {
     let Ok(text) = header.to_str() else {
@@ -138,6 +163,23 @@ mod tests {
         // Whatever `ask` says, `decide` agrees: an ignored header is always `Full`.
         for h in ["bytes=5-2", "items=0-5", "bytes=abc", "bytes=0-1,5-2"] {
             assert_eq!(d(h, 100), Full, "{h}");
+        }
+    }
+
+    #[test]
+    fn where_one_range_starts_before_the_length_is_known() {
+        let s = |h: &'static str| start(&HeaderValue::from_static(h));
+        assert_eq!(s("bytes=0-99"), Some(Start::At(0)));
+        assert_eq!(s("bytes=5000-"), Some(Start::At(5000)));
+        assert_eq!(s("bytes=-100"), Some(Start::FromEnd));
+        for h in [
+            "bytes=-0",
+            "bytes=5-2",
+            "bytes=0-1,5-9",
+            "items=0-5",
+            "bytes=abc",
+        ] {
+            assert_eq!(s(h), None, "{h}");
         }
     }
 
