@@ -464,8 +464,10 @@ impl<B> Pulling<B> {
             return;
         }
         // A `Queued` wait is dropped unpolled: it holds nothing and starts nothing.
-        if let Joined::Leader(reader) = self.engine.fills.start_private(join.proxy.clone()) {
-            self.speculative = Some(reader);
+        if let Joined::Leader(speculative) = self.engine.fills.start_private(join.proxy.clone()) {
+            // The range goes out first, on the connection the pool has idle.
+            reader.defer_fetch();
+            self.speculative = Some(speculative);
         }
     }
 

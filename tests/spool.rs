@@ -60,6 +60,8 @@ struct Gated {
     sent: Arc<AtomicU64>,
     whole: Arc<AtomicUsize>,
     ranged: Arc<AtomicUsize>,
+    /// The requests' kinds (`"whole"`, `"ranged"`) in the order they arrived.
+    order: Arc<std::sync::Mutex<Vec<&'static str>>>,
 }
 
 #[derive(Clone)]
@@ -70,6 +72,7 @@ struct GateState {
     sent: Arc<AtomicU64>,
     whole: Arc<AtomicUsize>,
     ranged: Arc<AtomicUsize>,
+    order: Arc<std::sync::Mutex<Vec<&'static str>>>,
     /// Break the body off (an error, so the connection is cut) at this offset.
     fail_at: Option<u64>,
 }
@@ -92,6 +95,7 @@ impl Gated {
             sent: Arc::default(),
             whole: Arc::default(),
             ranged: Arc::default(),
+            order: Arc::default(),
             fail_at,
         };
         let gated = Self {
@@ -101,6 +105,7 @@ impl Gated {
             sent: state.sent.clone(),
             whole: state.whole.clone(),
             ranged: state.ranged.clone(),
+            order: state.order.clone(),
         };
         let addr = serve(Router::new().fallback(gated_handler).with_state(state)).await;
         Self {
@@ -147,6 +152,7 @@ impl Gated {
 async fn gated_handler(State(s): State<GateState>, req: Request) -> Response {
     if let Some(range) = req.headers().get(http::header::RANGE) {
         s.ranged.fetch_add(1, Ordering::Relaxed);
+        s.order.lock().unwrap().push("ranged");
         let _ = s.held.clone().wait_for(|h| !h.ranged).await;
         let (first, last) = parse_range(range.to_str().unwrap(), s.object.len());
         return Response::builder()
@@ -159,6 +165,7 @@ async fn gated_handler(State(s): State<GateState>, req: Request) -> Response {
             .unwrap();
     }
     s.whole.fetch_add(1, Ordering::Relaxed);
+    s.order.lock().unwrap().push("whole");
     let _ = s.held.clone().wait_for(|h| !h.whole).await;
     let len = s.object.len();
     let pieces = (0..len)
@@ -765,6 +772,41 @@ async fn a_cold_suffix_range_does_not_wait_for_the_fills_head() {
     assert_eq!(origin.ranged.load(Ordering::Relaxed), 1);
     let stats = app.layer.handle().spool_stats();
     assert_eq!((stats.ranges_joined, stats.ranges_proxied), (0, 1));
+    app.spools_gone().await;
+}
+
+/// A cold suffix range's own request goes out before its fill's: with one connection idle
+/// in the origin pool (left by an earlier pull), the origin receives the ranged request
+/// first (on that connection; the fill connects anew), so the range does not wait behind
+/// the fill's request and head on one CPU.
+#[tokio::test]
+async fn a_cold_suffix_ranges_request_goes_out_before_its_fills() {
+    let _serial = SERIAL.read().await;
+    let len = 2 * MIB;
+    let object = random_bytes(len, 21);
+    let origin = Gated::start(object.clone(), None).await;
+    origin.allow(len);
+    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
+    let client = client();
+    // An earlier pull leaves its connection idle in the pool.
+    assert!(get(&client, &app.at("earlier.bin")).await.body() == &object[..]);
+    let handle = app.layer.handle();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.fills_in_flight() == 0
+        })
+        .await
+    );
+    origin.order.lock().unwrap().clear();
+    let got = get_with(&client, &app.at("tail.bin"), &[("range", "bytes=-100")]).await;
+    assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
+    assert!(got.body() == &object[len - 100..]);
+    origin.received(2, 1).await;
+    assert_eq!(
+        *origin.order.lock().unwrap(),
+        ["ranged", "whole"],
+        "the range's request went out first"
+    );
     app.spools_gone().await;
 }
 

@@ -137,6 +137,11 @@ impl Reader {
         self.fill.reaches(pos, max_wait)
     }
 
+    /// Let the fill's task yield once before it asks the origin ([`Fill::defer_fetch`]).
+    pub(crate) fn defer_fetch(&self) {
+        self.fill.defer_fetch();
+    }
+
     /// Whether the fill has ended in failure.
     pub(crate) fn has_failed(&self) -> bool {
         self.fill.has_failed()

@@ -149,6 +149,9 @@ pub(crate) struct Fill {
     /// a reader may go without reading anything while the window is full).
     grace: Duration,
     cancel_when_alone: bool,
+    /// Let other tasks go first once before asking the origin (a speculative range of the
+    /// fill's leader takes the idle pooled connection then: see [`Fill::defer_fetch`]).
+    defer_fetch: std::sync::atomic::AtomicBool,
     /// When readers stop waiting for the head.
     head_deadline: Instant,
     state: Mutex<State>,
@@ -272,6 +275,7 @@ impl Fill {
             window,
             grace,
             cancel_when_alone,
+            defer_fetch: std::sync::atomic::AtomicBool::new(false),
             head_deadline,
             state: Mutex::new(State {
                 head: HeadState::Pending,
@@ -304,6 +308,22 @@ impl Fill {
     }
 
     // ----- the fill task's side -----
+
+    /// Ask the fill to let the tasks already scheduled run before it asks the origin (set
+    /// by a leader's speculative range request, started right after the fill: that request
+    /// is the one its client waits for, so it should get the connection the pool has idle
+    /// and go out first; the fill may connect). Best effort: a fill that already asked is
+    /// unaffected.
+    pub(crate) fn defer_fetch(&self) {
+        self.defer_fetch
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`Fill::defer_fetch`] was asked (once).
+    pub(crate) fn take_defer_fetch(&self) -> bool {
+        self.defer_fetch
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
 
     pub(crate) fn set_head(&self, head: Head) {
         let mut st = self.lock();

@@ -125,6 +125,11 @@ async fn pull(limits: &Limits, fill: &Fill, spec: &FillSpec) -> Result<Pulled, E
         Begun::Done(pulled) => Ok(pulled),
         Begun::Replay(object) => replay_stored(limits, fill, object).await,
         Begun::Stream(mut stream) => {
+            // The head is set and its readers woken: let them send it before this task goes
+            // on to the body (a small body is complete at once, and its commit's hand-off
+            // to the blocking pool would otherwise run before the readers' heads go out:
+            // on one CPU that was most of a cold request's first-byte overhead).
+            tokio::task::yield_now().await;
             open_spool(limits, fill, stream.expected, stream.writer.as_mut()).await;
             copy(limits, fill, spec, stream).await
         }
@@ -201,6 +206,9 @@ async fn begin(fill: &Fill, spec: &FillSpec) -> Result<Begun, Error> {
         if let Some(begun) = recheck(fill, &**store, key, !spec.checks.store_checked).await {
             return Ok(begun);
         }
+    }
+    if fill.take_defer_fetch() {
+        tokio::task::yield_now().await;
     }
     let mut response = spec.origin.fetch(spec.request.clone()).await?;
     let status = response.status;
