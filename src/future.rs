@@ -228,9 +228,7 @@ fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B
         }
         Action::Redirect(redirect) => {
             if let Some(spec) = redirect.background {
-                let key = spec.key.clone();
-                let enqueued = engine.fills.enqueue(spec);
-                tracing::debug!(%key, ?enqueued, "async fill");
+                enqueue(&engine, spec, "async fill");
             }
             finish(Answer::Made(
                 respond::redirect(redirect.status, redirect.location),
@@ -247,9 +245,7 @@ fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B
         Action::Proxy(mut pull) => {
             tracing::debug!(key = %pull.spec.key, rule = %pull.spec.rule, "miss: proxy");
             if let Some(spec) = pull.background.take() {
-                let key = spec.key.clone();
-                let enqueued = engine.fills.enqueue(spec);
-                tracing::debug!(%key, ?enqueued, "range miss: background fill");
+                enqueue(&engine, spec, "range miss: background fill");
             }
             let spec = pull.spec.clone();
             attach(
@@ -264,6 +260,18 @@ fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B
 }
 
 /// A request attached to a fill (or waiting for a slot to start one).
+/// Queue a background fill, logged at debug level (the key is copied for the log only
+/// when that level is on).
+fn enqueue(engine: &Engine, spec: crate::fill::FillSpec, what: &'static str) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let key = spec.key.clone();
+        let enqueued = engine.fills.enqueue(spec);
+        tracing::debug!(%key, ?enqueued, "{what}");
+    } else {
+        engine.fills.enqueue(spec);
+    }
+}
+
 fn attach<B>(
     engine: &Arc<Engine>,
     joined: Joined,

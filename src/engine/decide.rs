@@ -298,7 +298,7 @@ impl Planned<'_> {
             .rule
             .origin
             .location(request)
-            .and_then(|uri| HeaderValue::from_str(&uri.to_string()).ok());
+            .and_then(|uri| location_value(&uri));
         let Some(location) = location else {
             return Action::CannotRedirect {
                 rule: self.rule.label(),
@@ -313,9 +313,37 @@ impl Planned<'_> {
             } else {
                 Outcome::Redirect
             },
-            background: asynchronous.then(|| self.spec(request, true, true)),
+            // A key already being filled (every request but the first, while it crawls)
+            // builds no fill at all.
+            background: (asynchronous && !self.engine.fills.deduplicated(&self.key))
+                .then(|| self.spec(request, true, true)),
         })
     }
+}
+
+/// `uri` as a `Location` value: what its `Display` writes, built without the formatting
+/// machinery and moved into the value without a copy (a redirect builds one per request).
+fn location_value(uri: &http::Uri) -> Option<HeaderValue> {
+    let (path, query) = (uri.path(), uri.query());
+    let mut text = String::with_capacity(
+        uri.scheme_str().map_or(0, |s| s.len() + 3)
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + path.len()
+            + query.map_or(0, |q| q.len() + 1),
+    );
+    if let Some(scheme) = uri.scheme_str() {
+        text.push_str(scheme);
+        text.push_str("://");
+    }
+    if let Some(authority) = uri.authority() {
+        text.push_str(authority.as_str());
+    }
+    text.push_str(path);
+    if let Some(query) = query {
+        text.push('?');
+        text.push_str(query);
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }
 
 /// The request with the client's `Range` forwarded to the origin.
@@ -476,6 +504,20 @@ mod tests {
             act(r().on_head(HeadMiss::OriginHead), Method::HEAD, None),
             "proxy(method=HEAD stored=false pinned=false fwd-range=false range=false head-only=true outcome=proxied bg=false)"
         );
+    }
+
+    #[test]
+    fn a_location_value_is_the_uris_display() {
+        for uri in [
+            "http://127.0.0.1:9/base/k.bin",
+            "https://example.com/a%20b/c?x=1&y=%2F",
+            "http://[::1]:8080/",
+            "http://h/p?",
+            "/relative/path?q",
+        ] {
+            let uri: http::Uri = uri.parse().unwrap();
+            assert_eq!(location_value(&uri).unwrap(), uri.to_string().as_str());
+        }
     }
 
     #[test]

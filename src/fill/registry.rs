@@ -490,6 +490,19 @@ impl Fills {
     // ----- async mode -----
 
     /// Queue a background fill for `spec.key` unless one is queued or running.
+    /// Whether a background fill of `key` would be deduplicated (a fill of it runs or is
+    /// queued): counted as such, so the caller builds no fill for it. `false` says nothing
+    /// for sure (the caller then [`enqueue`](Self::enqueue)s, which looks again).
+    pub(crate) fn deduplicated(&self, key: &str) -> bool {
+        let known = lock(&self.map).contains_key(key) || lock(&self.queued).contains(key);
+        if known {
+            self.queue_counters
+                .deduplicated
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        known
+    }
+
     pub(crate) fn enqueue(self: &Arc<Self>, spec: FillSpec) -> Enqueued {
         if self.closing.load(Ordering::Acquire) {
             return Enqueued::Refused;

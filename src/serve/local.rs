@@ -77,8 +77,14 @@ impl Local {
     }
 
     /// Look `location` up (blocking): the file, its metadata, the attributes kept at
-    /// `meta` beside it, and its bytes if `whole` and it is small.
-    pub(crate) fn look(&self, location: &str, meta: &str, whole: bool) -> Result<Looked, Missing> {
+    /// `meta()` beside it (called only when they are not remembered), and its bytes if
+    /// `whole` and it is small.
+    pub(crate) fn look(
+        &self,
+        location: &str,
+        meta: impl FnOnce() -> String,
+        whole: bool,
+    ) -> Result<Looked, Missing> {
         if location
             .rsplit('/')
             .next()
@@ -138,13 +144,13 @@ impl Local {
 
     /// The attributes kept at `meta` for the object version `e_tag` of `size` bytes:
     /// remembered, or read (blocking) and remembered.
-    fn attributes(&self, meta: &str, e_tag: &str, size: u64) -> Arc<Attributes> {
+    fn attributes(&self, meta: impl FnOnce() -> String, e_tag: &str, size: u64) -> Arc<Attributes> {
         let lock = || self.remembered.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(known) = lock().get(e_tag) {
             return known.clone();
         }
         let read = self
-            .path(meta)
+            .path(&meta())
             .and_then(|m| std::fs::read(m).ok())
             .and_then(|b| crate::store::sidecar::decode(&b, size))
             .unwrap_or_default();
@@ -222,7 +228,7 @@ mod tests {
         let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
         let local = Local::of(&store).unwrap();
         let looked = local
-            .look("f.bin", ".origin-pull-meta/f.bin.meta", true)
+            .look("f.bin", || ".origin-pull-meta/f.bin.meta".into(), true)
             .ok()
             .unwrap();
         let meta = store.head(&Path::from("f.bin")).await.unwrap();
@@ -233,7 +239,7 @@ mod tests {
         );
         assert_eq!(looked.bytes.as_deref(), Some(&b"four"[..]));
         assert!(matches!(
-            local.look("f.bin#1", "m", true),
+            local.look("f.bin#1", || "m".into(), true),
             Err(Missing::NotFound)
         ));
     }

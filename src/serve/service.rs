@@ -104,7 +104,7 @@ const ATTEMPTS: usize = 3;
 #[derive(Clone)]
 pub struct ServeStore {
     store: Arc<dyn ObjectStore>,
-    prefix: Path,
+    prefix: Arc<Path>,
     /// The backend keeps no attributes (a local disk): read them from beside the object.
     sidecar: bool,
     /// The backend is a local directory, served directly (see [`super::local`]).
@@ -131,7 +131,7 @@ impl ServeStore {
         let local = Local::of(&*store).map(Arc::new);
         Self {
             store,
-            prefix: Path::default(),
+            prefix: Arc::default(),
             sidecar,
             local,
             inline: false,
@@ -142,7 +142,7 @@ impl ServeStore {
     /// stores it).
     #[must_use]
     pub fn with_prefix(mut self, prefix: Path) -> Self {
-        self.prefix = prefix;
+        self.prefix = Arc::new(prefix);
         self
     }
 
@@ -168,7 +168,7 @@ impl ServeStore {
     }
 
     fn location(&self, key: &str) -> Option<Path> {
-        let full = if self.prefix.as_ref().is_empty() {
+        let full = if self.prefix.as_ref().as_ref().is_empty() {
             key.to_owned()
         } else {
             format!("{}/{key}", self.prefix)
@@ -221,14 +221,14 @@ impl<B> Service<Request<B>> for ServeStore {
             .flatten();
         let local = self.local.clone().map(|local| {
             // The object and its metadata below the prefix, as keys (no `Path` parsing).
-            let file = if self.prefix.as_ref().is_empty() {
+            let file = if self.prefix.as_ref().as_ref().is_empty() {
                 key.clone()
             } else {
                 format!("{}/{key}", self.prefix)
             };
-            let meta = crate::store::sidecar::key_of(&self.prefix, &key);
-            (local, file, meta)
+            (local, file)
         });
+        let prefix = self.prefix.clone();
         let inline = self.inline;
         ServeFuture::new(
             async move {
@@ -237,6 +237,7 @@ impl<B> Service<Request<B>> for ServeStore {
                     location: &location,
                     sidecar: sidecar.as_ref(),
                     local: local.as_ref(),
+                    prefix: &prefix,
                     inline,
                     key: &key,
                     head,
@@ -257,7 +258,9 @@ struct Get<'a> {
     sidecar: Option<&'a Path>,
     /// A local directory served directly, with the object's and its metadata's keys below
     /// the store's root.
-    local: Option<&'a (Arc<Local>, String, String)>,
+    local: Option<&'a (Arc<Local>, String)>,
+    /// The store's prefix (for the metadata's key, made only when it is read).
+    prefix: &'a Path,
     /// Its lookups on the runtime thread.
     inline: bool,
     key: &'a str,
@@ -267,8 +270,8 @@ struct Get<'a> {
 
 impl Get<'_> {
     async fn respond(&self) -> Response<ServeBody> {
-        if let Some((local, file, meta)) = self.local {
-            return self.respond_local(local.clone(), file, meta).await;
+        if let Some((local, file)) = self.local {
+            return self.respond_local(local.clone(), file).await;
         }
         let ranged = !self.head && self.headers.contains_key(RANGE);
         if !ranged && !conditional::any(self.headers) {
@@ -367,18 +370,27 @@ impl Get<'_> {
 
     /// A local directory: one blocking lookup (see [`super::local`]), then the same
     /// decisions, and the bytes from memory (small objects) or the file already open.
-    async fn respond_local(
-        &self,
-        local: Arc<Local>,
-        file: &str,
-        meta: &str,
-    ) -> Response<ServeBody> {
+    async fn respond_local(&self, local: Arc<Local>, file: &str) -> Response<ServeBody> {
         let whole = !self.head;
+        // The metadata's key is made only if its file is read (not on a miss, not for an
+        // object version whose metadata is remembered).
         let looked = if self.inline {
-            Ok(local.look(file, meta, whole))
+            Ok(local.look(
+                file,
+                || crate::store::sidecar::key_of(self.prefix, self.key),
+                whole,
+            ))
         } else {
-            let (file, meta) = (file.to_owned(), meta.to_owned());
-            tokio::task::spawn_blocking(move || local.look(&file, &meta, whole)).await
+            let (file, prefix, key) =
+                (file.to_owned(), self.prefix.to_owned(), self.key.to_owned());
+            tokio::task::spawn_blocking(move || {
+                local.look(
+                    &file,
+                    || crate::store::sidecar::key_of(&prefix, &key),
+                    whole,
+                )
+            })
+            .await
         };
         let looked = match looked {
             Ok(Ok(looked)) => looked,
