@@ -477,12 +477,8 @@ async fn the_store_refuses_what_a_local_disk_cannot_hold() {
         }
     }
     // What was refused left nothing behind: no staging file, no object.
-    let mut left = Vec::new();
-    for entry in walk(&root) {
-        left.push(entry.strip_prefix(&root).unwrap().display().to_string());
-    }
-    left.sort();
-    assert_eq!(left, ["assets", "dir/sub"], "files left");
+    assert_eq!(files_below(&root), ["assets"], "files left");
+    assert!(root.join("dir/sub").is_dir());
     // Object stores are not file systems: the same keys are fine in memory.
     let memory = BucketStore::new(Arc::new(InMemory::new()));
     for key in ["assets/logo.png", "dir", "x#1"] {
@@ -493,22 +489,4 @@ async fn the_store_refuses_what_a_local_disk_cannot_hold() {
         w.write(bytes::Bytes::from_static(b"m")).await.unwrap();
         w.commit().await.unwrap();
     }
-}
-
-/// Every file and empty directory below `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            let inner = walk(&path);
-            if inner.is_empty() {
-                out.push(path);
-            }
-            out.extend(inner);
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -238,6 +238,44 @@ impl App {
     }
 }
 
+/// Once no fill is in flight: the origin saw `whole` whole and `ranged` ranged requests, and
+/// the layer counted `joined` and `proxied` ranges.
+async fn settled(
+    app: &App,
+    origin: &Gated,
+    (whole, ranged): (usize, usize),
+    (joined, proxied): (u64, u64),
+) {
+    let handle = app.layer.handle();
+    fills_done(&handle).await;
+    assert_eq!(
+        origin.whole.load(Ordering::Relaxed),
+        whole,
+        "whole requests"
+    );
+    assert_eq!(
+        origin.ranged.load(Ordering::Relaxed),
+        ranged,
+        "ranged requests"
+    );
+    let stats = handle.spool_stats();
+    assert_eq!(
+        (stats.ranges_joined, stats.ranges_proxied),
+        (joined, proxied)
+    );
+}
+
+/// Wait (bounded) until no fill of the layer is in flight.
+async fn fills_done(handle: &tower_origin_pull::OriginPullHandle) {
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handle.fills_in_flight() == 0
+        })
+        .await,
+        "fills still in flight"
+    );
+}
+
 fn open_files_under(dir: &Path) -> usize {
     let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
         return 0;
@@ -438,24 +476,6 @@ async fn local_app(origin: &Gated) -> (App, PathBuf) {
         app_with(origin, store, Some(store_dir), |r| r, |l| l).await,
         root,
     )
-}
-
-/// Every file below `dir`, relative to it, sorted.
-fn files_below(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(at) = todo.pop() {
-        for entry in std::fs::read_dir(&at).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.push(path.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// On a local directory the same late joiners stream before the gate opens, from the store
@@ -712,12 +732,7 @@ async fn a_cold_far_range_is_proxied_at_once_and_its_fill_goes_on() {
     assert_eq!(app.layer.handle().spool_stats().ranges_proxied, 1);
     origin.allow(len);
     let handle = app.layer.handle();
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            handle.fills_in_flight() == 0
-        })
-        .await
-    );
+    fills_done(&handle).await;
     let again = get(&client, &app.at("cold.bin")).await;
     assert_eq!(again.outcome(), None, "a hit");
     assert!(again.body() == &object[..]);
@@ -759,12 +774,7 @@ async fn a_cold_suffix_range_does_not_wait_for_the_fills_head() {
     origin.hold(false, false);
     origin.allow(len);
     let handle = app.layer.handle();
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            handle.fills_in_flight() == 0
-        })
-        .await
-    );
+    fills_done(&handle).await;
     let again = get(&client, &app.at("tail.bin")).await;
     assert_eq!(again.outcome(), None, "a hit");
     assert!(again.body() == &object[..]);
@@ -791,12 +801,7 @@ async fn a_cold_suffix_ranges_request_goes_out_before_its_fills() {
     // An earlier pull leaves its connection idle in the pool.
     assert!(get(&client, &app.at("earlier.bin")).await.body() == &object[..]);
     let handle = app.layer.handle();
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            handle.fills_in_flight() == 0
-        })
-        .await
-    );
+    fills_done(&handle).await;
     origin.order.lock().unwrap().clear();
     let got = get_with(&client, &app.at("tail.bin"), &[("range", "bytes=-100")]).await;
     assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
@@ -844,20 +849,7 @@ async fn a_cold_far_range_proxied_on_the_fills_head_uses_its_speculative_request
     assert_eq!(got.outcome(), Some("proxied"));
     assert!(got.body() == &object[1_500_000..1_500_100]);
     origin.allow(len);
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            handle.fills_in_flight() == 0
-        })
-        .await
-    );
-    assert_eq!(origin.whole.load(Ordering::Relaxed), 1);
-    assert_eq!(
-        origin.ranged.load(Ordering::Relaxed),
-        1,
-        "one ranged request"
-    );
-    let stats = handle.spool_stats();
-    assert_eq!((stats.ranges_joined, stats.ranges_proxied), (0, 1));
+    settled(&app, &origin, (1, 1), (0, 1)).await;
     app.spools_gone().await;
 }
 
@@ -929,20 +921,7 @@ async fn a_cold_range_within_the_first_window_sends_one_origin_request() {
     let got = ranged.got().await;
     assert_eq!(got.status, StatusCode::PARTIAL_CONTENT);
     assert!(got.body() == &object[..100]);
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            handle.fills_in_flight() == 0
-        })
-        .await
-    );
-    assert_eq!(origin.whole.load(Ordering::Relaxed), 1);
-    assert_eq!(
-        origin.ranged.load(Ordering::Relaxed),
-        0,
-        "one origin request"
-    );
-    let stats = handle.spool_stats();
-    assert_eq!((stats.ranges_joined, stats.ranges_proxied), (1, 0));
+    settled(&app, &origin, (1, 0), (1, 0)).await;
     app.spools_gone().await;
 }
 
