@@ -547,7 +547,6 @@ impl Fill {
         st.wake_readers();
     }
 
-    /// Whether a reader starting at `pos` is expected to have its first byte within
     /// For a fill whose spool is the store write's staging file: the bytes the store has
     /// written are readable now, up to what the readers have been handed (so the held last
     /// chunk is never read from the file before the commit releases it). `false`: the
@@ -575,6 +574,7 @@ impl Fill {
         }
     }
 
+    /// Whether a reader starting at `pos` is expected to have its first byte within
     /// `max_wait`: the byte is in the window or the spool, or the fill reaches it in time at
     /// the rate it has had since its first byte. Before the rate is known (the first
     /// 10 ms of the body), a start within one window past what has arrived counts, and

@@ -390,6 +390,7 @@ async fn copy(
         verifier,
         limit: spec.checks.max_size,
         unstored,
+        staging: fill.catch_up_staging(),
     };
     match tee.copy(body, expected).await {
         // Cancelled meanwhile (a delete of the key): nothing is written back.
@@ -494,6 +495,7 @@ async fn replay_stored(
         verifier: None,
         limit: None,
         unstored: Some("already stored"),
+        staging: false,
     };
     let mut body = object.body;
     let mut received = 0;
@@ -565,6 +567,8 @@ struct Tee<'a> {
     limit: Option<(u64, Oversize)>,
     /// Why the bytes are not (or no longer) being stored.
     unstored: Option<&'static str>,
+    /// The fill's spool is the store write's staging file (looked up once, not per chunk).
+    staging: bool,
 }
 
 impl Tee<'_> {
@@ -636,9 +640,10 @@ impl Tee<'_> {
                 let written = self.bounds.step("a store write", writer.write(chunk)).await;
                 self.writer = Some(writer);
                 match written {
-                    Ok(Ok(())) => {
+                    Ok(Ok(())) if self.staging => {
                         self.fill.catch_up_staging();
                     }
+                    Ok(Ok(())) => {}
                     // A key the disk cannot hold, found at the first write to disk: the
                     // readers still get the object.
                     Ok(Err(Error::Unstorable { reason, .. })) => {
