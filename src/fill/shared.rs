@@ -809,3 +809,51 @@ impl Fill {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use tokio::time::Instant;
+
+    use super::Fill;
+    use crate::fill::spool::Spools;
+    use crate::store::StagingFile;
+    use crate::store::local::Staged;
+
+    /// A spool that is the store's staging file is readable only up to what the readers were
+    /// handed: the store may have written the held last chunk already, but no reader outside
+    /// the window reads it before the fill pushes it (after the commit).
+    #[tokio::test]
+    async fn a_staging_spool_never_shows_the_held_last_chunk_before_it_is_pushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = Arc::new(Staged::default());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let fill = Fill::new(
+            "k".into(),
+            None,
+            64 * 1024,
+            Duration::from_secs(1),
+            false,
+            deadline,
+        );
+        let spools = Arc::new(Spools::new(Some(dir.path().into()), 1 << 20));
+        fill.attach_spool(Arc::new(spools.of_staging(StagingFile(staged.clone()))));
+        fill.push(Bytes::from_static(b"first")).await.unwrap();
+        let (first, last): (&[u8], &[u8]) = (b"first", b"last");
+        staged
+            .append(
+                &dir.path().join("object"),
+                &[Bytes::from_static(first), Bytes::from_static(last)],
+            )
+            .unwrap();
+        assert_eq!(staged.written(), 9);
+        assert!(fill.catch_up_staging());
+        assert_eq!(fill.lock().spooled, 5, "only what the readers were handed");
+        fill.push(Bytes::from_static(b"last")).await.unwrap();
+        fill.flush_spool().await;
+        assert_eq!(fill.lock().spooled, 9, "all of it once pushed");
+    }
+}

@@ -132,7 +132,7 @@ impl Staged {
     }
 
     /// Append `batch` at the end (blocking).
-    fn append(&self, dest: &FsPath, batch: &[Bytes]) -> io::Result<()> {
+    pub(crate) fn append(&self, dest: &FsPath, batch: &[Bytes]) -> io::Result<()> {
         let file = self.create(dest)?;
         let mut at = self.written();
         for bytes in batch {
@@ -515,6 +515,29 @@ mod tests {
             w.write(Bytes::from_static(piece)).await.unwrap();
         }
         w.commit().await.unwrap()
+    }
+
+    /// A streaming write holds at most two batches not yet in the file (one gathering, one
+    /// being written), however large the object: what ARCHITECTURE.md and RELIABILITY.md
+    /// count as its memory.
+    #[tokio::test]
+    async fn a_streaming_write_is_at_most_two_batches_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let store = BucketStore::new(Arc::new(LocalFileSystem::new_with_prefix(&root).unwrap()));
+        let mut w = store.begin("big.bin", Attributes::new()).await.unwrap();
+        let staged = w.staging(usize::MAX).unwrap().0;
+        let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+        let mut size = 0u64;
+        for _ in 0..80 {
+            w.write(chunk.clone()).await.unwrap();
+            size += chunk.len() as u64;
+            let behind = size - staged.written();
+            assert!(behind <= 2 * super::BATCH as u64, "{behind} bytes behind");
+        }
+        assert!(staged.written() > 0, "batches were written while streaming");
+        assert_eq!(w.commit().await.unwrap(), Committed::Written);
+        assert_eq!(std::fs::metadata(root.join("big.bin")).unwrap().len(), size);
     }
 
     /// Create keeps what is there (object and metadata); replace renames over it, with its
