@@ -26,8 +26,10 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Inner { #[pin] body: B },
-        Pulled { body: Reader },
-        Range { body: Option<Reader>, take: u64, last: Option<u8> },
+        // A pulled object's reader is boxed: a hit's response, moved through every layer
+        // above, is at most a word larger than the inner one.
+        Pulled { body: Box<Reader> },
+        Range { body: Option<Box<Reader>>, take: u64, last: Option<u8> },
         Message { body: Full<Bytes> },
         Empty,
     }
@@ -42,7 +44,9 @@ impl<B> ResponseBody<B> {
 
     pub(crate) fn pulled(body: Reader) -> Self {
         Self {
-            kind: Kind::Pulled { body },
+            kind: Kind::Pulled {
+                body: Box::new(body),
+            },
         }
     }
 
@@ -53,7 +57,7 @@ impl<B> ResponseBody<B> {
         body.seek(skip);
         Self {
             kind: Kind::Range {
-                body: Some(body),
+                body: Some(Box::new(body)),
                 take,
                 last: None,
             },
@@ -105,7 +109,7 @@ where
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
-            KindProj::Pulled { body } => Pin::new(body).poll_frame(cx),
+            KindProj::Pulled { body } => Pin::new(&mut **body).poll_frame(cx),
             KindProj::Range { body, take, last } => poll_range(body, take, last, cx),
             KindProj::Message { body } => Pin::new(body)
                 .poll_frame(cx)
@@ -142,7 +146,7 @@ where
 /// stores nothing has nothing to verify and is abandoned when its reader leaves: its range
 /// ends with its last byte.)
 fn poll_range(
-    body: &mut Option<Reader>,
+    body: &mut Option<Box<Reader>>,
     take: &mut u64,
     last: &mut Option<u8>,
     cx: &mut Context<'_>,
@@ -165,7 +169,7 @@ fn poll_range(
             *body = None;
             return Poll::Ready(None);
         }
-        match std::task::ready!(Pin::new(&mut *reader).poll_frame(cx)) {
+        match std::task::ready!(Pin::new(&mut **reader).poll_frame(cx)) {
             None => {
                 *body = None;
                 return Poll::Ready(Some(Err("the object ended before the range".into())));
@@ -190,5 +194,25 @@ fn poll_range(
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use http::Response;
+
+    use super::ResponseBody;
+    use crate::ServeBody;
+
+    // What `Kind` says: a hit's response through the layer is at most a word larger than
+    // the inner service's (without the boxed reader it was 48 bytes larger).
+    #[test]
+    fn a_hits_response_is_at_most_a_word_larger_than_the_inner_ones() {
+        assert!(
+            size_of::<Response<ResponseBody<ServeBody>>>()
+                <= size_of::<Response<ServeBody>>() + size_of::<usize>()
+        );
     }
 }

@@ -80,27 +80,31 @@ where
 }
 
 /// The request's `Range` and preconditions (`If-*`; `None`, and nothing copied, when it has
-/// none), in one pass over its headers: cheaper than a hashed lookup per name for the
-/// handful of headers a request carries.
+/// none). Most requests carry none, so the names are scanned first (one pass over the map's
+/// entries, no hashing); only a request that has one pays for the copy.
 fn range_and_conditions(headers: &http::HeaderMap) -> Option<Box<http::HeaderMap>> {
     use http::header::{
-        IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+        HeaderName, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
+        RANGE,
     };
-    let mut conditions: Option<Box<http::HeaderMap>> = None;
-    for (name, value) in headers {
-        if *name == RANGE
+    fn wanted(name: &HeaderName) -> bool {
+        *name == RANGE
             || *name == IF_MATCH
             || *name == IF_NONE_MATCH
             || *name == IF_MODIFIED_SINCE
             || *name == IF_UNMODIFIED_SINCE
             || *name == IF_RANGE
-        {
-            conditions
-                .get_or_insert_default()
-                .append(name.clone(), value.clone());
+    }
+    if !headers.keys().any(wanted) {
+        return None;
+    }
+    let mut conditions = Box::new(http::HeaderMap::new());
+    for (name, value) in headers {
+        if wanted(name) {
+            conditions.append(name.clone(), value.clone());
         }
     }
-    conditions
+    Some(conditions)
 }
 
 /// The request's headers for rules that read them; an HTTP/2 request carries its host as

@@ -16,15 +16,17 @@ pub struct ServeFuture {
     inner: Inner,
 }
 
+// The ready answers (refusals) are rare and boxed, so the future a hit moves through the
+// layers above is two words.
 enum Inner {
-    Ready(Option<Response<ServeBody>>),
+    Ready(Option<Box<Response<ServeBody>>>),
     Store(BoxFuture<'static, Response<ServeBody>>),
 }
 
 impl ServeFuture {
     pub(crate) fn ready(response: Response<ServeBody>) -> Self {
         Self {
-            inner: Inner::Ready(Some(response)),
+            inner: Inner::Ready(Some(Box::new(response))),
         }
     }
 
@@ -47,7 +49,7 @@ impl Future for ServeFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.inner {
             Inner::Ready(response) => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
+                Some(response) => Poll::Ready(Ok(*response)),
                 None => panic!("ServeFuture polled after completion"),
             },
             Inner::Store(future) => future.as_mut().poll(cx).map(Ok),
