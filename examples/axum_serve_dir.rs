@@ -31,6 +31,11 @@ use tower_layer::Layer;
 use tower_origin_pull::server::Server;
 use tower_origin_pull::{HttpOrigin, OriginPullBuilder, Rule};
 
+// The allocator the mirror example ships with (see there), so that the side-by-side
+// harness compares the two services, not two allocators.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: axum_serve_dir --dir <DIR> --origin <URL> [--listen <ADDR>] [--threads N]
 
