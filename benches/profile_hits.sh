@@ -96,7 +96,9 @@ run() {
     curl -s "${urls[@]}" >/dev/null
     kill -INT "$pid"
     wait "$pid" || true
-    callgrind_annotate --threshold=100 "$out" >"$scratch/top.$n" 2>/dev/null
+    # --auto=no: the source annotation's call lines ("=> file:function") are inclusive and
+    # would be summed with the self costs.
+    callgrind_annotate --auto=no --threshold=100 "$out" >"$scratch/top.$n" 2>/dev/null
 }
 
 run "$n1"
@@ -133,7 +135,7 @@ for d, k in rows[:top]:
 # The same, summed by where the function comes from: the first crate named in its path
 # (`<hyper::proto::... as ...>` is hyper's), libc's allocator and mem* by name.
 groups = {
-    "malloc": "libc malloc/free/realloc",
+    "malloc": "malloc/free (libc's, or mimalloc's `mi_*` in the examples)",
     "mem": "libc memcpy/memmove/memset",
     "libc": "libc, other (syscall wrappers)",
     "hyper": "hyper + httparse + http + httpdate (HTTP/1, header maps)",
@@ -154,7 +156,9 @@ sums = {}
 for k in set(fa) | set(fb):
     d = (fb.get(k, 0) - fa.get(k, 0)) / (n2 - n1)
     name, obj = k.rsplit(" [", 1) if " [" in k else (k, "")
-    if "libc.so" in obj:
+    if re.match(r"_?mi_|mi_", name.split(":")[-1].strip()) or "mimalloc" in name:
+        g = "malloc"
+    elif "libc.so" in obj:
         g = "malloc" if re.search(r"malloc|free|realloc|calloc|tcache", name) else \
             "mem" if re.match(r"_*(mem|wmem)", name) else "libc"
     else:
