@@ -56,3 +56,12 @@ impl Future for ServeFuture {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // What `Inner` says: the future a hit moves through the layers above is two words.
+    #[test]
+    fn the_future_is_two_words() {
+        assert!(std::mem::size_of::<super::ServeFuture>() <= 2 * std::mem::size_of::<usize>());
+    }
+}
