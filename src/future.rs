@@ -189,12 +189,14 @@ fn revalidated<B>(c: Captured, inner: Response<B>, verdict: crate::refresh::Verd
 }
 
 /// Carry out the engine's decision for a response that triggers a rule.
-fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B> {
+fn start<B>(c: Captured, mut inner: Response<B>, status: http::StatusCode) -> Step<B> {
     let engine = c.engine.clone();
-    let store_checked = inner
-        .extensions()
-        .get::<crate::serve::StoreChecked>()
-        .is_some();
+    // `ServeStore` just looked this key up only if it parsed it from this very path.
+    let key = inner
+        .extensions_mut()
+        .remove::<crate::serve::StoreChecked>()
+        .and_then(|checked| checked.key_for(c.uri.path()));
+    let store_checked = key.is_some();
     let action = crate::engine::decide(
         &engine,
         Miss {
@@ -211,6 +213,7 @@ fn start<B>(c: Captured, inner: Response<B>, status: http::StatusCode) -> Step<B
                 .as_deref()
                 .and_then(|h| h.get(http::header::IF_RANGE)),
             store_checked,
+            key,
         },
     );
     let finish = |answer| Step::Done(finish(&engine, answer));

@@ -15,7 +15,7 @@ use crate::rule::{FillChecks, HeadMiss, Mode, RangeMiss, Rule};
 use crate::serve::range::{self, Ask};
 
 /// What a request that triggered a rule brings to the decision.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Miss<'a> {
     /// The request path as received (the key is parsed from it here).
     pub(crate) uri: &'a Uri,
@@ -32,6 +32,9 @@ pub(crate) struct Miss<'a> {
     /// The inner service is `ServeStore` and looked the key up in the store just now: the
     /// fill need not look again.
     pub(crate) store_checked: bool,
+    /// The key `ServeStore` parsed from this very path and looked up, when it did: not
+    /// parsed again.
+    pub(crate) key: Option<String>,
 }
 
 /// What to do with a miss.
@@ -90,7 +93,7 @@ pub(crate) struct Redirect {
 /// Decide what a miss becomes. It starts nothing and counts nothing but the variants of a
 /// key (for `max_variants`).
 pub(crate) fn decide(engine: &Engine, miss: Miss<'_>) -> Action {
-    let Some(key) = crate::key::parse(miss.uri.path()) else {
+    let Some(key) = miss.key.or_else(|| crate::key::parse(miss.uri.path())) else {
         return Action::Untouched;
     };
     // Variants' keys are written only as variants, never by a request naming them.
@@ -397,6 +400,7 @@ mod tests {
                 range: range.as_ref(),
                 if_range: None,
                 store_checked: false,
+                key: None,
             },
         );
         describe(&action)
@@ -607,6 +611,7 @@ mod tests {
                     range: None,
                     if_range: None,
                     store_checked: false,
+                    key: None,
                 },
             ))
         };

@@ -24,7 +24,7 @@ pub(crate) const VARIANTS_PREFIX: &str = ".origin-pull-variants";
 
 /// Whether `key` lies under the reserved variants prefix.
 pub(crate) fn reserved(key: &str) -> bool {
-    key.split('/').next() == Some(VARIANTS_PREFIX)
+    key.starts_with(VARIANTS_PREFIX) && key.split('/').next() == Some(VARIANTS_PREFIX)
 }
 
 /// Keys whose variants are counted at most (past it, one counted key is forgotten for each

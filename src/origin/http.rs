@@ -341,7 +341,12 @@ impl HttpOrigin {
         path: &str,
         query: Option<&str>,
     ) -> Result<Uri, Error> {
-        let mut pq = self.base_path.clone();
+        // Sized for the common case (nothing to escape) so the pushes below do not
+        // reallocate: a redirect builds one of these per request.
+        let mut pq = String::with_capacity(
+            self.base_path.len() + path.len() + 2 + query.map_or(0, |q| q.len() + 1),
+        );
+        pq.push_str(&self.base_path);
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             // A rewrite can turn a clean key into `..` (a prefix stripped without its `/`:
             // `img../x` → `../x`); origins resolve dot segments, even percent-encoded ones,

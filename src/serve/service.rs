@@ -243,7 +243,13 @@ impl<B> Service<Request<B>> for ServeStore {
                     head,
                     headers: &parts.headers,
                 };
-                request.respond().await
+                let mut response = request.respond().await;
+                // A miss hands the layer the key it was looked up under, with the path it
+                // came from, so the layer need not parse the same path again.
+                if let Some(checked) = response.extensions_mut().get_mut::<StoreChecked>() {
+                    checked.parsed = Some((parts.uri, key));
+                }
+                response
             }
             .boxed(),
         )
@@ -524,14 +530,30 @@ fn status(code: StatusCode, body: ServeBody) -> Response<ServeBody> {
 }
 
 /// A response extension on `ServeStore`'s `404` for a key it looked up in the store just
-/// now: the layer's fill then skips its own re-check of the store (see ARCHITECTURE.md).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StoreChecked;
+/// now. When the path it parsed the key from is the layer's request path, the layer takes
+/// the key from here and its fill skips its own re-check of the store; otherwise (a service
+/// between them rewrote the path) neither (see ARCHITECTURE.md).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StoreChecked {
+    /// The request URI `ServeStore` was asked for, and the key it parsed from its path.
+    pub(crate) parsed: Option<(http::Uri, String)>,
+}
+
+impl StoreChecked {
+    /// The key, if it was parsed from `path`: the same path gives the same key
+    /// ([`key::parse`] is a function of the path alone), while a service between the layer
+    /// and `ServeStore` that rewrote the path (a nest, a prefix) made it another key.
+    pub(crate) fn key_for(self, path: &str) -> Option<String> {
+        self.parsed
+            .filter(|(uri, _)| uri.path() == path)
+            .map(|(_, key)| key)
+    }
+}
 
 /// `404` for a key the store does not have, marked [`StoreChecked`].
 fn missing() -> Response<ServeBody> {
     let mut res = message(StatusCode::NOT_FOUND, "no such object\n");
-    res.extensions_mut().insert(StoreChecked);
+    res.extensions_mut().insert(StoreChecked::default());
     res
 }
 

@@ -49,6 +49,10 @@ pub(crate) const UPLOADS_PREFIX: &str = ".origin-pull-uploads";
 /// Whether `key` is one of the crate's own bookkeeping objects (metadata, tombstones, the
 /// parts of S3 multipart uploads).
 pub(crate) fn reserved(key: &str) -> bool {
+    // Every reserved prefix begins so: most keys are told apart by their first byte.
+    if !key.starts_with(".origin-pull-") {
+        return false;
+    }
     matches!(
         key.split('/').next(),
         Some(META_PREFIX | super::TOMBSTONE_PREFIX | UPLOADS_PREFIX)
@@ -163,6 +167,25 @@ pub(crate) async fn remove(store: &dyn ObjectStore, at: &Path) -> object_store::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_keys_are_the_first_segments_named_so() {
+        for prefix in [META_PREFIX, crate::store::TOMBSTONE_PREFIX, UPLOADS_PREFIX] {
+            assert!(reserved(prefix));
+            assert!(reserved(&format!("{prefix}/a/b.txt")));
+            assert!(!reserved(&format!("{prefix}x/a")));
+            assert!(!reserved(&format!("a/{prefix}/b")));
+        }
+        for key in [
+            "a.txt",
+            "a/b",
+            ".origin-pull-",
+            ".origin-pull-other/x",
+            ".hidden",
+        ] {
+            assert!(!reserved(key), "{key}");
+        }
+    }
 
     #[test]
     fn round_trip_and_size_check() {
