@@ -1233,6 +1233,44 @@ http {{
         Ok(())
     }
 
+    /// One wrk run against `sut` (`row` and `label` name it in errors and notes): what wrk
+    /// measured, and the system's CPU µs per request over the run. Responses other than
+    /// 2xx/3xx fail the row; wrk's socket errors become a note.
+    #[allow(clippy::too_many_arguments)]
+    fn wrk_cpu(
+        &mut self,
+        row: &str,
+        label: &str,
+        sut: Sut,
+        path: &str,
+        secs: u64,
+        conns: usize,
+        script: Option<&Path>,
+    ) -> Res<(Wrk, f64)> {
+        let url = self.url(sut, path);
+        let pid = self
+            .sut_pid(sut)
+            .ok_or("no PID for the system under test")?;
+        let cpu0 = cpu_seconds(pid);
+        let w = wrk(self.load_cpu, &url, secs, conns, script)?;
+        let cpu = cpu_seconds(pid)
+            .zip(cpu0)
+            .map_or(f64::NAN, |(b, a)| (b - a) * 1e6 / w.requests.max(1) as f64);
+        if w.errors > 0 {
+            return Err(format!(
+                "{row} {}: {} answers other than 2xx/3xx",
+                sut.label(),
+                w.errors
+            ));
+        }
+        if let Some(e) = &w.socket_errors {
+            println!("{row} {label} {}: wrk {e}", sut.label());
+            self.notes
+                .push(format!("{row} {label}, {}: wrk reported {e}.", sut.label()));
+        }
+        Ok((w, cpu))
+    }
+
     /// One M1 run: wrk on `/hit/{name}` of `sut`; (req/s, MiB/s, CPU µs per request).
     fn m1_run(
         &mut self,
@@ -1242,27 +1280,18 @@ http {{
         conns: usize,
         label: &str,
     ) -> Res<(f64, f64, f64)> {
-        let url = self.url(sut, &format!("/hit/{name}"));
-        let pid = self
-            .sut_pid(sut)
-            .ok_or("no PID for the system under test")?;
-        let cpu0 = cpu_seconds(pid);
-        let w = wrk(self.load_cpu, &url, secs, conns, None)?;
-        let cpu = cpu_seconds(pid)
-            .zip(cpu0)
-            .map_or(f64::NAN, |(b, a)| (b - a) * 1e6 / w.requests.max(1) as f64);
-        if w.errors > 0 {
-            return Err(format!("M1 {}: {} errors", sut.label(), w.errors));
-        }
-        if let Some(e) = &w.socket_errors {
-            println!("M1 {} {name}: wrk {e}", sut.label());
-            self.notes.push(format!(
-                "M1 {label}, {name}, {}: wrk reported {e}.",
-                sut.label()
-            ));
-        }
+        let label = format!("{label}, {name}");
+        let (w, cpu) = self.wrk_cpu(
+            "M1",
+            &label,
+            sut,
+            &format!("/hit/{name}"),
+            secs,
+            conns,
+            None,
+        )?;
         println!(
-            "M1 {label} {name:>7} {:<38} {:>10.0} req/s {:>8.1} MiB/s {cpu:>7.1} µs CPU/req",
+            "M1 {label:>16} {:<38} {:>10.0} req/s {:>8.1} MiB/s {cpu:>7.1} µs CPU/req",
             sut.label(),
             w.rps,
             w.mib_s
@@ -1884,31 +1913,16 @@ http {{
             keys += M6_KEYS;
             for i in 0..suts.len() {
                 let sut = suts[(i + round) % suts.len()];
-                let pid = self
-                    .sut_pid(sut)
-                    .ok_or("no PID for the system under test")?;
-                let cpu0 = cpu_seconds(pid);
-                let w = wrk(
-                    self.load_cpu,
-                    &self.url(sut, "/"),
+                let (w, cpu) = self.wrk_cpu(
+                    "M6",
+                    &format!("round {round}"),
+                    sut,
+                    "/",
                     secs,
                     conns,
                     Some(&script),
                 )?;
-                let cpu = cpu_seconds(pid)
-                    .zip(cpu0)
-                    .map_or(f64::NAN, |(b, a)| (b - a) * 1e6 / w.requests.max(1) as f64);
                 cpus.entry(sut).or_default().push(cpu);
-                if w.errors > 0 {
-                    return Err(format!("M6 {}: {} non-3xx answers", sut.label(), w.errors));
-                }
-                if let Some(e) = &w.socket_errors {
-                    println!("M6 {}: wrk {e}", sut.label());
-                    self.notes.push(format!(
-                        "M6 round {round}, {}: wrk reported {e}.",
-                        sut.label()
-                    ));
-                }
                 println!(
                     "M6 round {round} {:<36} {:>10.0} redirects/s {cpu:>6.1} µs CPU/req",
                     sut.label(),
