@@ -236,6 +236,15 @@ impl App {
         );
         assert_eq!(self.layer.handle().spool_stats().bytes_now, 0);
     }
+
+    /// The fill a test started went on and stored the object: once no fill is in flight, a
+    /// plain GET of `name` is a hit with the whole `object`.
+    async fn serves_stored(&self, client: &HttpClient, name: &str, object: &Bytes) {
+        fills_done(&self.layer.handle()).await;
+        let again = get(client, &self.at(name)).await;
+        assert_eq!(again.outcome(), None, "a hit");
+        assert!(again.body() == &object[..]);
+    }
 }
 
 /// Once no fill is in flight: the origin saw `whole` whole and `ranged` ranged requests, and
@@ -311,6 +320,15 @@ async fn app_with(
         spool_dir,
         _store_dir: store_dir,
     }
+}
+
+/// The cold-range tests' setting: a `len`-byte object (from `seed`) behind a gated origin
+/// that has let nothing through yet, and a mirror whose ranges may join a fill for 5 s.
+async fn cold_range_setup(len: usize, seed: u64) -> (Bytes, Gated, App) {
+    let object = random_bytes(len, seed);
+    let origin = Gated::start(object.clone(), None).await;
+    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
+    (object, origin, app)
 }
 
 async fn app(
@@ -711,9 +729,7 @@ async fn far_ranges_are_proxied_under_a_small_max_wait() {
 async fn a_cold_far_range_is_proxied_at_once_and_its_fill_goes_on() {
     let _serial = SERIAL.read().await;
     let len = 2 * MIB;
-    let object = random_bytes(len, 14);
-    let origin = Gated::start(object.clone(), None).await;
-    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
+    let (object, origin, app) = cold_range_setup(len, 14).await;
     let client = client();
     let got = get_with(
         &client,
@@ -731,11 +747,7 @@ async fn a_cold_far_range_is_proxied_at_once_and_its_fill_goes_on() {
     );
     assert_eq!(app.layer.handle().spool_stats().ranges_proxied, 1);
     origin.allow(len);
-    let handle = app.layer.handle();
-    fills_done(&handle).await;
-    let again = get(&client, &app.at("cold.bin")).await;
-    assert_eq!(again.outcome(), None, "a hit");
-    assert!(again.body() == &object[..]);
+    app.serves_stored(&client, "cold.bin", &object).await;
     assert_eq!(origin.whole.load(Ordering::Relaxed), 1);
     app.spools_gone().await;
 }
@@ -750,10 +762,8 @@ async fn a_cold_far_range_is_proxied_at_once_and_its_fill_goes_on() {
 async fn a_cold_suffix_range_does_not_wait_for_the_fills_head() {
     let _serial = SERIAL.read().await;
     let len = 2 * MIB;
-    let object = random_bytes(len, 18);
-    let origin = Gated::start(object.clone(), None).await;
+    let (object, origin, app) = cold_range_setup(len, 18).await;
     origin.hold(true, false);
-    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
     let client = client();
     let url = app.at("tail.bin");
     let ranged = get_with(&client, &url, &[("range", "bytes=-100")]);
@@ -773,11 +783,7 @@ async fn a_cold_suffix_range_does_not_wait_for_the_fills_head() {
     // The full fill was held at its head all along; it goes on and stores the object.
     origin.hold(false, false);
     origin.allow(len);
-    let handle = app.layer.handle();
-    fills_done(&handle).await;
-    let again = get(&client, &app.at("tail.bin")).await;
-    assert_eq!(again.outcome(), None, "a hit");
-    assert!(again.body() == &object[..]);
+    app.serves_stored(&client, "tail.bin", &object).await;
     assert_eq!(origin.whole.load(Ordering::Relaxed), 1);
     assert_eq!(origin.ranged.load(Ordering::Relaxed), 1);
     let stats = app.layer.handle().spool_stats();
@@ -793,10 +799,8 @@ async fn a_cold_suffix_range_does_not_wait_for_the_fills_head() {
 async fn a_cold_suffix_ranges_request_goes_out_before_its_fills() {
     let _serial = SERIAL.read().await;
     let len = 2 * MIB;
-    let object = random_bytes(len, 21);
-    let origin = Gated::start(object.clone(), None).await;
+    let (object, origin, app) = cold_range_setup(len, 21).await;
     origin.allow(len);
-    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
     let client = client();
     // An earlier pull leaves its connection idle in the pool.
     assert!(get(&client, &app.at("earlier.bin")).await.body() == &object[..]);
@@ -822,10 +826,8 @@ async fn a_cold_suffix_ranges_request_goes_out_before_its_fills() {
 async fn a_cold_far_range_proxied_on_the_fills_head_uses_its_speculative_request() {
     let _serial = SERIAL.read().await;
     let len = 2 * MIB;
-    let object = random_bytes(len, 21);
-    let origin = Gated::start(object.clone(), None).await;
+    let (object, origin, app) = cold_range_setup(len, 21).await;
     origin.hold(true, true);
-    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
     let handle = app.layer.handle();
     let client = client();
     let ranged = start_get(
@@ -862,11 +864,9 @@ async fn a_cold_far_range_proxied_on_the_fills_head_uses_its_speculative_request
 async fn a_cold_suffix_range_within_the_window_joins_and_cancels_its_speculative_request() {
     let _serial = SERIAL.read().await;
     let len = 48 * KIB;
-    let object = random_bytes(len, 19);
-    let origin = Gated::start(object.clone(), None).await;
+    let (object, origin, app) = cold_range_setup(len, 19).await;
     origin.hold(true, true);
     origin.allow(len);
-    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
     let handle = app.layer.handle();
     let client = client();
     let ranged = start_get(&client, &app.at("small.bin"), Some("bytes=-100".to_owned()));
@@ -903,10 +903,8 @@ async fn a_cold_suffix_range_within_the_window_joins_and_cancels_its_speculative
 async fn a_cold_range_within_the_first_window_sends_one_origin_request() {
     let _serial = SERIAL.read().await;
     let len = 2 * MIB;
-    let object = random_bytes(len, 20);
-    let origin = Gated::start(object.clone(), None).await;
+    let (object, origin, app) = cold_range_setup(len, 20).await;
     origin.hold(true, false);
-    let app = app(&origin.url, join_fill(Duration::from_secs(5)), |l| l).await;
     let handle = app.layer.handle();
     let client = client();
     let ranged = start_get(&client, &app.at("head.bin"), Some("bytes=0-99".to_owned()));
