@@ -321,26 +321,13 @@ fn origin_of(o: &TestOrigin) -> HttpOrigin {
     origin(&o.url)
 }
 
-/// Every regular file below `root`, relative, sorted.
-/// The objects' files below `root` (not the metadata kept beside them).
+/// The objects' files below `root` (not the metadata kept beside them), relative, sorted.
 fn files(root: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.ends_with(tower_origin_pull::store::META_PREFIX) {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    let meta = format!("{}/", tower_origin_pull::store::META_PREFIX);
+    files_below(root)
+        .into_iter()
+        .filter(|f| !f.starts_with(&meta))
+        .collect()
 }
 
 async fn expect(c: &HttpClient, url: &str, body: &str) {
